@@ -1,0 +1,84 @@
+// Package ports declares the small interfaces the domain calls out through:
+// an inference backend that opens one InferenceSession per stream, a Notifier
+// that reaches the wearer's phone, and a StreamObserver for metrics.
+//
+// It imports only the standard library, so adapters and tests can implement
+// the interfaces without pulling in any outside dependency.
+package ports
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Chunk is one time window of a stream, sent to the model in a single call.
+type Chunk struct {
+	// Frames are the encoded frames (JPEG in practice), oldest first.
+	Frames [][]byte
+	// StartS and EndS are the window's bounds in seconds since the stream began.
+	StartS float64
+	EndS   float64
+	// Prompt is the instruction given to the model for this chunk.
+	Prompt string
+}
+
+// Result is a model reply. Its non-null fields are merged into the next ack
+// as they are (typically caption, latency_ms, chunk_start_s, chunk_end_s,
+// tokens_generated). Values must be JSON-encodable.
+type Result map[string]any
+
+// InferenceSession runs a model over the chunks of one stream.
+// Calls are never concurrent: the domain keeps at most one in flight.
+type InferenceSession interface {
+	// InferChunk runs the model over one chunk. When ctx is done the
+	// implementation must abandon (and, if remote, cancel) the call and
+	// return promptly with an error.
+	InferChunk(ctx context.Context, chunk Chunk) (Result, error)
+	// Close releases everything the session holds. It is called exactly once.
+	Close(ctx context.Context) error
+}
+
+// SessionRequest says which stream an inference session is for.
+type SessionRequest struct {
+	// StreamID is unique per stream; backends use it to scope model state.
+	StreamID string
+	// Overrides are per-stream settings supplied by the client and already
+	// vetted by the caller's trust policy, keyed by lower-case name without
+	// any transport prefix (for Modal: "token-id", "token-secret",
+	// "app-name", "class-name"). Empty means the backend's own defaults.
+	Overrides map[string]string
+}
+
+// InferenceBackend opens inference sessions, one per stream.
+type InferenceBackend interface {
+	// OpenSession prepares a session for one stream. It may be slow (remote
+	// look-ups); it must honour ctx.
+	OpenSession(ctx context.Context, req SessionRequest) (InferenceSession, error)
+}
+
+// Notifier sends a short message to the phone of the owner of apiKey.
+type Notifier interface {
+	// Notify delivers message and returns the upstream's JSON reply.
+	Notify(ctx context.Context, apiKey, message string) (json.RawMessage, error)
+}
+
+// StreamObserver is told what happens inside streams, for metrics. Methods are
+// called on hot paths: they must be cheap, non-blocking and safe for
+// concurrent use.
+type StreamObserver interface {
+	// FramesDropped reports frames evicted from a full buffer.
+	FramesDropped(frames int, bytes int64)
+	// ChunkCut reports a chunk handed to the model.
+	ChunkCut(frames int, bytes int64)
+	// InferenceDone reports a finished call: outcome is "ok", "error" or
+	// "timeout"; d is the measured round trip.
+	InferenceDone(outcome string, d time.Duration)
+}
+
+// NopObserver is a StreamObserver that ignores everything.
+type NopObserver struct{}
+
+func (NopObserver) FramesDropped(int, int64)            {}
+func (NopObserver) ChunkCut(int, int64)                 {}
+func (NopObserver) InferenceDone(string, time.Duration) {}
