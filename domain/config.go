@@ -1,0 +1,89 @@
+package domain
+
+import (
+	"time"
+
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// Defaults of Config, matching the original server where it had a setting.
+const (
+	DefaultChunkInterval    = time.Second
+	DefaultMaxBufferFrames  = 120
+	DefaultMaxBufferBytes   = 64 << 20
+	DefaultInferenceTimeout = 30 * time.Second
+	DefaultPrompt           = "Provide a concise present-tense narration of the wearer's current actions and surroundings."
+)
+
+// Config tunes one stream. A zero field takes its default, so Config{} is a
+// working configuration.
+type Config struct {
+	// ChunkInterval is the least time between two chunk cuts
+	// (VISION_CHUNK_SECONDS). Zero means DefaultChunkInterval; a negative
+	// value means no minimum: a chunk is cut whenever no call is in flight.
+	ChunkInterval time.Duration
+	// MaxBufferFrames bounds the frames waiting for the next chunk
+	// (VISION_MAX_BUFFER_FRAMES); the oldest are dropped first.
+	MaxBufferFrames int
+	// MaxBufferBytes bounds the bytes waiting for the next chunk
+	// (VISION_MAX_BUFFER_BYTES); the oldest frames are dropped first. A
+	// single frame larger than the budget is still kept, alone.
+	MaxBufferBytes int64
+	// Prompt is sent with every chunk (VISION_PROMPT).
+	Prompt string
+	// InferenceTimeout bounds opening the inference session and each call
+	// (FORESIGHT_INFERENCE_TIMEOUT); the call's context is cancelled then.
+	InferenceTimeout time.Duration
+	// Clock supplies time; nil means the system clock.
+	Clock Clock
+	// Observer is told about drops, chunks and calls; nil means none.
+	Observer ports.StreamObserver
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	switch {
+	case c.ChunkInterval == 0:
+		c.ChunkInterval = DefaultChunkInterval
+	case c.ChunkInterval < 0:
+		c.ChunkInterval = 0
+	}
+	if c.MaxBufferFrames <= 0 {
+		c.MaxBufferFrames = DefaultMaxBufferFrames
+	}
+	if c.MaxBufferBytes <= 0 {
+		c.MaxBufferBytes = DefaultMaxBufferBytes
+	}
+	if c.Prompt == "" {
+		c.Prompt = DefaultPrompt
+	}
+	if c.InferenceTimeout <= 0 {
+		c.InferenceTimeout = DefaultInferenceTimeout
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Observer == nil {
+		c.Observer = ports.NopObserver{}
+	}
+	return c
+}
+
+// Clock is the domain's only source of time, so tests can drive it.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc runs f in its own goroutine once d has passed; stop
+	// prevents that if it has not happened yet.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+// SystemClock is the real, monotonic clock.
+type SystemClock struct{}
+
+// Now returns time.Now, which carries a monotonic reading.
+func (SystemClock) Now() time.Time { return time.Now() }
+
+// AfterFunc wraps time.AfterFunc.
+func (SystemClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}

@@ -1,0 +1,272 @@
+// Package domain holds the rules of a live vision stream as pure logic:
+// frame acks, the chunk window, the one-call-in-flight rule, attaching a
+// finished result to exactly one later ack, and the stream's lifecycle and
+// summary. It does no I/O: inference goes through ports.InferenceBackend and
+// time through Clock.
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// ErrInferenceTimeout is the cause given to a call's context when it runs
+// past Config.InferenceTimeout.
+var ErrInferenceTimeout = errors.New("inference timed out")
+
+// errStreamClosed is the cause given to a call's context when its stream ends.
+var errStreamClosed = errors.New("stream closed")
+
+// Outcomes passed to ports.StreamObserver.InferenceDone.
+const (
+	OutcomeOK      = "ok"
+	OutcomeError   = "error"
+	OutcomeTimeout = "timeout"
+)
+
+// Ack answers one frame. Result, when not nil, is a finished inference result
+// (or {"inference_error": ...}) delivered on this ack and no other.
+type Ack struct {
+	Frame  int64
+	Bytes  int
+	Result ports.Result
+}
+
+// Summary describes a finished stream.
+type Summary struct {
+	Frames            int64
+	Bytes             int64
+	Chunks            int64
+	InferenceFailures int64 // includes timeouts and a failed session open
+	InferenceTimeouts int64
+	DroppedFrames     int64
+	DroppedBytes      int64
+	Duration          time.Duration
+	FPS               float64
+	// CloseErr is the error closing the inference session returned, if any.
+	CloseErr error
+}
+
+// Stream is one stream session: one WebSocket connection in the server.
+// It is not safe for concurrent use: one goroutine feeds it frames and
+// closes it. Inference runs in the background, one call at a time.
+type Stream struct {
+	cfg     Config
+	backend ports.InferenceBackend
+	req     ports.SessionRequest
+
+	start       time.Time
+	windowStart time.Time
+	buf         frameBuffer
+
+	session  ports.InferenceSession // nil until opened
+	disabled bool                   // the session could not be opened: no more inference
+	call     *call                  // the one call in flight (open or infer), if any
+	pending  ports.Result           // a result waiting for the next ack
+
+	summary Summary
+	closed  bool
+}
+
+// call is a background open or infer call.
+type call struct {
+	open    bool // opening the session rather than inferring a chunk
+	done    chan outcome
+	cancel  context.CancelCauseFunc
+	stop    func() bool
+	ctx     context.Context
+	started time.Time
+}
+
+type outcome struct {
+	result  ports.Result
+	session ports.InferenceSession
+	err     error
+}
+
+// StartStream begins a stream now and starts opening its inference session in
+// the background, so the first acks never wait for the backend.
+func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg Config) *Stream {
+	cfg = cfg.withDefaults()
+	now := cfg.Clock.Now()
+	s := &Stream{
+		cfg:         cfg,
+		backend:     backend,
+		req:         req,
+		start:       now,
+		windowStart: now,
+		buf:         newFrameBuffer(cfg.MaxBufferFrames, cfg.MaxBufferBytes),
+	}
+	s.call = s.launch(true, func(ctx context.Context) outcome {
+		sess, err := backend.OpenSession(ctx, req)
+		return outcome{session: sess, err: err}
+	})
+	return s
+}
+
+// launch runs fn in the background under a context that is cancelled when
+// the inference timeout passes or the stream closes.
+func (s *Stream) launch(open bool, fn func(ctx context.Context) outcome) *call {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	c := &call{open: open, done: make(chan outcome, 1), cancel: cancel, ctx: ctx, started: s.cfg.Clock.Now()}
+	c.stop = s.cfg.Clock.AfterFunc(s.cfg.InferenceTimeout, func() { cancel(ErrInferenceTimeout) })
+	go func() { c.done <- fn(ctx) }()
+	return c
+}
+
+// HandleFrame takes one frame and returns its ack at once.
+func (s *Stream) HandleFrame(frame []byte) Ack {
+	s.summary.Frames++
+	s.summary.Bytes += int64(len(frame))
+	if !s.disabled {
+		if n, size := s.buf.push(frame); n > 0 {
+			s.summary.DroppedFrames += int64(n)
+			s.summary.DroppedBytes += size
+			s.cfg.Observer.FramesDropped(n, size)
+		}
+	}
+	s.poll()
+	if s.call == nil && s.session != nil && s.buf.count > 0 {
+		if now := s.cfg.Clock.Now(); now.Sub(s.windowStart) >= s.cfg.ChunkInterval {
+			s.cut(now)
+		}
+	}
+	ack := Ack{Frame: s.summary.Frames, Bytes: len(frame), Result: s.pending}
+	s.pending = nil
+	return ack
+}
+
+// poll collects the call in flight if it has finished.
+func (s *Stream) poll() {
+	if s.call == nil {
+		return
+	}
+	select {
+	case o := <-s.call.done:
+		s.finish(o)
+	default:
+	}
+}
+
+// finish applies a finished call's outcome.
+func (s *Stream) finish(o outcome) {
+	c := s.call
+	s.call = nil
+	c.stop()
+	cause := context.Cause(c.ctx)
+	c.cancel(nil)
+	elapsed := s.cfg.Clock.Now().Sub(c.started)
+	if errors.Is(cause, ErrInferenceTimeout) && o.err == nil && !c.open {
+		// Finished in the same instant the timer fired: keep the result.
+		cause = nil
+	}
+	if o.err != nil && errors.Is(cause, ErrInferenceTimeout) {
+		o.err = fmt.Errorf("%w after %s", ErrInferenceTimeout, s.cfg.InferenceTimeout)
+	}
+	if c.open {
+		if o.err != nil {
+			if o.session != nil {
+				// A backend that fails must not also hand back a session,
+				// but if it does it would never be closed otherwise.
+				_ = o.session.Close(context.Background())
+			}
+			s.disabled = true
+			s.buf.clear()
+			s.fail(fmt.Errorf("open inference session: %w", o.err), elapsed)
+			return
+		}
+		s.session = o.session
+		return
+	}
+	if o.err != nil {
+		s.fail(o.err, elapsed)
+		return
+	}
+	s.cfg.Observer.InferenceDone(OutcomeOK, elapsed)
+	if len(o.result) > 0 {
+		s.pending = o.result
+	}
+}
+
+func (s *Stream) fail(err error, elapsed time.Duration) {
+	s.summary.InferenceFailures++
+	outcome := OutcomeError
+	if errors.Is(err, ErrInferenceTimeout) {
+		s.summary.InferenceTimeouts++
+		outcome = OutcomeTimeout
+	}
+	s.cfg.Observer.InferenceDone(outcome, elapsed)
+	s.pending = ports.Result{"inference_error": err.Error()}
+}
+
+// cut hands every buffered frame to the model as one chunk.
+func (s *Stream) cut(now time.Time) {
+	startS := max(s.windowStart.Sub(s.start).Seconds(), 0)
+	endS := max(now.Sub(s.start).Seconds(), startS)
+	size := s.buf.bytes
+	chunk := ports.Chunk{Frames: s.buf.take(), StartS: startS, EndS: endS, Prompt: s.cfg.Prompt}
+	s.windowStart = now
+	s.summary.Chunks++
+	s.cfg.Observer.ChunkCut(len(chunk.Frames), size)
+	session := s.session
+	s.call = s.launch(false, func(ctx context.Context) outcome {
+		res, err := session.InferChunk(ctx, chunk)
+		return outcome{result: res, err: err}
+	})
+}
+
+// Busy reports whether a call (opening the session or inferring a chunk) is
+// in flight.
+func (s *Stream) Busy() bool { return s.call != nil }
+
+// Close ends the stream: a finished result is consumed and dropped, a call in
+// flight is cancelled and awaited until ctx is done, and the inference
+// session is closed exactly once. Later calls return the same summary.
+func (s *Stream) Close(ctx context.Context) Summary {
+	if s.closed {
+		return s.summary
+	}
+	s.closed = true
+	if c := s.call; c != nil {
+		c.cancel(errStreamClosed)
+		select {
+		case o := <-c.done:
+			s.call = nil
+			c.stop()
+			if c.open && o.err == nil {
+				s.session = o.session
+			}
+		case <-ctx.Done():
+			// The call is cancelled but has not returned: whoever
+			// finishes it closes what it opened.
+			c.stop()
+			go closeWhenDone(c)
+		}
+	}
+	s.buf.clear()
+	if s.session != nil {
+		if err := s.session.Close(ctx); err != nil {
+			s.summary.CloseErr = fmt.Errorf("close inference session: %w", err)
+		}
+		s.session = nil
+	}
+	s.summary.Duration = s.cfg.Clock.Now().Sub(s.start)
+	if secs := s.summary.Duration.Seconds(); secs > 0 {
+		s.summary.FPS = float64(s.summary.Frames) / secs
+	}
+	return s.summary
+}
+
+// closeWhenDone waits for an abandoned call and closes a session it opened.
+func closeWhenDone(c *call) {
+	o := <-c.done
+	if c.open && o.err == nil && o.session != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = o.session.Close(ctx)
+	}
+}
