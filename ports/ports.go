@@ -59,7 +59,8 @@ type InferenceBackend interface {
 
 // Notifier sends a short message to the phone of the owner of apiKey.
 type Notifier interface {
-	// Notify delivers message and returns the upstream's JSON reply.
+	// Notify delivers message and returns the upstream's JSON reply. Its
+	// error text may be shown to the caller: short, and never a secret.
 	Notify(ctx context.Context, apiKey, message string) (json.RawMessage, error)
 }
 

@@ -1,0 +1,136 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// DefaultMaxPokeBodyBytes bounds a /poke/send request body.
+const DefaultMaxPokeBodyBytes = 64 << 10
+
+// PokeConfig configures POST /poke/send.
+type PokeConfig struct {
+	// Notifier delivers the message.
+	Notifier ports.Notifier
+	// ServerKey is the server's own Poke API key (FORESIGHT_POKE_API_KEY).
+	ServerKey string
+	// TrustClientKey lets the client's x-poke-api-key header win even when
+	// the server holds a key (FORESIGHT_TRUST_CLIENT_CREDENTIALS). Without a
+	// server key the header is always used, as in the original.
+	TrustClientKey bool
+	// MaxBodyBytes bounds the request body; zero means 64 KiB.
+	MaxBodyBytes int64
+	Observer     Observer
+	Logger       *slog.Logger
+}
+
+// PokeHandler serves POST /poke/send.
+type PokeHandler struct{ cfg PokeConfig }
+
+// NewPokeHandler returns the /poke/send handler.
+func NewPokeHandler(cfg PokeConfig) *PokeHandler {
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxPokeBodyBytes
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &PokeHandler{cfg: cfg}
+}
+
+// apiKey picks the key per the precedence in docs/security.md.
+func (h *PokeHandler) apiKey(r *http.Request) string {
+	client := strings.TrimSpace(r.Header.Get("X-Poke-Api-Key"))
+	if h.cfg.ServerKey == "" || (h.cfg.TrustClientKey && client != "") {
+		return client
+	}
+	return h.cfg.ServerKey
+}
+
+func (h *PokeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		h.cfg.Observer.PokeSent("bad_request")
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeDetail(w, http.StatusRequestEntityTooLarge, "Request body too large")
+			return
+		}
+		writeDetail(w, http.StatusBadRequest, "could not read request body")
+		return
+	}
+	message, problem := parseMessage(body)
+	if problem != nil {
+		h.cfg.Observer.PokeSent("bad_request")
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{problem}})
+		return
+	}
+	key := h.apiKey(r)
+	if key == "" {
+		h.cfg.Observer.PokeSent("no_key")
+		writeDetail(w, http.StatusInternalServerError, "Poke API key not configured")
+		return
+	}
+	data, err := h.cfg.Notifier.Notify(r.Context(), key, message)
+	if err != nil {
+		h.cfg.Observer.PokeSent("upstream_error")
+		// The notifier's error text is short and safe to show a client;
+		// it never carries the key or the upstream body.
+		h.cfg.Logger.Warn("poke send failed", "err", err)
+		writeDetail(w, http.StatusBadGateway, err.Error())
+		return
+	}
+	h.cfg.Observer.PokeSent("ok")
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"success": true, "data": data, "error": nil})
+}
+
+// validationError is one entry of FastAPI's 422 "detail" list.
+type validationError struct {
+	Type  string         `json:"type"`
+	Loc   []any          `json:"loc"`
+	Msg   string         `json:"msg"`
+	Input any            `json:"input"`
+	Ctx   map[string]any `json:"ctx,omitempty"`
+}
+
+// parseMessage validates {"message": "<text>"} the way FastAPI and pydantic
+// do, returning the same error entry for each kind of bad body.
+func parseMessage(body []byte) (string, *validationError) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return "", &validationError{Type: "missing", Loc: []any{"body"}, Msg: "Field required", Input: nil}
+	}
+	var doc any
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	if err := dec.Decode(&doc); err != nil || dec.More() {
+		return "", &validationError{Type: "json_invalid", Loc: []any{"body", 0}, Msg: "JSON decode error",
+			Input: map[string]any{}, Ctx: map[string]any{"error": "Expecting value"}}
+	}
+	obj, ok := doc.(map[string]any)
+	if !ok {
+		return "", &validationError{Type: "model_attributes_type", Loc: []any{"body"},
+			Msg: "Input should be a valid dictionary or object to extract fields from", Input: doc}
+	}
+	raw, ok := obj["message"]
+	if !ok {
+		return "", &validationError{Type: "missing", Loc: []any{"body", "message"}, Msg: "Field required", Input: obj}
+	}
+	message, ok := raw.(string)
+	if !ok {
+		return "", &validationError{Type: "string_type", Loc: []any{"body", "message"}, Msg: "Input should be a valid string", Input: raw}
+	}
+	return message, nil
+}

@@ -1,0 +1,482 @@
+package httpapi
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/foresight-vision/foresight/adapters/noop"
+	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// Defaults of StreamConfig.
+const (
+	DefaultMaxFrameBytes = 16 << 20
+	DefaultIdleTimeout   = 60 * time.Second
+	DefaultMaxStreams    = 10000
+	DefaultWriteTimeout  = 10 * time.Second
+	// closeWait bounds how long a server-initiated close waits for the
+	// client's close frame before dropping the connection.
+	closeWait = 2 * time.Second
+	// progressEvery is how often (in frames) a stream logs its progress,
+	// as the original did.
+	progressEvery = 30
+)
+
+// ModalOverrideHeaders maps the request headers a client may use to choose
+// its own inference credentials and model onto ports.SessionRequest
+// override keys.
+var ModalOverrideHeaders = map[string]string{
+	"X-Modal-Token-Id":     "token-id",
+	"X-Modal-Token-Secret": "token-secret",
+	"X-Modal-App-Name":     "app-name",
+	"X-Modal-Class-Name":   "class-name",
+}
+
+// StreamConfig configures the /vision/stream handler. The zero value works:
+// no inference, default limits.
+type StreamConfig struct {
+	// Backend opens one inference session per stream; nil means noop.
+	Backend ports.InferenceBackend
+	// Session tunes each stream's domain session (chunking, buffer, prompt,
+	// inference timeout).
+	Session domain.Config
+	// MaxFrameBytes is the largest message accepted
+	// (FORESIGHT_MAX_FRAME_BYTES); larger ones get close 1009 unread.
+	MaxFrameBytes int64
+	// IdleTimeout closes a stream that sends nothing for this long
+	// (FORESIGHT_WS_IDLE_TIMEOUT).
+	IdleTimeout time.Duration
+	// WriteTimeout bounds writing one ack to a client that does not read.
+	WriteTimeout time.Duration
+	// MaxStreams caps concurrent streams (FORESIGHT_MAX_STREAMS); upgrades
+	// past it get 503.
+	MaxStreams int
+	// AcceptClientOverrides passes the client's x-modal-* headers to the
+	// backend. The app turns it off when the server holds its own
+	// credentials (see docs/security.md).
+	AcceptClientOverrides bool
+	// Observer is told about streams and frames; nil means none.
+	Observer Observer
+	// Logger receives structured logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+func (c StreamConfig) withDefaults() StreamConfig {
+	if c.Backend == nil {
+		c.Backend = noop.Backend{}
+	}
+	if c.MaxFrameBytes <= 0 {
+		c.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.Observer == nil {
+		c.Observer = NopObserver{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Session.Observer == nil {
+		c.Session.Observer = c.Observer
+	}
+	return c
+}
+
+// StreamHandler serves GET /vision/stream: binary frames in, JSON acks out.
+type StreamHandler struct {
+	cfg      StreamConfig
+	active   atomic.Int64
+	closing  atomic.Bool
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
+	wg       sync.WaitGroup
+	upgrader ws.HTTPUpgrader
+}
+
+// NewStreamHandler returns a handler for /vision/stream.
+func NewStreamHandler(cfg StreamConfig) *StreamHandler {
+	cfg = cfg.withDefaults()
+	return &StreamHandler{
+		cfg:      cfg,
+		conns:    make(map[net.Conn]struct{}),
+		upgrader: ws.HTTPUpgrader{Timeout: cfg.WriteTimeout},
+	}
+}
+
+// ActiveStreams reports the streams open now.
+func (h *StreamHandler) ActiveStreams() int { return int(h.active.Load()) }
+
+// ServeHTTP upgrades the request to a WebSocket and runs the stream until
+// it ends.
+func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.closing.Load() {
+		h.cfg.Observer.StreamRejected("shutdown")
+		writeDetail(w, http.StatusServiceUnavailable, "server is shutting down")
+		return
+	}
+	if h.active.Add(1) > int64(h.cfg.MaxStreams) {
+		h.active.Add(-1)
+		h.cfg.Observer.StreamRejected("limit")
+		w.Header().Set("Retry-After", "5")
+		writeDetail(w, http.StatusServiceUnavailable, "too many concurrent streams")
+		return
+	}
+	defer h.active.Add(-1)
+
+	req := ports.SessionRequest{StreamID: rand.Text()}
+	if h.cfg.AcceptClientOverrides {
+		req.Overrides = overridesFromHeader(r.Header)
+	}
+	conn, rw, _, err := h.upgrader.Upgrade(r, w)
+	if err != nil {
+		// The upgrader has already answered with a status and reason.
+		h.cfg.Observer.StreamRejected("handshake")
+		h.cfg.Logger.Debug("websocket handshake failed", "remote", r.RemoteAddr, "err", err)
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	if !h.track(conn) {
+		// Shutdown began between the check above and the upgrade.
+		_ = writeClose(conn, rw.Writer, ws.StatusGoingAway, "server shutting down", h.cfg.WriteTimeout)
+		_ = conn.Close()
+		return
+	}
+	defer h.untrack(conn)
+
+	logger := h.cfg.Logger.With("stream", req.StreamID, "remote", r.RemoteAddr)
+	s := &wsStream{
+		h:      h,
+		conn:   conn,
+		br:     rw.Reader,
+		bw:     rw.Writer,
+		logger: logger,
+		stream: domain.StartStream(h.cfg.Backend, req, h.cfg.Session),
+	}
+	h.cfg.Observer.StreamOpened()
+	logger.Info("stream opened")
+	code := s.run()
+	_ = conn.Close()
+	h.cfg.Observer.StreamClosed(int(code))
+
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Session.InferenceTimeout+time.Second)
+	defer cancel()
+	sum := s.stream.Close(ctx)
+	attrs := []any{"close_code", int(code), "frames", sum.Frames, "bytes", sum.Bytes, "chunks", sum.Chunks,
+		"inference_failures", sum.InferenceFailures, "inference_timeouts", sum.InferenceTimeouts,
+		"dropped_frames", sum.DroppedFrames, "duration", sum.Duration.Round(time.Millisecond),
+		"fps", fmt.Sprintf("%.2f", sum.FPS)}
+	if sum.CloseErr != nil {
+		attrs = append(attrs, "close_err", sum.CloseErr)
+	}
+	logger.Info("stream closed", attrs...)
+}
+
+func overridesFromHeader(hdr http.Header) map[string]string {
+	var out map[string]string
+	for name, key := range ModalOverrideHeaders {
+		if v := strings.TrimSpace(hdr.Get(name)); v != "" {
+			if out == nil {
+				out = make(map[string]string, len(ModalOverrideHeaders))
+			}
+			out[key] = v
+		}
+	}
+	return out
+}
+
+func (h *StreamHandler) track(c net.Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closing.Load() {
+		return false
+	}
+	h.conns[c] = struct{}{}
+	h.wg.Add(1)
+	return true
+}
+
+func (h *StreamHandler) untrack(c net.Conn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+	h.wg.Done()
+}
+
+// Shutdown refuses new streams, closes open ones with 1001 and waits until
+// each has closed its inference session, or until ctx is done.
+func (h *StreamHandler) Shutdown(ctx context.Context) error {
+	h.mu.Lock()
+	h.closing.Store(true)
+	for c := range h.conns {
+		// Wakes the stream's reader, which sees closing and says goodbye.
+		_ = c.SetReadDeadline(time.Now())
+	}
+	h.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		h.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		h.mu.Lock()
+		for c := range h.conns {
+			_ = c.Close()
+		}
+		h.mu.Unlock()
+		<-done // closed sockets make every reader and writer return at once
+		return fmt.Errorf("stream shutdown: %w", ctx.Err())
+	}
+}
+
+// wsStream is one connection's read-and-ack loop. Everything it writes is
+// written from its own goroutine, so writes need no lock.
+type wsStream struct {
+	h      *StreamHandler
+	conn   net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	logger *slog.Logger
+	stream *domain.Stream
+
+	hdrBuf  [ws.MaxHeaderSize]byte
+	ackBuf  []byte
+	message  []byte // a fragmented message being assembled
+	inMsg    bool
+	peerCode ws.StatusCode // the code of the client's close frame
+}
+
+// closeError ends the loop with a close frame to send.
+type closeError struct {
+	code   ws.StatusCode
+	reason string
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.reason) }
+
+// run reads frames until the stream ends and returns the close code seen
+// (1006 when the connection dropped without a close frame).
+func (s *wsStream) run() ws.StatusCode {
+	err := s.loop()
+	var ce *closeError
+	switch {
+	case errors.As(err, &ce):
+		s.logger.Info("closing stream", "code", int(ce.code), "reason", ce.reason)
+		if werr := writeClose(s.conn, s.bw, ce.code, ce.reason, s.h.cfg.WriteTimeout); werr != nil {
+			return ws.StatusAbnormalClosure
+		}
+		s.drainUntilClose()
+		return ce.code
+	case errors.Is(err, errPeerClosed):
+		return s.peerCode
+	default:
+		if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			s.logger.Info("stream dropped", "err", err)
+		}
+		return ws.StatusAbnormalClosure
+	}
+}
+
+var errPeerClosed = errors.New("peer sent close")
+
+func (s *wsStream) loop() error {
+	cfg := s.h.cfg
+	for {
+		if err := s.conn.SetReadDeadline(time.Now().Add(cfg.IdleTimeout)); err != nil {
+			return err
+		}
+		if s.h.closing.Load() {
+			return &closeError{ws.StatusGoingAway, "server shutting down"}
+		}
+		hdr, err := ws.ReadHeaderBuffer(s.br, s.hdrBuf[:ws.MaxHeaderSize-2])
+		if err != nil {
+			return s.readFailure(err)
+		}
+		if err := checkHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.OpCode.IsControl() {
+			if err := s.control(hdr); err != nil {
+				return err
+			}
+			continue
+		}
+		switch {
+		case hdr.OpCode == ws.OpText:
+			return &closeError{ws.StatusUnsupportedData, "text messages are not supported: send each frame as a binary message"}
+		case hdr.OpCode == ws.OpContinuation && !s.inMsg:
+			return &closeError{ws.StatusProtocolError, "continuation frame without a message"}
+		case hdr.OpCode == ws.OpBinary && s.inMsg:
+			return &closeError{ws.StatusProtocolError, "new message before the previous one ended"}
+		}
+		if int64(len(s.message))+hdr.Length > cfg.MaxFrameBytes {
+			return &closeError{ws.StatusMessageTooBig, fmt.Sprintf("message larger than %d bytes", cfg.MaxFrameBytes)}
+		}
+		payload, err := s.readPayload(hdr)
+		if err != nil {
+			return s.readFailure(err)
+		}
+		if !hdr.Fin {
+			// Fragments are rare from real clients; assembling them costs a copy.
+			s.message = append(s.message, payload...)
+			s.inMsg = true
+			continue
+		}
+		if s.inMsg {
+			payload = append(s.message, payload...)
+			s.message, s.inMsg = nil, false
+		}
+		if err := s.handleFrame(payload); err != nil {
+			return err
+		}
+	}
+}
+
+// readFailure turns a read error into the loop's result: a deadline is
+// either shutdown or the idle timeout.
+func (s *wsStream) readFailure(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		if s.h.closing.Load() {
+			return &closeError{ws.StatusGoingAway, "server shutting down"}
+		}
+		return &closeError{ws.StatusGoingAway, "idle timeout"}
+	}
+	return err
+}
+
+func checkHeader(hdr ws.Header) error {
+	switch {
+	case !hdr.Masked:
+		return &closeError{ws.StatusProtocolError, "client frames must be masked"}
+	case hdr.Rsv != 0:
+		return &closeError{ws.StatusProtocolError, "reserved bits set without an extension"}
+	case hdr.OpCode.IsReserved():
+		return &closeError{ws.StatusProtocolError, "reserved opcode"}
+	case hdr.OpCode.IsControl() && (hdr.Length > ws.MaxControlFramePayloadSize || !hdr.Fin):
+		return &closeError{ws.StatusProtocolError, "invalid control frame"}
+	}
+	return nil
+}
+
+func (s *wsStream) readPayload(hdr ws.Header) ([]byte, error) {
+	payload := make([]byte, hdr.Length)
+	if _, err := io.ReadFull(s.br, payload); err != nil {
+		return nil, err
+	}
+	ws.Cipher(payload, hdr.Mask, 0)
+	return payload, nil
+}
+
+// control answers ping, ignores pong, and handles the client's close.
+func (s *wsStream) control(hdr ws.Header) error {
+	var buf [ws.MaxControlFramePayloadSize]byte
+	payload := buf[:hdr.Length]
+	if _, err := io.ReadFull(s.br, payload); err != nil {
+		return s.readFailure(err)
+	}
+	ws.Cipher(payload, hdr.Mask, 0)
+	switch hdr.OpCode {
+	case ws.OpPing:
+		return s.writeFrame(ws.OpPong, payload)
+	case ws.OpClose:
+		code, _ := ws.ParseCloseFrameDataUnsafe(payload)
+		if code.Empty() {
+			code = ws.StatusNoStatusRcvd
+			payload = payload[:0]
+		} else {
+			payload = ws.NewCloseFrameBody(code, "")
+		}
+		// Echo the code, as RFC 6455 asks, then the server closes TCP.
+		_ = s.writeFrame(ws.OpClose, payload)
+		s.peerCode = code
+		return errPeerClosed
+	}
+	return nil
+}
+
+// handleFrame feeds one complete binary message to the domain and acks it.
+func (s *wsStream) handleFrame(frame []byte) error {
+	s.h.cfg.Observer.FrameReceived(len(frame))
+	ack := s.stream.HandleFrame(frame)
+	s.ackBuf = AppendAck(s.ackBuf[:0], ack)
+	if err := s.writeFrame(ws.OpText, s.ackBuf); err != nil {
+		return err
+	}
+	s.h.cfg.Observer.AckSent()
+	if ack.Frame%progressEvery == 0 {
+		s.logger.Debug("stream progress", "frames", ack.Frame)
+	}
+	if ack.Result != nil {
+		if msg, ok := ack.Result["inference_error"]; ok {
+			s.logger.Warn("inference failed", "frame", ack.Frame, "err", msg)
+		}
+	}
+	return nil
+}
+
+func (s *wsStream) writeFrame(op ws.OpCode, payload []byte) error {
+	if err := s.conn.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout)); err != nil {
+		return err
+	}
+	var hdrBuf [ws.MaxHeaderSize]byte
+	hdr := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
+	if err := ws.WriteHeaderBuffer(s.bw, hdr, hdrBuf[:]); err != nil {
+		return err
+	}
+	if _, err := s.bw.Write(payload); err != nil {
+		return err
+	}
+	return s.bw.Flush()
+}
+
+// drainUntilClose reads (and discards) until the client answers our close
+// frame or closeWait passes, so the close handshake completes cleanly.
+func (s *wsStream) drainUntilClose() {
+	_ = s.conn.SetReadDeadline(time.Now().Add(closeWait))
+	for {
+		hdr, err := ws.ReadHeaderBuffer(s.br, s.hdrBuf[:ws.MaxHeaderSize-2])
+		if err != nil {
+			return
+		}
+		if _, err := io.CopyN(io.Discard, s.br, hdr.Length); err != nil || hdr.OpCode == ws.OpClose {
+			return
+		}
+	}
+}
+
+func writeClose(conn net.Conn, bw *bufio.Writer, code ws.StatusCode, reason string, timeout time.Duration) error {
+	if err := conn.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return err
+	}
+	body := ws.NewCloseFrameBody(code, reason)
+	if err := ws.WriteFrame(bw, ws.NewCloseFrame(body)); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
