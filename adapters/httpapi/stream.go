@@ -264,8 +264,8 @@ type wsStream struct {
 	logger *slog.Logger
 	stream *domain.Stream
 
-	hdrBuf  [ws.MaxHeaderSize]byte
-	ackBuf  []byte
+	hdrBuf   [ws.MaxHeaderSize]byte
+	ackBuf   []byte
 	message  []byte // a fragmented message being assembled
 	inMsg    bool
 	peerCode ws.StatusCode // the code of the client's close frame
