@@ -1,0 +1,216 @@
+// Package app wires configuration, adapters and the domain into a running
+// server with go.uber.org/fx. It is the only package that imports fx.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/foresight-vision/foresight/adapters/edgegate"
+	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/poke"
+	"github.com/foresight-vision/foresight/domain"
+)
+
+// Server is the HTTP server with its stream handler.
+type Server struct {
+	http   *http.Server
+	stream *httpapi.StreamHandler
+	logger *slog.Logger
+
+	mu   sync.Mutex
+	addr net.Addr
+}
+
+// Addr is the address the server listens on, once started.
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// Module provides every component of the server for cfg.
+func Module(cfg Config, logger *slog.Logger) fx.Option {
+	return fx.Options(
+		fx.Supply(cfg, logger),
+		fx.Provide(
+			newObserver,
+			newInferenceBackend,
+			newNotifier,
+			newStreamHandler,
+			newPokeHandler,
+			newHandler,
+			newServer,
+		),
+		fx.Invoke(func(*Server) {}),
+	)
+}
+
+// NewLogger builds the server's logger from cfg.
+func NewLogger(cfg Config) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func newNotifier(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (*poke.Client, error) {
+	client, err := poke.New(poke.Config{URL: cfg.PokeURL, Timeout: cfg.PokeTimeout}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("poke client: %w", err)
+	}
+	lc.Append(fx.StopHook(client.CloseIdleConnections))
+	return client, nil
+}
+
+func newStreamHandler(cfg Config, backend inferenceBackend, obs httpapi.Observer, logger *slog.Logger) *httpapi.StreamHandler {
+	return httpapi.NewStreamHandler(httpapi.StreamConfig{
+		Backend: backend,
+		Session: domain.Config{
+			ChunkInterval:    cfg.ChunkInterval,
+			MaxBufferFrames:  cfg.MaxBufferFrames,
+			MaxBufferBytes:   cfg.MaxBufferBytes,
+			Prompt:           cfg.Prompt,
+			InferenceTimeout: cfg.InferenceTimeout,
+		},
+		MaxFrameBytes: cfg.MaxFrameBytes,
+		IdleTimeout:   cfg.IdleTimeout,
+		MaxStreams:    cfg.MaxStreams,
+		// A stranger must not swap the model or spend another account
+		// when the server holds its own credentials.
+		AcceptClientOverrides: !cfg.ModalHeld() || cfg.TrustClientCredentials,
+		Observer:              obs,
+		Logger:                logger,
+	})
+}
+
+func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, logger *slog.Logger) *httpapi.PokeHandler {
+	return httpapi.NewPokeHandler(httpapi.PokeConfig{
+		Notifier:       notifier,
+		ServerKey:      cfg.PokeAPIKey,
+		TrustClientKey: cfg.TrustClientCredentials,
+		Observer:       obs,
+		Logger:         logger,
+	})
+}
+
+func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, obs httpapi.Observer, logger *slog.Logger) http.Handler {
+	router := httpapi.NewRouter(stream, pokeHandler, extraRoutes(cfg, obs)...)
+	// The gate always strips a supplied magic word, so nothing behind it
+	// (logs included) sees one; it checks the word only when one is set.
+	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)
+}
+
+func newServer(lc fx.Lifecycle, cfg Config, handler http.Handler, stream *httpapi.StreamHandler, logger *slog.Logger) *Server {
+	s := &Server{
+		http: &http.Server{
+			Addr:              cfg.Addr,
+			Handler:           handler,
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		},
+		stream: stream,
+		logger: logger,
+	}
+	lc.Append(fx.Hook{OnStart: s.start, OnStop: s.stop})
+	return s
+}
+
+func (s *Server) start(context.Context) error {
+	ln, err := net.Listen("tcp", s.http.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.http.Addr, err)
+	}
+	s.mu.Lock()
+	s.addr = ln.Addr()
+	s.mu.Unlock()
+	s.logger.Info("listening", "addr", ln.Addr().String())
+	go func() {
+		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stop stops accepting, closes open streams with 1001 and waits for their
+// inference sessions to close, all within ctx.
+func (s *Server) stop(ctx context.Context) error {
+	s.logger.Info("shutting down", "active_streams", s.stream.ActiveStreams())
+	streamErr := make(chan error, 1)
+	go func() { streamErr <- s.stream.Shutdown(ctx) }()
+	err := s.http.Shutdown(ctx)
+	return errors.Join(err, <-streamErr)
+}
+
+// Instance is a started server.
+type Instance struct {
+	app    *fx.App
+	Server *Server
+}
+
+// URL is the server's base URL (http://host:port).
+func (i *Instance) URL() string { return "http://" + i.Server.Addr().String() }
+
+// Stop shuts the server down gracefully within ctx.
+func (i *Instance) Stop(ctx context.Context) error { return i.app.Stop(ctx) }
+
+// Start builds and starts a server for cfg. logger may be nil (NewLogger).
+func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Instance, error) {
+	if logger == nil {
+		logger = NewLogger(cfg)
+	}
+	inst := &Instance{}
+	fxLogger := func() fxevent.Logger {
+		l := &fxevent.SlogLogger{Logger: logger}
+		l.UseLogLevel(slog.LevelDebug)
+		return l
+	}
+	inst.app = fx.New(Module(cfg, logger), fx.Populate(&inst.Server), fx.WithLogger(fxLogger),
+		fx.StopTimeout(cfg.ShutdownTimeout))
+	if err := inst.app.Err(); err != nil {
+		return nil, fmt.Errorf("build server: %w", err)
+	}
+	if err := inst.app.Start(ctx); err != nil {
+		return nil, fmt.Errorf("start server: %w", err)
+	}
+	return inst, nil
+}
+
+// Run starts a server for cfg and serves until SIGINT or SIGTERM, then
+// shuts down within cfg.ShutdownTimeout.
+func Run(cfg Config) error {
+	logger := NewLogger(cfg)
+	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	inst, err := Start(startCtx, cfg, logger)
+	cancel()
+	if err != nil {
+		return err
+	}
+	sigCtx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	<-sigCtx.Done()
+	stopSignals() // a second signal kills the process at once
+	logger.Info("signal received, stopping", "timeout", cfg.ShutdownTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := inst.Stop(stopCtx); err != nil {
+		return fmt.Errorf("graceful stop: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}

@@ -1,0 +1,147 @@
+package app_test
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/foresight-vision/foresight/app"
+	"github.com/foresight-vision/foresight/domain"
+)
+
+func envOf(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c, err := app.LoadConfig(nil, envOf(), nil)
+	require.NoError(t, err)
+	assert.Equal(t, ":8080", c.Addr)
+	assert.Equal(t, 15*time.Second, c.ShutdownTimeout)
+	assert.Equal(t, time.Second, c.ChunkInterval)
+	assert.Equal(t, 120, c.MaxBufferFrames)
+	assert.Equal(t, int64(64<<20), c.MaxBufferBytes)
+	assert.Equal(t, domain.DefaultPrompt, c.Prompt)
+	assert.Equal(t, 30*time.Second, c.InferenceTimeout)
+	assert.Equal(t, int64(16<<20), c.MaxFrameBytes)
+	assert.Equal(t, 60*time.Second, c.IdleTimeout)
+	assert.Equal(t, 10000, c.MaxStreams)
+	assert.Equal(t, "https://poke.com/api/v1/inbound-sms/webhook", c.PokeURL)
+	assert.Equal(t, 10*time.Second, c.PokeTimeout)
+	assert.Equal(t, []string{"/", "/health", "/metrics"}, c.PublicPaths)
+	assert.Equal(t, "gemma3", c.InferenceBackend)
+	assert.True(t, c.ModalSendSessionID)
+	assert.False(t, c.TrustClientCredentials)
+	assert.False(t, c.Pprof)
+}
+
+func TestConfigSources(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   func(string) string
+		check func(t *testing.T, c app.Config)
+	}{
+		{"PORT is honoured", nil, envOf("PORT", "9999"), func(t *testing.T, c app.Config) { assert.Equal(t, ":9999", c.Addr) }},
+		{"FORESIGHT_ADDR beats PORT", nil, envOf("PORT", "9999", "FORESIGHT_ADDR", "127.0.0.1:1"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, "127.0.0.1:1", c.Addr)
+		}},
+		{"flag beats env", []string{"--addr", ":7"}, envOf("FORESIGHT_ADDR", ":8"), func(t *testing.T, c app.Config) { assert.Equal(t, ":7", c.Addr) }},
+		{"chunk seconds zero means no minimum", nil, envOf("VISION_CHUNK_SECONDS", "0"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, time.Duration(-1), c.ChunkInterval)
+		}},
+		{"negative chunk seconds clamp to zero", nil, envOf("VISION_CHUNK_SECONDS", "-3"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, time.Duration(-1), c.ChunkInterval)
+		}},
+		{"fractional chunk seconds", nil, envOf("VISION_CHUNK_SECONDS", "0.25"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, 250*time.Millisecond, c.ChunkInterval)
+		}},
+		{"buffer frames min 1", nil, envOf("VISION_MAX_BUFFER_FRAMES", "0"), func(t *testing.T, c app.Config) { assert.Equal(t, 1, c.MaxBufferFrames) }},
+		{"plain seconds as durations", nil, envOf("FORESIGHT_INFERENCE_TIMEOUT", "5"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, 5*time.Second, c.InferenceTimeout)
+		}},
+		{"first env name wins", nil, envOf("MODAL_TOKEN_ID", "a", "FORESIGHT_MODAL_TOKEN_ID", "b"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, "a", c.ModalTokenID)
+		}},
+		{"fallback env name", nil, envOf("FORESIGHT_MODAL_TOKEN_ID", "b", "FORESIGHT_MAGIC_WORD", "w"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, "b", c.ModalTokenID)
+			assert.Equal(t, "w", c.MagicWord)
+		}},
+		{"values are trimmed", nil, envOf("FORESIGHT_POKE_API_KEY", " k \n"), func(t *testing.T, c app.Config) { assert.Equal(t, "k", c.PokeAPIKey) }},
+		{"backend is case-insensitive", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "StreamingVLM"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, "streamingvlm", c.InferenceBackend)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := app.LoadConfig(tt.args, tt.env, nil)
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestConfigRejectsBadValues(t *testing.T) {
+	for _, kv := range [][2]string{
+		{"FORESIGHT_SHUTDOWN_TIMEOUT", "soon"},
+		{"FORESIGHT_WS_IDLE_TIMEOUT", "-1s"},
+		{"VISION_CHUNK_SECONDS", "NaN"},
+		{"VISION_MAX_BUFFER_BYTES", "0"},
+		{"FORESIGHT_MAX_STREAMS", "0"},
+		{"FORESIGHT_INFERENCE_BACKEND", "gpt"},
+		{"FORESIGHT_TRUST_CLIENT_CREDENTIALS", "maybe"},
+		{"FORESIGHT_LOG_LEVEL", "loud"},
+	} {
+		t.Run(kv[0], func(t *testing.T) {
+			_, err := app.LoadConfig(nil, envOf(kv[0], kv[1]), nil)
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), kv[0], "the error names the setting")
+		})
+	}
+	_, err := app.LoadConfig([]string{"extra"}, envOf(), nil)
+	assert.Error(t, err)
+}
+
+func TestHelpListsEverySetting(t *testing.T) {
+	var out bytes.Buffer
+	_, err := app.LoadConfig([]string{"--help"}, envOf(), &out)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	for _, s := range app.Settings {
+		for _, e := range s.Envs {
+			assert.Contains(t, out.String(), e)
+		}
+		if s.Flag != "" {
+			assert.Contains(t, out.String(), "--"+s.Flag)
+		}
+		if s.Default != "" {
+			assert.Contains(t, out.String(), s.Default)
+		}
+	}
+	assert.Contains(t, out.String(), "PORT")
+}
+
+func TestConfigurationDocCoversEverySetting(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	require.NoError(t, err)
+	for _, s := range app.Settings {
+		for _, e := range s.Envs {
+			assert.Contains(t, string(doc), "`"+e+"`", "docs/configuration.md must document %s", e)
+		}
+		if s.Flag != "" {
+			assert.Contains(t, string(doc), "--"+s.Flag)
+		}
+	}
+	for _, secret := range []string{"FORESIGHT_POKE_API_KEY", "MAGIC_WORD", "MODAL_TOKEN_SECRET"} {
+		assert.True(t, strings.Contains(string(doc), secret))
+	}
+}

@@ -1,0 +1,84 @@
+// Command foresight is the Foresight server and its companion tools.
+//
+//	foresight [serve] [flags]   run the server (the default)
+//	foresight help              list commands; `foresight serve --help` lists every setting
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/foresight-vision/foresight/app"
+)
+
+// command is one subcommand.
+type command struct {
+	name, summary string
+	run           func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"serve", "run the server (default)", serve},
+		{"gateway", "run the edge proxy in front of a server", runGateway},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	name := "serve"
+	if len(args) > 0 && (args[0] == "" || args[0][0] != '-') {
+		name, args = args[0], args[1:]
+	}
+	if name == "help" {
+		usage(stdout)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == name {
+			err := c.run(ctx, args, stdout, stderr)
+			switch {
+			case err == nil:
+				return 0
+			case errors.Is(err, flag.ErrHelp):
+				return 0
+			default:
+				fmt.Fprintf(stderr, "foresight %s: %v\n", name, err)
+				return 1
+			}
+		}
+	}
+	fmt.Fprintf(stderr, "foresight: unknown command %q\n\n", name)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: foresight <command> [flags]")
+	fmt.Fprintln(w, "\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun `foresight <command> --help` for a command's flags.")
+}
+
+func serve(_ context.Context, args []string, stdout, _ io.Writer) error {
+	cfg, err := app.LoadConfig(args, os.Getenv, stdout)
+	if err != nil {
+		return err
+	}
+	// app.Run handles SIGINT/SIGTERM itself, to shut down gracefully.
+	return app.Run(cfg)
+}
