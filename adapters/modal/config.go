@@ -1,0 +1,96 @@
+package modal
+
+import (
+	"log/slog"
+	"time"
+)
+
+// Presets name the deployed remote apps the adapter can call.
+const (
+	// PresetGemma3 is Gemma 3 in app foresight-gemma3-vlm, class
+	// Gemma3VLMSession (the default).
+	PresetGemma3 = "gemma3"
+	// PresetStreamingVLM is the legacy StreamingVLM in app
+	// foresight-streamingvlm, class StreamingVLMSession, kept for rollback.
+	PresetStreamingVLM = "streamingvlm"
+	// PresetNone disables inference: every session is a no-op.
+	PresetNone = "none"
+)
+
+type preset struct{ app, class string }
+
+var presets = map[string]preset{
+	PresetGemma3:       {app: "foresight-gemma3-vlm", class: "Gemma3VLMSession"},
+	PresetStreamingVLM: {app: "foresight-streamingvlm", class: "StreamingVLMSession"},
+	PresetNone:         {},
+}
+
+// Override keys read from ports.SessionRequest.Overrides.
+const (
+	OverrideTokenID     = "token-id"
+	OverrideTokenSecret = "token-secret"
+	OverrideAppName     = "app-name"
+	OverrideClassName   = "class-name"
+)
+
+// Defaults for the Config fields that have one.
+const (
+	DefaultMaxClients    = 8
+	DefaultCancelTimeout = 5 * time.Second
+	DefaultCloseTimeout  = 10 * time.Second
+)
+
+// Config configures the Modal backend. Start from DefaultConfig (or
+// ConfigFromEnv): the zero value does not send session ids.
+//
+// The Modal SDK keeps reading its own environment: MODAL_SERVER_URL (where
+// the control plane is; how tests point it at modaltest), MODAL_ENVIRONMENT
+// (used when Environment is empty), MODAL_PROFILE, MODAL_CONFIG_PATH and
+// ~/.modal.toml. MODAL_LOGLEVEL has no effect: the adapter always hands the
+// SDK its own logger.
+type Config struct {
+	// Preset picks the default app and class: "gemma3" (default, when empty),
+	// "streamingvlm" or "none" (inference off).
+	Preset string
+	// TokenID and TokenSecret are the Modal credentials used when a stream
+	// brings none. No id or no secret after resolution: no-op sessions.
+	TokenID     string
+	TokenSecret string
+	// AppName and ClassName override the preset's deployed names; empty means
+	// the preset's.
+	AppName   string
+	ClassName string
+	// Environment is the Modal environment the class is looked up in; empty
+	// means the SDK's own (MODAL_ENVIRONMENT, the profile, else the
+	// workspace default).
+	Environment string
+	// SendSessionID sends each stream's id as the session_id keyword of
+	// infer_chunk and close, so our remote apps keep history per stream.
+	// Turn it off for apps deployed from the original code, which take no
+	// such keyword. DefaultConfig sets it.
+	SendSessionID bool
+	// MaxClients bounds the Modal clients kept for distinct credential sets;
+	// idle ones beyond it are closed (clients in use never are). Default 8.
+	MaxClients int
+	// CancelTimeout bounds the FunctionCallCancel sent when a call is
+	// abandoned. Default 5 s.
+	CancelTimeout time.Duration
+	// CloseTimeout bounds the remote close call at stream end (the caller's
+	// context may cut it shorter). Default 10 s.
+	CloseTimeout time.Duration
+	// Logger receives the adapter's and the SDK's logs; nil means
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns the defaults: Gemma 3 preset, session ids sent, and
+// the default bounds.
+func DefaultConfig() Config {
+	return Config{
+		Preset:        PresetGemma3,
+		SendSessionID: true,
+		MaxClients:    DefaultMaxClients,
+		CancelTimeout: DefaultCancelTimeout,
+		CloseTimeout:  DefaultCloseTimeout,
+	}
+}

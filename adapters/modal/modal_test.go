@@ -1,0 +1,622 @@
+package modal
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	modalsdk "github.com/modal-labs/libmodal/modal-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
+	"github.com/foresight-vision/foresight/ports"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+const (
+	testTokenID     = "ak-test"
+	testTokenSecret = "as-very-secret"
+)
+
+// lockedBuffer collects logs from concurrent goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type fixture struct {
+	srv *modaltest.Server
+	b   *Backend
+}
+
+// setup starts the double, points the SDK at it through its own environment
+// variables and builds a Backend with test credentials; mutate adjusts the
+// config. At the end it checks no secret reached the logs.
+func setup(t *testing.T, mutate func(*Config)) *fixture {
+	t.Helper()
+	srv := modaltest.New(t)
+	srv.SetEnv(t)
+	t.Setenv("MODAL_ENVIRONMENT", "")
+	t.Setenv("MODAL_TOKEN_ID", "")
+	t.Setenv("MODAL_TOKEN_SECRET", "")
+
+	logs := &lockedBuffer{}
+	cfg := DefaultConfig()
+	cfg.TokenID, cfg.TokenSecret = testTokenID, testTokenSecret
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	b, err := New(cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		require.NoError(t, b.Close())
+		assert.NotContains(t, logs.String(), testTokenSecret, "a secret reached the logs")
+	})
+	return &fixture{srv: srv, b: b}
+}
+
+func (f *fixture) open(t *testing.T, streamID string, overrides map[string]string) ports.InferenceSession {
+	t.Helper()
+	s, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: streamID, Overrides: overrides})
+	require.NoError(t, err)
+	return s
+}
+
+func chunk(frames ...[]byte) ports.Chunk {
+	return ports.Chunk{Frames: frames, StartS: 1.5, EndS: 2.5, Prompt: "narrate"}
+}
+
+// within fails the test if f does not return in a generous time: it guards
+// against hangs, it does not measure speed.
+func within[T any](t *testing.T, f func() T) T {
+	t.Helper()
+	done := make(chan T, 1)
+	go func() { done <- f() }()
+	select {
+	case v := <-done:
+		return v
+	case <-time.After(20 * time.Second):
+		t.Fatal("call did not return")
+		panic("unreachable")
+	}
+}
+
+func TestCaptionRoundTrip(t *testing.T) {
+	f := setup(t, nil)
+	s := f.open(t, "stream-1", nil)
+
+	res, err := s.InferChunk(context.Background(), chunk([]byte("jpeg-1"), []byte("jpeg-22")))
+	require.NoError(t, err)
+	assert.Equal(t, "chunk 1: 2 frames", res["caption"])
+	assert.Equal(t, 1.5, res["chunk_start_s"])
+	assert.Equal(t, 2.5, res["chunk_end_s"])
+	assert.Equal(t, int64(3), res["tokens_generated"])
+	assert.IsType(t, 0, res["latency_ms"], "measured round trip filled in")
+	_, err = json.Marshal(res)
+	require.NoError(t, err)
+
+	res, err = s.InferChunk(context.Background(), chunk([]byte("x")))
+	require.NoError(t, err)
+	assert.Equal(t, "chunk 2: 1 frames", res["caption"])
+
+	calls := f.srv.CallsTo(modaltest.MethodInferChunk)
+	require.Len(t, calls, 2)
+	c := calls[0]
+	assert.Equal(t, modaltest.Gemma3App, c.App)
+	assert.Equal(t, modaltest.Gemma3Class, c.Class)
+	assert.Equal(t, [][]byte{[]byte("jpeg-1"), []byte("jpeg-22")}, c.Frames)
+	assert.Equal(t, 1.5, c.StartS)
+	assert.Equal(t, 2.5, c.EndS)
+	assert.Equal(t, "narrate", c.Prompt)
+	assert.True(t, c.HasSessionID)
+	assert.Equal(t, "stream-1", c.SessionID)
+	assert.Equal(t, map[string]any{"session_id": "stream-1"}, c.Kwargs)
+	assert.False(t, c.ArgsViaBlob)
+	assert.Equal(t, testTokenID, c.TokenID)
+	assert.Empty(t, f.srv.Cancellations())
+
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestEmptyChunkSendsEmptyList(t *testing.T) {
+	f := setup(t, nil)
+	s := f.open(t, "s", nil)
+	res, err := s.InferChunk(context.Background(), ports.Chunk{Prompt: "p"})
+	require.NoError(t, err)
+	assert.Equal(t, "", res["caption"])
+	c := f.srv.CallsTo(modaltest.MethodInferChunk)[0]
+	assert.Equal(t, []any{}, c.Args[0], "frames must reach Python as an empty list, not None")
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestLargeChunkAndReplyGoThroughBlobs(t *testing.T) {
+	f := setup(t, nil)
+	big := strings.Repeat("c", 3<<20)
+	f.srv.SetReply(func(c modaltest.Call) (any, error) {
+		if c.Method == modaltest.MethodInferChunk {
+			return map[string]any{"caption": big}, nil
+		}
+		return nil, nil
+	})
+	s := f.open(t, "s", nil)
+
+	frames := make([][]byte, 3)
+	for i := range frames {
+		frames[i] = bytes.Repeat([]byte{byte('a' + i)}, 1<<20)
+	}
+	res, err := s.InferChunk(context.Background(), chunk(frames...))
+	require.NoError(t, err)
+	assert.Equal(t, big, res["caption"])
+
+	c := f.srv.CallsTo(modaltest.MethodInferChunk)[0]
+	assert.True(t, c.ArgsViaBlob, "3 MiB of arguments must go through the blob upload")
+	assert.Equal(t, []int{1 << 20, 1 << 20, 1 << 20}, c.FrameSizes())
+	assert.Equal(t, frames, c.Frames)
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestBlobUploadFailureIsAnError(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.FailBlobUploads(true)
+	s := f.open(t, "s", nil)
+	_, err := s.InferChunk(context.Background(), chunk(make([]byte, 3<<20)))
+	require.Error(t, err)
+	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk))
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestRemoteFailureThenStreamGoesOn(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.QueueBehavior(modaltest.Behavior{Fail: "CUDA out of memory"})
+	s := f.open(t, "s", nil)
+
+	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "CUDA out of memory")
+	var remote modalsdk.RemoteError
+	assert.ErrorAs(t, err, &remote)
+	assert.Empty(t, f.srv.Cancellations(), "a finished call needs no cancel")
+
+	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, "chunk 2: 1 frames", res["caption"])
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestDelayedReplyArrives(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.SetBehavior(modaltest.Behavior{Delay: 50 * time.Millisecond})
+	s := f.open(t, "s", nil)
+	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, "chunk 1: 1 frames", res["caption"])
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestHungCallIsCancelledOnDeadline(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.QueueBehavior(modaltest.Behavior{Hang: true})
+	s := f.open(t, "s", nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err := within(t, func() error {
+		_, err := s.InferChunk(ctx, chunk([]byte("a")))
+		return err
+	})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	calls := f.srv.CallsTo(modaltest.MethodInferChunk)
+	require.Len(t, calls, 1)
+	assert.Equal(t, []string{calls[0].ID}, f.srv.Cancellations(), "the remote call must be cancelled")
+
+	// The next chunk still goes.
+	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, "chunk 2: 1 frames", res["caption"])
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestCancelledContextCancelsRemoteCall(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.SetBehavior(modaltest.Behavior{Hang: true})
+	s := f.open(t, "s", nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		// Cancel once the call has reached the server, like a stream ending
+		// with a call in flight.
+		_ = f.srv.WaitFor(ctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == 1 })
+		cancel()
+	}()
+	err := within(t, func() error {
+		_, err := s.InferChunk(ctx, chunk([]byte("a")))
+		return err
+	})
+	assert.ErrorIs(t, err, context.Canceled)
+
+	// The cancel may still be on its way if ctx ended during the spawn;
+	// Close waits for it.
+	f.srv.SetBehavior(modaltest.Behavior{})
+	require.NoError(t, s.Close(context.Background()))
+	assert.Len(t, f.srv.Cancellations(), 1)
+	assert.Len(t, f.srv.CallsTo(modaltest.MethodClose), 1)
+}
+
+func TestCallSpawnedAsContextEndsIsCancelled(t *testing.T) {
+	f := setup(t, nil)
+	// The call exists on the server, but its id reaches the adapter only
+	// after the caller gave up.
+	f.srv.QueueBehavior(modaltest.Behavior{SpawnDelay: 300 * time.Millisecond})
+	s := f.open(t, "s", nil)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = f.srv.WaitFor(ctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == 1 })
+		cancel()
+	}()
+	err := within(t, func() error {
+		_, err := s.InferChunk(ctx, chunk([]byte("a")))
+		return err
+	})
+	assert.ErrorIs(t, err, context.Canceled)
+
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, f.srv.WaitFor(wctx, func() bool { return len(f.srv.Cancellations()) == 1 }),
+		"the call must be cancelled once its id is known")
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestAlreadyDoneContextMakesNoCall(t *testing.T) {
+	f := setup(t, nil)
+	s := f.open(t, "s", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := s.InferChunk(ctx, chunk([]byte("a")))
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk))
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestOpenSessionErrors(t *testing.T) {
+	t.Run("unknown class", func(t *testing.T) {
+		f := setup(t, nil)
+		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{
+			StreamID: "s", Overrides: map[string]string{OverrideClassName: "NoSuchClass"},
+		})
+		require.Error(t, err)
+		var nf modalsdk.NotFoundError
+		assert.ErrorAs(t, err, &nf)
+		assert.Contains(t, err.Error(), "NoSuchClass")
+		assert.Equal(t, 0, f.b.clientRefs(), "a failed open releases the client")
+	})
+	t.Run("unknown app", func(t *testing.T) {
+		f := setup(t, func(c *Config) { c.AppName = "no-such-app" })
+		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s"})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "no-such-app")
+	})
+	t.Run("bad token", func(t *testing.T) {
+		f := setup(t, nil)
+		f.srv.AllowCredentials("ak-other", "as-other")
+		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s"})
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "Unauthenticated")
+		assert.NotContains(t, err.Error(), testTokenSecret)
+		assert.Empty(t, f.srv.Lookups())
+	})
+	t.Run("control plane down", func(t *testing.T) {
+		f := setup(t, nil)
+		f.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := f.b.OpenSession(ctx, ports.SessionRequest{StreamID: "s"})
+		require.Error(t, err)
+	})
+	t.Run("context done", func(t *testing.T) {
+		f := setup(t, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_, err := f.b.OpenSession(ctx, ports.SessionRequest{StreamID: "s"})
+		require.Error(t, err)
+	})
+}
+
+func TestCloseCalledExactlyOnce(t *testing.T) {
+	f := setup(t, nil)
+	s := f.open(t, "stream-9", nil)
+	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+
+	require.NoError(t, s.Close(context.Background()))
+	require.NoError(t, s.Close(context.Background()))
+	closes := f.srv.CallsTo(modaltest.MethodClose)
+	require.Len(t, closes, 1)
+	assert.Equal(t, "stream-9", closes[0].SessionID)
+	assert.Empty(t, closes[0].Args)
+
+	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	assert.ErrorIs(t, err, errSessionClosed)
+	assert.Equal(t, 0, f.b.clientRefs(), "the session released its client")
+	assert.Equal(t, 1, f.b.clientCount(), "the shared client stays open")
+}
+
+func TestRemoteCloseFailureIsReturnedAndReleases(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.SetReply(func(c modaltest.Call) (any, error) {
+		if c.Method == modaltest.MethodClose {
+			return nil, errors.New("close exploded")
+		}
+		return modaltest.DefaultReply(c)
+	})
+	s := f.open(t, "s", nil)
+	err := s.Close(context.Background())
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "close exploded")
+	assert.Equal(t, 0, f.b.clientRefs())
+}
+
+func TestSessionsShareOneClientAndSendOwnIDs(t *testing.T) {
+	f := setup(t, nil)
+	a := f.open(t, "stream-a", nil)
+	b := f.open(t, "stream-b", nil)
+	_, err := a.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	_, err = b.InferChunk(context.Background(), chunk([]byte("b")))
+	require.NoError(t, err)
+
+	calls := f.srv.CallsTo(modaltest.MethodInferChunk)
+	require.Len(t, calls, 2)
+	assert.Equal(t, "stream-a", calls[0].SessionID)
+	assert.Equal(t, "stream-b", calls[1].SessionID)
+	assert.Equal(t, 1, f.b.clientCount())
+	assert.Equal(t, 1, f.srv.AuthTokenGets(), "one SDK client (one auth handshake) for both streams")
+
+	// Other credentials get their own client.
+	c := f.open(t, "stream-c", map[string]string{OverrideTokenID: "ak-2", OverrideTokenSecret: "as-2"})
+	_, err = c.InferChunk(context.Background(), chunk([]byte("c")))
+	require.NoError(t, err)
+	assert.Equal(t, 2, f.b.clientCount())
+	assert.Equal(t, 2, f.srv.AuthTokenGets())
+
+	for _, s := range []ports.InferenceSession{a, b, c} {
+		require.NoError(t, s.Close(context.Background()))
+	}
+	assert.ElementsMatch(t, []string{"stream-a", "stream-b", "stream-c"}, sessionIDs(f.srv.CallsTo(modaltest.MethodClose)))
+}
+
+func TestConcurrentStreams(t *testing.T) {
+	f := setup(t, nil)
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := "stream-" + string(rune('a'+i))
+			s, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: id})
+			if err != nil {
+				errs <- err
+				return
+			}
+			if _, err := s.InferChunk(context.Background(), chunk([]byte(id))); err != nil {
+				errs <- err
+			}
+			if err := s.Close(context.Background()); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	for _, c := range f.srv.CallsTo(modaltest.MethodInferChunk) {
+		assert.Equal(t, c.SessionID, string(c.Frames[0]), "each stream's calls carry its own id")
+		assert.Equal(t, 1, c.Seq)
+	}
+	assert.Len(t, f.srv.CallsTo(modaltest.MethodClose), n)
+	assert.Equal(t, 1, f.srv.AuthTokenGets())
+	assert.Equal(t, 1, f.b.clientCount())
+}
+
+func TestIdleClientsBeyondBoundAreClosed(t *testing.T) {
+	f := setup(t, func(c *Config) { c.MaxClients = 1 })
+	a := f.open(t, "a", nil)
+	b := f.open(t, "b", map[string]string{OverrideTokenID: "ak-2", OverrideTokenSecret: "as-2"})
+	assert.Equal(t, 2, f.b.clientCount(), "clients in use are kept over the bound")
+	require.NoError(t, a.Close(context.Background()))
+	assert.Equal(t, 1, f.b.clientCount())
+	_, err := b.InferChunk(context.Background(), chunk([]byte("b")))
+	require.NoError(t, err)
+	require.NoError(t, b.Close(context.Background()))
+}
+
+func sessionIDs(calls []modaltest.Call) []string {
+	var ids []string
+	for _, c := range calls {
+		ids = append(ids, c.SessionID)
+	}
+	return ids
+}
+
+func TestSessionIDCanBeTurnedOff(t *testing.T) {
+	f := setup(t, func(c *Config) { c.SendSessionID = false })
+	s := f.open(t, "stream-1", nil)
+	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	require.NoError(t, s.Close(context.Background()))
+
+	calls := f.srv.Calls()
+	require.Len(t, calls, 2)
+	for _, c := range calls {
+		assert.False(t, c.HasSessionID, "%s must not get session_id", c.Method)
+		assert.Empty(t, c.Kwargs)
+	}
+}
+
+func TestLegacyPresetCallsStreamingVLM(t *testing.T) {
+	f := setup(t, func(c *Config) { c.Preset = PresetStreamingVLM })
+	s := f.open(t, "s", nil)
+	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	require.NoError(t, s.Close(context.Background()))
+	for _, c := range f.srv.Calls() {
+		assert.Equal(t, modaltest.StreamingVLMApp, c.App)
+		assert.Equal(t, modaltest.StreamingVLMClass, c.Class)
+	}
+	assert.Len(t, f.srv.Calls(), 2)
+}
+
+func TestResolutionOrder(t *testing.T) {
+	f := setup(t, func(c *Config) { c.AppName, c.ClassName = "cfg-app", "CfgClass" })
+	f.srv.Deploy("cfg-app", "CfgClass")
+	f.srv.Deploy("hdr-app", "HdrClass")
+
+	cfgSession := f.open(t, "s1", nil)
+	hdrSession := f.open(t, "s2", map[string]string{
+		OverrideAppName: " hdr-app ", OverrideClassName: "HdrClass",
+		OverrideTokenID: "ak-hdr", OverrideTokenSecret: "as-hdr",
+	})
+	_, err := cfgSession.InferChunk(context.Background(), chunk())
+	require.NoError(t, err)
+	_, err = hdrSession.InferChunk(context.Background(), chunk())
+	require.NoError(t, err)
+
+	calls := f.srv.CallsTo(modaltest.MethodInferChunk)
+	require.Len(t, calls, 2)
+	assert.Equal(t, []string{"cfg-app", "CfgClass", testTokenID}, []string{calls[0].App, calls[0].Class, calls[0].TokenID})
+	assert.Equal(t, []string{"hdr-app", "HdrClass", "ak-hdr"}, []string{calls[1].App, calls[1].Class, calls[1].TokenID})
+	require.NoError(t, cfgSession.Close(context.Background()))
+	require.NoError(t, hdrSession.Close(context.Background()))
+}
+
+func TestEnvironment(t *testing.T) {
+	t.Run("from config", func(t *testing.T) {
+		f := setup(t, func(c *Config) { c.Environment = "staging" })
+		require.NoError(t, f.open(t, "s", nil).Close(context.Background()))
+		require.Len(t, f.srv.Lookups(), 1)
+		assert.Equal(t, "staging", f.srv.Lookups()[0].Environment)
+	})
+	t.Run("SDK reads MODAL_ENVIRONMENT", func(t *testing.T) {
+		f := setup(t, nil)
+		t.Setenv("MODAL_ENVIRONMENT", "dev")
+		require.NoError(t, f.open(t, "s", nil).Close(context.Background()))
+		require.Len(t, f.srv.Lookups(), 1)
+		assert.Equal(t, "dev", f.srv.Lookups()[0].Environment)
+	})
+}
+
+func TestNoCredentialsMeansNoop(t *testing.T) {
+	f := setup(t, func(c *Config) { c.TokenID, c.TokenSecret = "", "" })
+	s := f.open(t, "s", nil)
+	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, ports.Result{}, res)
+	require.NoError(t, s.Close(context.Background()))
+
+	// A secret without an id is still no credentials.
+	s = f.open(t, "s", map[string]string{OverrideTokenSecret: "as-x"})
+	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Empty(t, f.srv.Calls())
+	assert.Empty(t, f.srv.Lookups())
+	assert.Equal(t, 0, f.b.clientCount())
+
+	// Header credentials alone are enough.
+	s = f.open(t, "s", map[string]string{OverrideTokenID: "ak-h", OverrideTokenSecret: "as-h"})
+	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	require.NoError(t, s.Close(context.Background()))
+	assert.Len(t, f.srv.CallsTo(modaltest.MethodInferChunk), 1)
+}
+
+func TestPresetNoneIsNoop(t *testing.T) {
+	f := setup(t, func(c *Config) { c.Preset = PresetNone })
+	s := f.open(t, "s", nil)
+	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Empty(t, res)
+	assert.Empty(t, f.srv.Calls())
+}
+
+func TestReplyDecoding(t *testing.T) {
+	f := setup(t, nil)
+	f.srv.SetReply(func(c modaltest.Call) (any, error) {
+		if c.Method != modaltest.MethodInferChunk {
+			return nil, nil
+		}
+		return map[any]any{
+			"caption":    "hi",
+			"latency_ms": 42,
+			"dropped":    nil,
+			"nested":     map[any]any{uint64(7): []any{uint64(math.MaxUint64), -3, []byte("txt")}},
+			"nan":        math.NaN(),
+		}, nil
+	})
+	s := f.open(t, "s", nil)
+	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, ports.Result{
+		"caption":    "hi",
+		"latency_ms": int64(42),
+		"nested":     map[string]any{"7": []any{float64(math.MaxUint64), int64(-3), "txt"}},
+	}, res)
+	_, err = json.Marshal(res)
+	require.NoError(t, err)
+
+	f.srv.SetReply(func(c modaltest.Call) (any, error) { return []any{"not", "a", "dict"}, nil })
+	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "want a dict")
+	require.NoError(t, s.Close(context.Background()))
+}
+
+func TestBackendClosed(t *testing.T) {
+	f := setup(t, nil)
+	require.NoError(t, f.b.Close())
+	_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s"})
+	require.Error(t, err)
+}
+
+func TestNewRejectsUnknownPreset(t *testing.T) {
+	_, err := New(Config{Preset: "gpt"})
+	require.Error(t, err)
+}
+
+func TestRedact(t *testing.T) {
+	base := errors.New("dial with as-very-secret failed")
+	err := redact(base, testTokenSecret)
+	assert.Equal(t, "dial with [redacted] failed", err.Error())
+	assert.ErrorIs(t, err, base)
+	assert.Same(t, base, redact(base, "other"))
+}
