@@ -1,11 +1,12 @@
 # Foresight — `make run` serves, `make check` runs every test.
-GO        ?= go
-BIN       ?= bin/foresight
-PKGS      ?= ./...
-GOFLAGS   ?=
-export GOFLAGS
+GO      ?= go
+BIN     ?= bin/foresight
+PKGS    ?= ./...
+PYTHON  ?= python3
+# Debian packages some tests need: replay (ffmpeg) and the browser test (chromium).
+TEST_DEBS ?= ffmpeg chromium
 
-.PHONY: run build check vet fmt-check test test-python bench deps-test cover clean
+.PHONY: run build check fmt-check vet test test-python test-deps bench deploy-modal clean
 
 run:
 	$(GO) run ./cmd/foresight serve
@@ -13,7 +14,7 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/foresight
 
-check: fmt-check vet test
+check: fmt-check vet test-deps test test-python
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -22,12 +23,39 @@ fmt-check:
 vet:
 	$(GO) vet $(PKGS)
 
+# Installs the Debian packages the tests need when they are missing and we
+# may (root with apt-get, as on CI). Otherwise those tests skip and say why.
+test-deps:
+	@missing=""; \
+	for pkg in $(TEST_DEBS); do \
+	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	done; \
+	if command -v $(PYTHON) >/dev/null 2>&1; then :; else missing="$$missing python3"; fi; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null \
+	    || echo "warning: apt-get install$$missing failed; the tests that need them will skip"; \
+	else \
+	  echo "note: missing$$missing (not root or no apt-get); the tests that need them will skip"; \
+	fi
+
 test:
 	$(GO) test -race -count=1 -timeout 8m -coverprofile=coverage.out $(PKGS)
 	@$(GO) tool cover -func=coverage.out | tail -n 1
 
+# The remote Modal apps' pure logic, standard library only.
+test-python:
+	@if command -v $(PYTHON) >/dev/null 2>&1; then \
+	  $(PYTHON) -m unittest discover -s adapters/modal/remote -p 'test_*.py'; \
+	else echo "python3 missing: skipping the Modal app logic tests"; fi
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Deploys the Modal app (needs the `modal` CLI >= 1.2 and a Modal token).
+deploy-modal:
+	bash adapters/modal/remote/deploy.sh
 
 clean:
 	rm -rf bin coverage.out

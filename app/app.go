@@ -20,6 +20,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
 	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/metrics"
 	"github.com/foresight-vision/foresight/adapters/poke"
 	"github.com/foresight-vision/foresight/domain"
 )
@@ -107,8 +108,8 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 	})
 }
 
-func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, obs httpapi.Observer, logger *slog.Logger) http.Handler {
-	router := httpapi.NewRouter(stream, pokeHandler, extraRoutes(cfg, obs)...)
+func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, logger *slog.Logger) http.Handler {
+	router := httpapi.NewRouter(stream, pokeHandler, extraRoutes(cfg, m)...)
 	// The gate always strips a supplied magic word, so nothing behind it
 	// (logs included) sees one; it checks the word only when one is set.
 	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)

@@ -127,3 +127,32 @@ func TestStopClosesOpenStreams(t *testing.T) {
 	assert.Equal(t, ws.StatusGoingAway, closed.Code)
 	require.NoError(t, <-stopped)
 }
+
+func TestMetricsAndPprof(t *testing.T) {
+	inst := startServer(t, "MAGIC_WORD", "w", "FORESIGHT_PPROF", "true")
+	conn, _, _, err := ws.Dial(context.Background(), wsURL(inst, "?magic_word=w"))
+	require.NoError(t, err)
+	require.NoError(t, wsutil.WriteClientBinary(conn, make([]byte, 100)))
+	_, _, err = wsutil.ReadServerData(conn)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close())
+
+	status, body := get(t, inst.URL()+"/metrics") // public by default
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, "foresight_frames_received_total 1")
+	assert.Contains(t, body, "foresight_acks_sent_total 1")
+
+	status, _ = get(t, inst.URL()+"/debug/pprof/heap")
+	assert.Equal(t, http.StatusForbidden, status, "pprof sits behind the magic word")
+	status, body = get(t, inst.URL()+"/debug/pprof/?magic_word=w")
+	assert.Equal(t, http.StatusOK, status)
+	assert.Contains(t, body, "goroutine")
+	status, _ = get(t, inst.URL()+"/debug/pprof/cmdline?magic_word=w")
+	assert.Equal(t, http.StatusOK, status)
+}
+
+func TestPprofOffByDefault(t *testing.T) {
+	inst := startServer(t)
+	status, _ := get(t, inst.URL()+"/debug/pprof/")
+	assert.Equal(t, http.StatusNotFound, status)
+}

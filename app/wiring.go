@@ -3,10 +3,13 @@ package app
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 
 	"go.uber.org/fx"
 
 	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/metrics"
 	"github.com/foresight-vision/foresight/adapters/modal"
 	"github.com/foresight-vision/foresight/adapters/noop"
 	"github.com/foresight-vision/foresight/ports"
@@ -42,6 +45,40 @@ func newInferenceBackend(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (infe
 	return backend, nil
 }
 
-func newObserver() httpapi.Observer { return httpapi.NopObserver{} }
+// newObserver returns the Prometheus metrics when they are on.
+func newObserver(cfg Config) (httpapi.Observer, *metrics.Metrics) {
+	if !cfg.Metrics {
+		return httpapi.NopObserver{}, nil
+	}
+	m := metrics.New()
+	return m, m
+}
 
-func extraRoutes(cfg Config, obs httpapi.Observer) []httpapi.Route { return nil }
+// extraRoutes mounts /metrics and /debug/pprof when they are on.
+func extraRoutes(cfg Config, m *metrics.Metrics) []httpapi.Route {
+	var routes []httpapi.Route
+	if m != nil {
+		routes = append(routes, httpapi.Route{Method: http.MethodGet, Path: "/metrics", Handler: m.Handler()})
+	}
+	if cfg.Pprof {
+		routes = append(routes, httpapi.Route{Method: http.MethodGet, Path: "/debug/pprof/*item", Handler: pprofHandler()})
+	}
+	return routes
+}
+
+// pprofHandler serves net/http/pprof under one httprouter catch-all route.
+func pprofHandler() http.Handler {
+	named := map[string]http.HandlerFunc{
+		"/debug/pprof/cmdline": pprof.Cmdline,
+		"/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol":  pprof.Symbol,
+		"/debug/pprof/trace":   pprof.Trace,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := named[r.URL.Path]; ok {
+			h(w, r)
+			return
+		}
+		pprof.Index(w, r) // the index and named profiles: heap, goroutine, allocs, ...
+	})
+}

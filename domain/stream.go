@@ -219,6 +219,23 @@ func (s *Stream) cut(now time.Time) {
 	})
 }
 
+// Await waits until the call in flight (opening the session or inferring a
+// chunk), if any, has finished and applies its outcome, so that a result is
+// on the next ack. It reports false if ctx ended first. Useful to offline
+// callers (a file replayed at full speed) and to tests.
+func (s *Stream) Await(ctx context.Context) bool {
+	if s.call == nil {
+		return true
+	}
+	select {
+	case o := <-s.call.done:
+		s.finish(o)
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // Busy reports whether a call (opening the session or inferring a chunk) is
 // in flight.
 func (s *Stream) Busy() bool { return s.call != nil }

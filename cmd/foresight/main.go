@@ -15,6 +15,8 @@ import (
 	"syscall"
 
 	"github.com/foresight-vision/foresight/app"
+	"github.com/foresight-vision/foresight/cmd/foresight/internal/benchcmd"
+	"github.com/foresight-vision/foresight/cmd/foresight/internal/replaycmd"
 )
 
 // command is one subcommand.
@@ -27,6 +29,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the server (default)", serve},
 		{"gateway", "run the edge proxy in front of a server", runGateway},
+		{"replay", "stream a video or a folder of JPEGs to a server, as glasses would", replaycmd.Run},
+		{"bench", "load-test /vision/stream and report ack latency and throughput", benchcmd.Run},
 	}
 }
 

@@ -1,0 +1,47 @@
+package domain_test
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/domain/domaintest"
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// captioner is an importing service's own inference port implementation.
+type captioner struct{}
+
+func (captioner) OpenSession(context.Context, ports.SessionRequest) (ports.InferenceSession, error) {
+	return captioner{}, nil
+}
+
+func (captioner) InferChunk(_ context.Context, c ports.Chunk) (ports.Result, error) {
+	return ports.Result{"caption": fmt.Sprintf("%d frames from %.1fs to %.1fs", len(c.Frames), c.StartS, c.EndS)}, nil
+}
+
+func (captioner) Close(context.Context) error { return nil }
+
+// Drive a stream with your own inference backend and a clock you control.
+func ExampleStartStream() {
+	ctx := context.Background()
+	clock := domaintest.NewClock()
+	stream := domain.StartStream(captioner{}, ports.SessionRequest{StreamID: "demo"}, domain.Config{
+		ChunkInterval: time.Second,
+		Clock:         clock,
+	})
+	defer stream.Close(ctx)
+
+	for range 25 {
+		clock.Advance(100 * time.Millisecond)
+		ack := stream.HandleFrame([]byte("jpeg"))
+		if ack.Result != nil {
+			fmt.Printf("frame %d: %v\n", ack.Frame, ack.Result["caption"])
+		}
+		stream.Await(ctx) // a real camera's pace gives calls time; here we wait
+	}
+	// Output:
+	// frame 11: 10 frames from 0.0s to 1.0s
+	// frame 21: 10 frames from 1.0s to 2.0s
+}
