@@ -168,6 +168,11 @@ func (s *Stream) finish(o outcome) {
 		o.err = fmt.Errorf("%w after %s", ErrInferenceTimeout, s.cfg.InferenceTimeout)
 	}
 	if c.open {
+		if errors.Is(o.err, ports.ErrNoInference) {
+			s.disabled = true // not a failure: there is no model for this stream
+			s.buf.clear()
+			return
+		}
 		if o.err != nil {
 			if o.session != nil {
 				// A backend that fails must not also hand back a session,

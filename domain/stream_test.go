@@ -403,3 +403,21 @@ func (failingCloseSession) InferChunk(context.Context, ports.Chunk) (ports.Resul
 	return nil, nil
 }
 func (failingCloseSession) Close(context.Context) error { return errors.New("remote close failed") }
+
+func TestNoInferenceKeepsNoFrames(t *testing.T) {
+	clock := domaintest.NewClock()
+	backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error { return ports.ErrNoInference }}
+	s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: clock, ChunkInterval: -1})
+	s.AwaitCall()
+	for range 5 {
+		clock.Advance(time.Second)
+		ack := s.HandleFrame([]byte{1, 2})
+		assert.Nil(t, ack.Result, "no model is not an error")
+	}
+	frames, _ := s.Buffered()
+	assert.Zero(t, frames)
+	sum := s.Close(context.Background())
+	assert.Zero(t, sum.InferenceFailures)
+	assert.Zero(t, sum.Chunks)
+	assert.Equal(t, int64(5), sum.Frames)
+}

@@ -9,8 +9,14 @@ package ports
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 )
+
+// ErrNoInference is returned by InferenceBackend.OpenSession when there is no
+// model for the stream (no credentials, or inference switched off). It is
+// not a failure: the stream is acked as usual and keeps no frames.
+var ErrNoInference = errors.New("no inference configured")
 
 // Chunk is one time window of a stream, sent to the model in a single call.
 type Chunk struct {
@@ -53,7 +59,7 @@ type SessionRequest struct {
 // InferenceBackend opens inference sessions, one per stream.
 type InferenceBackend interface {
 	// OpenSession prepares a session for one stream. It may be slow (remote
-	// look-ups); it must honour ctx.
+	// look-ups); it must honour ctx. ErrNoInference means "no model here".
 	OpenSession(ctx context.Context, req SessionRequest) (InferenceSession, error)
 }
 

@@ -264,7 +264,8 @@ type wsStream struct {
 	logger *slog.Logger
 	stream *domain.Stream
 
-	hdrBuf   [ws.MaxHeaderSize]byte
+	hdrBuf   [ws.MaxHeaderSize]byte // for reading frame headers
+	outBuf   [ws.MaxHeaderSize]byte // for writing them; a field so it is not allocated per ack
 	ackBuf   []byte
 	message  []byte // a fragmented message being assembled
 	inMsg    bool
@@ -444,9 +445,8 @@ func (s *wsStream) writeFrame(op ws.OpCode, payload []byte) error {
 	if err := s.conn.SetWriteDeadline(time.Now().Add(s.h.cfg.WriteTimeout)); err != nil {
 		return err
 	}
-	var hdrBuf [ws.MaxHeaderSize]byte
 	hdr := ws.Header{Fin: true, OpCode: op, Length: int64(len(payload))}
-	if err := ws.WriteHeaderBuffer(s.bw, hdr, hdrBuf[:]); err != nil {
+	if err := ws.WriteHeaderBuffer(s.bw, hdr, s.outBuf[:]); err != nil {
 		return err
 	}
 	if _, err := s.bw.Write(payload); err != nil {

@@ -103,16 +103,16 @@ func (b *Backend) resolve(overrides map[string]string) target {
 
 // OpenSession looks the stream's class up, makes one instance of it and
 // returns a session calling it. Without credentials (or with the "none"
-// preset) it returns a no-op session. Any other failure is an error whose
+// preset) it returns ports.ErrNoInference. Any other failure is an error whose
 // text never contains the token secret.
 func (b *Backend) OpenSession(ctx context.Context, req ports.SessionRequest) (ports.InferenceSession, error) {
 	if b.preset == (preset{}) {
-		return noopSession{}, nil
+		return nil, ports.ErrNoInference
 	}
 	t := b.resolve(req.Overrides)
 	if t.tokenID == "" || t.tokenSecret == "" {
 		b.log.DebugContext(ctx, "no Modal credentials: inference disabled for stream", "stream_id", req.StreamID)
-		return noopSession{}, nil
+		return nil, ports.ErrNoInference
 	}
 	s, err := b.open(ctx, req.StreamID, t)
 	if err != nil {

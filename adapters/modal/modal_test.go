@@ -536,36 +536,31 @@ func TestEnvironment(t *testing.T) {
 	})
 }
 
-func TestNoCredentialsMeansNoop(t *testing.T) {
+func TestNoCredentialsMeansNoInference(t *testing.T) {
 	f := setup(t, func(c *Config) { c.TokenID, c.TokenSecret = "", "" })
-	s := f.open(t, "s", nil)
-	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
-	require.NoError(t, err)
-	assert.Equal(t, ports.Result{}, res)
-	require.NoError(t, s.Close(context.Background()))
-
-	// A secret without an id is still no credentials.
-	s = f.open(t, "s", map[string]string{OverrideTokenSecret: "as-x"})
-	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))
-	require.NoError(t, err)
+	noModel := func(overrides map[string]string) {
+		t.Helper()
+		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s", Overrides: overrides})
+		require.ErrorIs(t, err, ports.ErrNoInference)
+	}
+	noModel(nil)
+	noModel(map[string]string{OverrideTokenSecret: "as-x"}) // a secret without an id is no credentials
 	assert.Empty(t, f.srv.Calls())
 	assert.Empty(t, f.srv.Lookups())
 	assert.Equal(t, 0, f.b.clientCount())
 
 	// Header credentials alone are enough.
-	s = f.open(t, "s", map[string]string{OverrideTokenID: "ak-h", OverrideTokenSecret: "as-h"})
-	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	s := f.open(t, "s", map[string]string{OverrideTokenID: "ak-h", OverrideTokenSecret: "as-h"})
+	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
 	require.NoError(t, s.Close(context.Background()))
 	assert.Len(t, f.srv.CallsTo(modaltest.MethodInferChunk), 1)
 }
 
-func TestPresetNoneIsNoop(t *testing.T) {
+func TestPresetNoneMeansNoInference(t *testing.T) {
 	f := setup(t, func(c *Config) { c.Preset = PresetNone })
-	s := f.open(t, "s", nil)
-	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
-	require.NoError(t, err)
-	assert.Empty(t, res)
+	_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s"})
+	require.ErrorIs(t, err, ports.ErrNoInference)
 	assert.Empty(t, f.srv.Calls())
 }
 

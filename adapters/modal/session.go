@@ -222,12 +222,3 @@ func (s *session) Close(ctx context.Context) error {
 	}
 	return nil
 }
-
-// noopSession is the session used without credentials: no inference.
-type noopSession struct{}
-
-func (noopSession) InferChunk(context.Context, ports.Chunk) (ports.Result, error) {
-	return ports.Result{}, nil
-}
-
-func (noopSession) Close(context.Context) error { return nil }

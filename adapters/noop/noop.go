@@ -1,5 +1,5 @@
-// Package noop is the inference backend used when no model is configured:
-// every chunk gets an empty result, so acks carry no caption.
+// Package noop is the inference backend used when no model is configured.
+// Streams are acked as usual and keep no frames; acks carry no caption.
 package noop
 
 import (
@@ -8,15 +8,17 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// Backend opens no-op sessions.
+// Backend has no model: every stream runs without inference.
 type Backend struct{}
 
-// OpenSession implements ports.InferenceBackend.
+// OpenSession implements ports.InferenceBackend: it always answers
+// ports.ErrNoInference, so the domain keeps no frames for a model.
 func (Backend) OpenSession(context.Context, ports.SessionRequest) (ports.InferenceSession, error) {
-	return Session{}, nil
+	return nil, ports.ErrNoInference
 }
 
-// Session answers every chunk with an empty result.
+// Session answers every chunk with an empty result, for callers that need
+// a session value without a model (the original's no-op session).
 type Session struct{}
 
 // InferChunk implements ports.InferenceSession.
