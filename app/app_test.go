@@ -156,3 +156,10 @@ func TestPprofOffByDefault(t *testing.T) {
 	status, _ := get(t, inst.URL()+"/debug/pprof/")
 	assert.Equal(t, http.StatusNotFound, status)
 }
+
+func TestLivePageIsServedPublicly(t *testing.T) {
+	inst := startServer(t, "MAGIC_WORD", "w")
+	status, body := get(t, inst.URL()+"/")
+	assert.Equal(t, http.StatusOK, status, "the page holds no secret; the stream behind it needs the word")
+	assert.Contains(t, body, "<html")
+}

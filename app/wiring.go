@@ -12,6 +12,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/metrics"
 	"github.com/foresight-vision/foresight/adapters/modal"
 	"github.com/foresight-vision/foresight/adapters/noop"
+	"github.com/foresight-vision/foresight/adapters/webui"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -54,9 +55,14 @@ func newObserver(cfg Config) (httpapi.Observer, *metrics.Metrics) {
 	return m, m
 }
 
-// extraRoutes mounts /metrics and /debug/pprof when they are on.
+// extraRoutes mounts the live page, and /metrics and /debug/pprof when
+// they are on.
 func extraRoutes(cfg Config, m *metrics.Metrics) []httpapi.Route {
-	var routes []httpapi.Route
+	// The live page; httprouter does not route HEAD to GET handlers.
+	routes := []httpapi.Route{
+		{Method: http.MethodGet, Path: "/", Handler: webui.Handler()},
+		{Method: http.MethodHead, Path: "/", Handler: webui.Handler()},
+	}
 	if m != nil {
 		routes = append(routes, httpapi.Route{Method: http.MethodGet, Path: "/metrics", Handler: m.Handler()})
 	}

@@ -259,8 +259,8 @@ func (s *Stream) Close(ctx context.Context) Summary {
 		case o := <-c.done:
 			s.call = nil
 			c.stop()
-			if c.open && o.err == nil {
-				s.session = o.session
+			if c.open && o.session != nil {
+				s.session = o.session // closed below, even if the open also failed
 			}
 		case <-ctx.Done():
 			// The call is cancelled but has not returned: whoever
@@ -286,7 +286,7 @@ func (s *Stream) Close(ctx context.Context) Summary {
 // closeWhenDone waits for an abandoned call and closes a session it opened.
 func closeWhenDone(c *call) {
 	o := <-c.done
-	if c.open && o.err == nil && o.session != nil {
+	if c.open && o.session != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = o.session.Close(ctx)

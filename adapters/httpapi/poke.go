@@ -115,7 +115,7 @@ func parseMessage(body []byte) (string, *validationError) {
 	var doc any
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
-	if err := dec.Decode(&doc); err != nil || dec.More() {
+	if err := dec.Decode(&doc); err != nil || dec.Decode(new(any)) != io.EOF {
 		return "", &validationError{Type: "json_invalid", Loc: []any{"body", 0}, Msg: "JSON decode error",
 			Input: map[string]any{}, Ctx: map[string]any{"error": "Expecting value"}}
 	}

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -26,10 +27,11 @@ func newPokeEnv(t *testing.T, cfg httpapi.PokeConfig, timeout time.Duration) *po
 	t.Helper()
 	fake := poketest.NewServer()
 	t.Cleanup(fake.Close)
-	client, err := poke.New(poke.Config{URL: fake.URL(), Timeout: timeout}, nil)
+	client, err := poke.New(poke.Config{URL: fake.URL(), Timeout: timeout}, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	t.Cleanup(client.CloseIdleConnections)
 	cfg.Notifier = client
+	cfg.Logger = slog.New(slog.DiscardHandler)
 	srv := httptest.NewServer(httpapi.NewRouter(http.NotFoundHandler(), httpapi.NewPokeHandler(cfg)))
 	t.Cleanup(srv.Close)
 	return &pokeEnv{fake: fake, srv: srv}

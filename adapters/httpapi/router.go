@@ -24,6 +24,7 @@ type Route struct {
 func NewRouter(stream http.Handler, poke http.Handler, extra ...Route) *httprouter.Router {
 	r := httprouter.New()
 	r.Handler(http.MethodGet, "/health", Health())
+	r.Handler(http.MethodHead, "/health", Health())
 	r.Handler(http.MethodGet, "/vision/stream", stream)
 	r.Handler(http.MethodPost, "/poke/send", poke)
 	for _, e := range extra {

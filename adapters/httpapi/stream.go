@@ -31,6 +31,9 @@ const (
 	// closeWait bounds how long a server-initiated close waits for the
 	// client's close frame before dropping the connection.
 	closeWait = 2 * time.Second
+	// sessionCloseBudget bounds ending a stream's inference (cancelling a
+	// call in flight, closing the session); shutdown may cut it shorter.
+	sessionCloseBudget = 15 * time.Second
 	// progressEvery is how often (in frames) a stream logs its progress,
 	// as the original did.
 	progressEvery = 30
@@ -105,7 +108,11 @@ func (c StreamConfig) withDefaults() StreamConfig {
 
 // StreamHandler serves GET /vision/stream: binary frames in, JSON acks out.
 type StreamHandler struct {
-	cfg      StreamConfig
+	cfg StreamConfig
+	// stopCtx ends when a shutdown runs out of time, cutting short the
+	// streams still closing their inference sessions.
+	stopCtx  context.Context
+	stop     context.CancelFunc
 	active   atomic.Int64
 	closing  atomic.Bool
 	mu       sync.Mutex
@@ -117,8 +124,11 @@ type StreamHandler struct {
 // NewStreamHandler returns a handler for /vision/stream.
 func NewStreamHandler(cfg StreamConfig) *StreamHandler {
 	cfg = cfg.withDefaults()
+	stopCtx, stop := context.WithCancel(context.Background())
 	return &StreamHandler{
 		cfg:      cfg,
+		stopCtx:  stopCtx,
+		stop:     stop,
 		conns:    make(map[net.Conn]struct{}),
 		upgrader: ws.HTTPUpgrader{Timeout: cfg.WriteTimeout},
 	}
@@ -181,7 +191,7 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = conn.Close()
 	h.cfg.Observer.StreamClosed(int(code))
 
-	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.Session.InferenceTimeout+time.Second)
+	ctx, cancel := context.WithTimeout(h.stopCtx, sessionCloseBudget)
 	defer cancel()
 	sum := s.stream.Close(ctx)
 	attrs := []any{"close_code", int(code), "frames", sum.Frames, "bytes", sum.Bytes, "chunks", sum.Chunks,
@@ -244,12 +254,13 @@ func (h *StreamHandler) Shutdown(ctx context.Context) error {
 	case <-done:
 		return nil
 	case <-ctx.Done():
+		h.stop() // streams stop waiting on their inference sessions
 		h.mu.Lock()
 		for c := range h.conns {
 			_ = c.Close()
 		}
 		h.mu.Unlock()
-		<-done // closed sockets make every reader and writer return at once
+		<-done // closed sockets and a done stopCtx make every stream return at once
 		return fmt.Errorf("stream shutdown: %w", ctx.Err())
 	}
 }
@@ -276,6 +287,15 @@ type wsStream struct {
 type closeError struct {
 	code   ws.StatusCode
 	reason string
+	// unread is the payload of the refused frame still on the wire, skipped
+	// before waiting for the client's close; -1 means the stream is out of
+	// step, so bytes are discarded raw.
+	unread int64
+}
+
+// refuse builds the closeError for a frame whose payload is still unread.
+func refuse(code ws.StatusCode, reason string, hdr ws.Header) *closeError {
+	return &closeError{code: code, reason: reason, unread: hdr.Length}
 }
 
 func (e *closeError) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.reason) }
@@ -291,7 +311,7 @@ func (s *wsStream) run() ws.StatusCode {
 		if werr := writeClose(s.conn, s.bw, ce.code, ce.reason, s.h.cfg.WriteTimeout); werr != nil {
 			return ws.StatusAbnormalClosure
 		}
-		s.drainUntilClose()
+		s.drainUntilClose(ce.unread)
 		return ce.code
 	case errors.Is(err, errPeerClosed):
 		return s.peerCode
@@ -312,14 +332,14 @@ func (s *wsStream) loop() error {
 			return err
 		}
 		if s.h.closing.Load() {
-			return &closeError{ws.StatusGoingAway, "server shutting down"}
+			return &closeError{code: ws.StatusGoingAway, reason: "server shutting down"}
 		}
 		hdr, err := ws.ReadHeaderBuffer(s.br, s.hdrBuf[:ws.MaxHeaderSize-2])
 		if err != nil {
 			return s.readFailure(err)
 		}
-		if err := checkHeader(hdr); err != nil {
-			return err
+		if code, reason := checkHeader(hdr); code != 0 {
+			return refuse(code, reason, hdr)
 		}
 		if hdr.OpCode.IsControl() {
 			if err := s.control(hdr); err != nil {
@@ -329,14 +349,16 @@ func (s *wsStream) loop() error {
 		}
 		switch {
 		case hdr.OpCode == ws.OpText:
-			return &closeError{ws.StatusUnsupportedData, "text messages are not supported: send each frame as a binary message"}
+			return refuse(ws.StatusUnsupportedData, "text messages are not supported: send each frame as a binary message", hdr)
 		case hdr.OpCode == ws.OpContinuation && !s.inMsg:
-			return &closeError{ws.StatusProtocolError, "continuation frame without a message"}
+			return refuse(ws.StatusProtocolError, "continuation frame without a message", hdr)
 		case hdr.OpCode == ws.OpBinary && s.inMsg:
-			return &closeError{ws.StatusProtocolError, "new message before the previous one ended"}
+			return refuse(ws.StatusProtocolError, "new message before the previous one ended", hdr)
 		}
 		if int64(len(s.message))+hdr.Length > cfg.MaxFrameBytes {
-			return &closeError{ws.StatusMessageTooBig, fmt.Sprintf("message larger than %d bytes", cfg.MaxFrameBytes)}
+			// Never buffered: the rest is only discarded, briefly, while the
+			// client gets the close frame.
+			return refuse(ws.StatusMessageTooBig, fmt.Sprintf("message larger than %d bytes", cfg.MaxFrameBytes), hdr)
 		}
 		payload, err := s.readPayload(hdr)
 		if err != nil {
@@ -361,28 +383,33 @@ func (s *wsStream) loop() error {
 // readFailure turns a read error into the loop's result: a deadline is
 // either shutdown or the idle timeout.
 func (s *wsStream) readFailure(err error) error {
+	if errors.Is(err, ws.ErrHeaderLengthMSB) || errors.Is(err, ws.ErrHeaderLengthUnexpected) {
+		return &closeError{code: ws.StatusProtocolError, reason: "malformed frame header", unread: -1}
+	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
 		if s.h.closing.Load() {
-			return &closeError{ws.StatusGoingAway, "server shutting down"}
+			return &closeError{code: ws.StatusGoingAway, reason: "server shutting down"}
 		}
-		return &closeError{ws.StatusGoingAway, "idle timeout"}
+		return &closeError{code: ws.StatusGoingAway, reason: "idle timeout"}
 	}
 	return err
 }
 
-func checkHeader(hdr ws.Header) error {
+// checkHeader returns the close code and reason for a frame header the
+// server refuses, or 0.
+func checkHeader(hdr ws.Header) (ws.StatusCode, string) {
 	switch {
 	case !hdr.Masked:
-		return &closeError{ws.StatusProtocolError, "client frames must be masked"}
+		return ws.StatusProtocolError, "client frames must be masked"
 	case hdr.Rsv != 0:
-		return &closeError{ws.StatusProtocolError, "reserved bits set without an extension"}
+		return ws.StatusProtocolError, "reserved bits set without an extension"
 	case hdr.OpCode.IsReserved():
-		return &closeError{ws.StatusProtocolError, "reserved opcode"}
+		return ws.StatusProtocolError, "reserved opcode"
 	case hdr.OpCode.IsControl() && (hdr.Length > ws.MaxControlFramePayloadSize || !hdr.Fin):
-		return &closeError{ws.StatusProtocolError, "invalid control frame"}
+		return ws.StatusProtocolError, "invalid control frame"
 	}
-	return nil
+	return 0, ""
 }
 
 func (s *wsStream) readPayload(hdr ws.Header) ([]byte, error) {
@@ -407,10 +434,14 @@ func (s *wsStream) control(hdr ws.Header) error {
 		return s.writeFrame(ws.OpPong, payload)
 	case ws.OpClose:
 		code, _ := ws.ParseCloseFrameDataUnsafe(payload)
-		if code.Empty() {
+		switch {
+		case len(payload) == 0:
 			code = ws.StatusNoStatusRcvd
-			payload = payload[:0]
-		} else {
+		case len(payload) == 1 || !validCloseCode(code):
+			// RFC 6455 7.4: a code a peer may not send is a protocol error.
+			code = ws.StatusProtocolError
+			payload = ws.NewCloseFrameBody(code, "invalid close code")
+		default:
 			payload = ws.NewCloseFrameBody(code, "")
 		}
 		// Echo the code, as RFC 6455 asks, then the server closes TCP.
@@ -419,6 +450,15 @@ func (s *wsStream) control(hdr ws.Header) error {
 		return errPeerClosed
 	}
 	return nil
+}
+
+// validCloseCode reports whether a peer may send code in a close frame.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }
 
 // handleFrame feeds one complete binary message to the domain and acks it.
@@ -455,10 +495,20 @@ func (s *wsStream) writeFrame(op ws.OpCode, payload []byte) error {
 	return s.bw.Flush()
 }
 
-// drainUntilClose reads (and discards) until the client answers our close
-// frame or closeWait passes, so the close handshake completes cleanly.
-func (s *wsStream) drainUntilClose() {
+// drainUntilClose discards what the client sends until it answers our close
+// frame, or closeWait passes. Besides completing the handshake, this keeps
+// unread bytes out of the socket when it closes, which would turn the FIN
+// into a RST and could destroy the close frame before the client reads it.
+// Discarding never holds more than bufio's buffer, whatever the client sends.
+func (s *wsStream) drainUntilClose(unread int64) {
 	_ = s.conn.SetReadDeadline(time.Now().Add(closeWait))
+	if unread < 0 {
+		_, _ = io.Copy(io.Discard, s.br)
+		return
+	}
+	if _, err := io.CopyN(io.Discard, s.br, unread); err != nil {
+		return
+	}
 	for {
 		hdr, err := ws.ReadHeaderBuffer(s.br, s.hdrBuf[:ws.MaxHeaderSize-2])
 		if err != nil {

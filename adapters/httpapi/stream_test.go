@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -39,6 +40,9 @@ type streamServer struct {
 
 func newStreamServer(t *testing.T, cfg httpapi.StreamConfig) *streamServer {
 	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	h := httpapi.NewStreamHandler(cfg)
 	srv := httptest.NewServer(httpapi.NewRouter(h, http.NotFoundHandler()))
 	s := &streamServer{t: t, handler: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/vision/stream"}
@@ -428,4 +432,42 @@ func TestPlainHTTPToStreamIsRefused(t *testing.T) {
 	defer resp.Body.Close()
 	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	_, _ = bufio.NewReader(resp.Body).ReadString(0)
+}
+
+func TestCloseCodes(t *testing.T) {
+	s := newStreamServer(t, httpapi.StreamConfig{})
+	tests := []struct {
+		name    string
+		payload []byte
+		want    ws.StatusCode
+	}{
+		{"normal is echoed", ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"), ws.StatusNormalClosure},
+		{"application code is echoed", ws.NewCloseFrameBody(4000, ""), 4000},
+		{"no status gets an empty close", nil, 0},
+		{"reserved code is a protocol error", ws.NewCloseFrameBody(1005, ""), ws.StatusProtocolError},
+		{"one-byte payload is a protocol error", []byte{3}, ws.StatusProtocolError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := s.dial(nil)
+			require.NoError(t, wsutil.WriteClientMessage(c.conn, ws.OpClose, tt.payload))
+			require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
+			f, err := ws.ReadFrame(c.rw)
+			require.NoError(t, err)
+			require.Equal(t, ws.OpClose, f.Header.OpCode)
+			code, _ := ws.ParseCloseFrameData(f.Payload)
+			assert.Equal(t, tt.want, code)
+		})
+	}
+}
+
+func TestMalformedHeaderGetsClose1002(t *testing.T) {
+	s := newStreamServer(t, httpapi.StreamConfig{})
+	c := s.dial(nil)
+	// Length 127 with the most significant bit set: not a valid length.
+	_, err := c.conn.Write([]byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})
+	require.NoError(t, err)
+	code, reason := c.readClose()
+	assert.Equal(t, ws.StatusProtocolError, code)
+	assert.Equal(t, "malformed frame header", reason)
 }
