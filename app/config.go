@@ -153,10 +153,11 @@ var Settings = []Setting{
 func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("foresight serve", flag.ContinueOnError)
 	fs.SetOutput(out)
-	given := make([]*string, len(Settings))
+	given := make([]*flagValue, len(Settings))
 	for i, s := range Settings {
 		if s.Flag != "" {
-			given[i] = fs.String(s.Flag, s.Default, s.Help)
+			given[i] = &flagValue{value: s.Default, isBool: s.Default == "true" || s.Default == "false"}
+			fs.Var(given[i], s.Flag, s.Help)
 		}
 	}
 	fs.Usage = func() { PrintUsage(out) }
@@ -173,7 +174,7 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	for i, s := range Settings {
 		v, from := s.Default, "default"
 		if s.Flag != "" && explicit[s.Flag] {
-			v, from = *given[i], "--"+s.Flag
+			v, from = given[i].value, "--"+s.Flag
 		} else if env, name := firstEnv(getenv, s.Envs); env != "" {
 			v, from = env, name
 		} else if s.Flag == "addr" && strings.TrimSpace(getenv("PORT")) != "" {
@@ -214,6 +215,17 @@ func PrintUsage(w io.Writer) {
 		fmt.Fprintf(w, "      %s (default: %s)\n", s.Help, def)
 	}
 }
+
+// flagValue holds a setting's flag as text, parsed later by the setting.
+// Boolean settings accept a bare --flag, as the flag package's own bools do.
+type flagValue struct {
+	value  string
+	isBool bool
+}
+
+func (f *flagValue) String() string     { return f.value }
+func (f *flagValue) Set(v string) error { f.value = v; return nil }
+func (f *flagValue) IsBoolFlag() bool   { return f.isBool }
 
 // ModalHeld reports whether the server has its own Modal credentials.
 func (c Config) ModalHeld() bool { return c.ModalTokenID != "" && c.ModalTokenSecret != "" }

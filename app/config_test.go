@@ -78,6 +78,10 @@ func TestConfigSources(t *testing.T) {
 			assert.Equal(t, "w", c.MagicWord)
 		}},
 		{"values are trimmed", nil, envOf("FORESIGHT_POKE_API_KEY", " k \n"), func(t *testing.T, c app.Config) { assert.Equal(t, "k", c.PokeAPIKey) }},
+		{"bare boolean flag", []string{"--pprof", "--metrics=false"}, envOf(), func(t *testing.T, c app.Config) {
+			assert.True(t, c.Pprof)
+			assert.False(t, c.Metrics)
+		}},
 		{"backend is case-insensitive", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "StreamingVLM"), func(t *testing.T, c app.Config) {
 			assert.Equal(t, "streamingvlm", c.InferenceBackend)
 		}},
