@@ -24,13 +24,15 @@ vet:
 	$(GO) vet $(PKGS)
 
 # Installs the Debian packages the tests need when they are missing and we
-# may (root with apt-get, as on CI). Otherwise those tests skip and say why.
+# may (root with apt-get, as on CI). Otherwise those tests skip and say why;
+# gcc is the exception: `go test -race` needs cgo, so without it `test` fails.
 test-deps:
 	@missing=""; \
 	for pkg in $(TEST_DEBS); do \
 	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
 	done; \
 	if command -v $(PYTHON) >/dev/null 2>&1; then :; else missing="$$missing python3"; fi; \
+	if command -v gcc >/dev/null 2>&1; then :; else missing="$$missing gcc libc6-dev"; fi; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "installing:$$missing"; \

@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/signal"
 	"sync"
-	"syscall"
 	"time"
 
 	"go.uber.org/fx"
@@ -84,6 +82,7 @@ func newStreamHandler(cfg Config, backend inferenceBackend, obs httpapi.Observer
 			ChunkInterval:    cfg.ChunkInterval,
 			MaxBufferFrames:  cfg.MaxBufferFrames,
 			MaxBufferBytes:   cfg.MaxBufferBytes,
+			Budget:           domain.NewMemoryBudget(cfg.MaxTotalBufferBytes),
 			Prompt:           cfg.Prompt,
 			InferenceTimeout: cfg.InferenceTimeout,
 		},
@@ -156,6 +155,10 @@ func (s *Server) stop(ctx context.Context) error {
 	streamErr := make(chan error, 1)
 	go func() { streamErr <- s.stream.Shutdown(ctx) }()
 	err := s.http.Shutdown(ctx)
+	if err != nil {
+		// Out of time: cut the plain requests still running too.
+		_ = s.http.Close()
+	}
 	return errors.Join(err, <-streamErr)
 }
 
@@ -193,9 +196,9 @@ func Start(ctx context.Context, cfg Config, logger *slog.Logger) (*Instance, err
 	return inst, nil
 }
 
-// Run starts a server for cfg and serves until SIGINT or SIGTERM, then
-// shuts down within cfg.ShutdownTimeout.
-func Run(cfg Config) error {
+// Run starts a server for cfg and serves until ctx ends (the binary ends it
+// on SIGINT or SIGTERM), then shuts down within cfg.ShutdownTimeout.
+func Run(ctx context.Context, cfg Config) error {
 	logger := NewLogger(cfg)
 	startCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	inst, err := Start(startCtx, cfg, logger)
@@ -203,10 +206,8 @@ func Run(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	sigCtx, stopSignals := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	<-sigCtx.Done()
-	stopSignals() // a second signal kills the process at once
-	logger.Info("signal received, stopping", "timeout", cfg.ShutdownTimeout)
+	<-ctx.Done()
+	logger.Info("stopping", "timeout", cfg.ShutdownTimeout)
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := inst.Stop(stopCtx); err != nil {

@@ -137,14 +137,19 @@ func TestMetricsAndPprof(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, conn.Close())
 
-	status, body := get(t, inst.URL()+"/metrics") // public by default
-	assert.Equal(t, http.StatusOK, status)
-	assert.Contains(t, body, "foresight_frames_received_total 1")
-	assert.Contains(t, body, "foresight_acks_sent_total 1")
+	// The server counts an ack once its write returns, which may be just
+	// after the client has read it.
+	require.Eventually(t, func() bool {
+		status, body := get(t, inst.URL()+"/metrics") // public by default
+		return status == http.StatusOK &&
+			strings.Contains(body, "foresight_frames_received_total 1\n") &&
+			strings.Contains(body, "foresight_acks_sent_total 1\n") &&
+			strings.Contains(body, `foresight_ws_closes_total{code="1006"} 1`)
+	}, 5*time.Second, 10*time.Millisecond, "metrics count the stream")
 
-	status, _ = get(t, inst.URL()+"/debug/pprof/heap")
+	status, _ := get(t, inst.URL()+"/debug/pprof/heap")
 	assert.Equal(t, http.StatusForbidden, status, "pprof sits behind the magic word")
-	status, body = get(t, inst.URL()+"/debug/pprof/?magic_word=w")
+	status, body := get(t, inst.URL()+"/debug/pprof/?magic_word=w")
 	assert.Equal(t, http.StatusOK, status)
 	assert.Contains(t, body, "goroutine")
 	status, _ = get(t, inst.URL()+"/debug/pprof/cmdline?magic_word=w")

@@ -22,14 +22,16 @@ type Config struct {
 	LogLevel        slog.Level
 	LogFormat       string
 
-	ChunkInterval    time.Duration
-	MaxBufferFrames  int
-	MaxBufferBytes   int64
-	Prompt           string
-	InferenceTimeout time.Duration
-	MaxFrameBytes    int64
-	IdleTimeout      time.Duration
-	MaxStreams       int
+	ChunkInterval   time.Duration
+	MaxBufferFrames int
+	MaxBufferBytes  int64
+	// MaxTotalBufferBytes is shared by all streams (a domain.MemoryBudget).
+	MaxTotalBufferBytes int64
+	Prompt              string
+	InferenceTimeout    time.Duration
+	MaxFrameBytes       int64
+	IdleTimeout         time.Duration
+	MaxStreams          int
 
 	PokeURL     string
 	PokeTimeout time.Duration
@@ -95,6 +97,8 @@ var Settings = []Setting{
 		}},
 	{Flag: "max-buffer-bytes", Envs: []string{"VISION_MAX_BUFFER_BYTES"}, Default: "67108864", Help: "bytes kept for the next chunk (64 MiB), oldest dropped first",
 		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxBufferBytes })},
+	{Flag: "max-total-buffer-bytes", Envs: []string{"FORESIGHT_MAX_TOTAL_BUFFER_BYTES"}, Default: "2147483648", Help: "frame bytes all streams together may hold (2 GiB): buffers, chunks in flight, messages being read",
+		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxTotalBufferBytes })},
 	{Flag: "prompt", Envs: []string{"VISION_PROMPT"}, Default: domain.DefaultPrompt, Help: "instruction sent with every chunk",
 		apply: func(c *Config, v string) error { c.Prompt = v; return nil }},
 	{Flag: "inference-timeout", Envs: []string{"FORESIGHT_INFERENCE_TIMEOUT"}, Default: "30s", Help: "limit on opening an inference session and on each call",

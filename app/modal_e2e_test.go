@@ -56,10 +56,16 @@ func (c *streamClient) frame(payload []byte) map[string]any {
 
 // until sends frames (pausing briefly between them, as a camera would)
 // until an ack has key, and returns that ack and every ack with a result.
+// It gives up after 20 s, which only a broken server needs; maxFrames is a
+// second, looser stop for the same case.
 func (c *streamClient) until(key string, maxFrames int) (map[string]any, []map[string]any) {
 	c.t.Helper()
 	var events []map[string]any
-	for range maxFrames {
+	deadline := time.Now().Add(20 * time.Second)
+	for range maxFrames * 10 {
+		if time.Now().After(deadline) {
+			break
+		}
 		ack := c.frame([]byte("jpeg-bytes"))
 		if len(ack) > 2 {
 			events = append(events, ack)

@@ -34,6 +34,9 @@ type Config struct {
 	// InferenceTimeout bounds opening the inference session and each call
 	// (FORESIGHT_INFERENCE_TIMEOUT); the call's context is cancelled then.
 	InferenceTimeout time.Duration
+	// Budget, when set, bounds the frame bytes held by every stream sharing
+	// it (FORESIGHT_MAX_TOTAL_BUFFER_BYTES); nil means no shared bound.
+	Budget *MemoryBudget
 	// Clock supplies time; nil means the system clock.
 	Clock Clock
 	// Observer is told about drops, chunks and calls; nil means none.

@@ -74,12 +74,17 @@ type Stream struct {
 
 // call is a background open or infer call.
 type call struct {
-	open    bool // opening the session rather than inferring a chunk
-	done    chan outcome
-	cancel  context.CancelCauseFunc
-	stop    func() bool
-	ctx     context.Context
-	started time.Time
+	open  bool  // opening the session rather than inferring a chunk
+	bytes int64 // the chunk's frame bytes, held in the budget until the call ends
+	// reported is set once a timeout has been reported for a call that has
+	// not returned yet (its session ignored cancellation): the client hears
+	// of it at once, but no new call starts until this one returns.
+	reported bool
+	done     chan outcome
+	cancel   context.CancelCauseFunc
+	stop     func() bool
+	ctx      context.Context
+	started  time.Time
 }
 
 type outcome struct {
@@ -99,7 +104,7 @@ func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg C
 		req:         req,
 		start:       now,
 		windowStart: now,
-		buf:         newFrameBuffer(cfg.MaxBufferFrames, cfg.MaxBufferBytes),
+		buf:         newFrameBuffer(cfg.MaxBufferFrames, cfg.MaxBufferBytes, cfg.Budget),
 	}
 	s.call = s.launch(true, func(ctx context.Context) outcome {
 		sess, err := backend.OpenSession(ctx, req)
@@ -123,7 +128,7 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 	s.summary.Frames++
 	s.summary.Bytes += int64(len(frame))
 	if !s.disabled {
-		if n, size := s.buf.push(frame); n > 0 {
+		if n, size, _ := s.buf.push(frame); n > 0 {
 			s.summary.DroppedFrames += int64(n)
 			s.summary.DroppedBytes += size
 			s.cfg.Observer.FramesDropped(n, size)
@@ -149,7 +154,18 @@ func (s *Stream) poll() {
 	case o := <-s.call.done:
 		s.finish(o)
 	default:
+		c := s.call
+		if !c.reported && !c.open && errors.Is(context.Cause(c.ctx), ErrInferenceTimeout) {
+			// Timed out, cancelled, and still not back: tell the client now
+			// rather than wait on a session that ignores cancellation.
+			c.reported = true
+			s.fail(s.timeoutErr(), s.cfg.Clock.Now().Sub(c.started))
+		}
 	}
+}
+
+func (s *Stream) timeoutErr() error {
+	return fmt.Errorf("%w after %s", ErrInferenceTimeout, s.cfg.InferenceTimeout)
 }
 
 // finish applies a finished call's outcome.
@@ -159,13 +175,17 @@ func (s *Stream) finish(o outcome) {
 	c.stop()
 	cause := context.Cause(c.ctx)
 	c.cancel(nil)
+	s.cfg.Budget.Release(c.bytes)
+	if c.reported {
+		return // its timeout has been reported already
+	}
 	elapsed := s.cfg.Clock.Now().Sub(c.started)
 	if errors.Is(cause, ErrInferenceTimeout) && o.err == nil && !c.open {
 		// Finished in the same instant the timer fired: keep the result.
 		cause = nil
 	}
 	if o.err != nil && errors.Is(cause, ErrInferenceTimeout) {
-		o.err = fmt.Errorf("%w after %s", ErrInferenceTimeout, s.cfg.InferenceTimeout)
+		o.err = s.timeoutErr()
 	}
 	if c.open {
 		if errors.Is(o.err, ports.ErrNoInference) {
@@ -212,8 +232,8 @@ func (s *Stream) fail(err error, elapsed time.Duration) {
 func (s *Stream) cut(now time.Time) {
 	startS := max(s.windowStart.Sub(s.start).Seconds(), 0)
 	endS := max(now.Sub(s.start).Seconds(), startS)
-	size := s.buf.bytes
-	chunk := ports.Chunk{Frames: s.buf.take(), StartS: startS, EndS: endS, Prompt: s.cfg.Prompt}
+	frames, size := s.buf.take()
+	chunk := ports.Chunk{Frames: frames, StartS: startS, EndS: endS, Prompt: s.cfg.Prompt}
 	s.windowStart = now
 	s.summary.Chunks++
 	s.cfg.Observer.ChunkCut(len(chunk.Frames), size)
@@ -222,6 +242,7 @@ func (s *Stream) cut(now time.Time) {
 		res, err := session.InferChunk(ctx, chunk)
 		return outcome{result: res, err: err}
 	})
+	s.call.bytes = size
 }
 
 // Await waits until the call in flight (opening the session or inferring a
@@ -259,6 +280,7 @@ func (s *Stream) Close(ctx context.Context) Summary {
 		case o := <-c.done:
 			s.call = nil
 			c.stop()
+			s.cfg.Budget.Release(c.bytes)
 			if c.open && o.session != nil {
 				s.session = o.session // closed below, even if the open also failed
 			}
@@ -266,7 +288,7 @@ func (s *Stream) Close(ctx context.Context) Summary {
 			// The call is cancelled but has not returned: whoever
 			// finishes it closes what it opened.
 			c.stop()
-			go closeWhenDone(c)
+			go closeWhenDone(c, s.cfg.Budget)
 		}
 	}
 	s.buf.clear()
@@ -284,8 +306,9 @@ func (s *Stream) Close(ctx context.Context) Summary {
 }
 
 // closeWhenDone waits for an abandoned call and closes a session it opened.
-func closeWhenDone(c *call) {
+func closeWhenDone(c *call, budget *MemoryBudget) {
 	o := <-c.done
+	budget.Release(c.bytes)
 	if c.open && o.session != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -421,3 +421,78 @@ func TestNoInferenceKeepsNoFrames(t *testing.T) {
 	assert.Zero(t, sum.Chunks)
 	assert.Equal(t, int64(5), sum.Frames)
 }
+
+func TestSharedMemoryBudget(t *testing.T) {
+	budget := domain.NewMemoryBudget(100)
+	gate := domaintest.NewGate()
+	newStream := func() (*domain.Stream, *domaintest.Clock) {
+		clock := domaintest.NewClock()
+		s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
+			domain.Config{Clock: clock, ChunkInterval: time.Hour, Budget: budget})
+		s.AwaitCall()
+		return s, clock
+	}
+	a, clockA := newStream()
+	b, _ := newStream()
+
+	for range 6 {
+		a.HandleFrame(make([]byte, 10)) // 60 bytes buffered
+	}
+	b.HandleFrame(make([]byte, 30))
+	assert.Equal(t, int64(90), budget.Used())
+	b.HandleFrame(make([]byte, 30)) // does not fit: b drops its own oldest frame
+	frames, size := b.Buffered()
+	assert.Equal(t, 1, frames)
+	assert.Equal(t, int64(30), size)
+	b.HandleFrame(make([]byte, 50)) // cannot fit even alone: dropped
+	frames, _ = b.Buffered()
+	assert.Equal(t, 0, frames, "b dropped its oldest, then the frame itself")
+	assert.Equal(t, int64(60), budget.Used())
+
+	// A chunk keeps its bytes until its call ends.
+	clockA.Advance(time.Hour)
+	a.HandleFrame(make([]byte, 10))
+	assert.Equal(t, int64(70), budget.Used())
+	gate.Release(ports.Result{}, nil)
+	a.AwaitCall()
+	assert.Equal(t, int64(0), budget.Used())
+
+	sumB := b.Close(context.Background())
+	assert.Equal(t, int64(3), sumB.DroppedFrames)
+	assert.Equal(t, int64(110), sumB.DroppedBytes)
+	a.Close(context.Background())
+	assert.Zero(t, budget.Used())
+}
+
+func TestBudgetReleasedOnClose(t *testing.T) {
+	budget := domain.NewMemoryBudget(1 << 20)
+	gate := domaintest.NewGate()
+	h := harness{clock: domaintest.NewClock()}
+	s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
+		domain.Config{Clock: h.clock, ChunkInterval: -1, Budget: budget})
+	s.AwaitCall()
+	s.HandleFrame(make([]byte, 100)) // chunk in flight
+	s.HandleFrame(make([]byte, 50))  // buffered
+	assert.Equal(t, int64(150), budget.Used())
+	s.Close(context.Background()) // cancels the hanging call
+	assert.Zero(t, budget.Used())
+}
+
+func TestTimeoutReportedWhenSessionIgnoresCancellation(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, domain.Config{ChunkInterval: -1, InferenceTimeout: time.Second}, func(context.Context, ports.Chunk) (ports.Result, error) {
+		<-release // ignores ctx
+		return ports.Result{"caption": "too late"}, nil
+	})
+	h.frame(1)
+	h.clock.Advance(time.Second)
+	ack := h.frame(1)
+	assert.Equal(t, ports.Result{"inference_error": "inference timed out after 1s"}, ack.Result)
+	assert.True(t, h.stream.Busy(), "no new call while the old one has not returned")
+	assert.Nil(t, h.frame(1).Result, "reported once")
+	close(release)
+	h.stream.AwaitCall()
+	assert.Nil(t, h.frame(1).Result, "the late result is dropped")
+	require.Eventually(t, func() bool { return len(h.session().Chunks()) == 2 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, 1, h.session().MaxConcurrentCalls())
+}

@@ -8,12 +8,16 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/foresight-vision/foresight/ports"
 )
 
 // DefaultMaxPokeBodyBytes bounds a /poke/send request body.
 const DefaultMaxPokeBodyBytes = 64 << 10
+
+// pokeBodyTimeout bounds reading a /poke/send request body.
+const pokeBodyTimeout = 10 * time.Second
 
 // PokeConfig configures POST /poke/send.
 type PokeConfig struct {
@@ -58,6 +62,8 @@ func (h *PokeHandler) apiKey(r *http.Request) string {
 }
 
 func (h *PokeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A client trickling its body must not hold a goroutine forever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(pokeBodyTimeout))
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
 	if err != nil {
 		h.cfg.Observer.PokeSent("bad_request")

@@ -31,6 +31,10 @@ const (
 	// closeWait bounds how long a server-initiated close waits for the
 	// client's close frame before dropping the connection.
 	closeWait = 2 * time.Second
+	// readStep is how much of a message is allocated at a time.
+	readStep = 64 << 10
+	// statusTryAgainLater is RFC 6455's 1013, not named by gobwas/ws.
+	statusTryAgainLater ws.StatusCode = 1013
 	// sessionCloseBudget bounds ending a stream's inference (cancelling a
 	// call in flight, closing the session); shutdown may cut it shorter.
 	sessionCloseBudget = 15 * time.Second
@@ -55,7 +59,8 @@ type StreamConfig struct {
 	// Backend opens one inference session per stream; nil means noop.
 	Backend ports.InferenceBackend
 	// Session tunes each stream's domain session (chunking, buffer, prompt,
-	// inference timeout).
+	// inference timeout). Its Budget also bounds the messages being read:
+	// when it is spent, a stream is closed with 1013.
 	Session domain.Config
 	// MaxFrameBytes is the largest message accepted
 	// (FORESIGHT_MAX_FRAME_BYTES); larger ones get close 1009 unread.
@@ -188,6 +193,7 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.cfg.Observer.StreamOpened()
 	logger.Info("stream opened")
 	code := s.run()
+	s.releaseHeld() // a message cut short
 	_ = conn.Close()
 	h.cfg.Observer.StreamClosed(int(code))
 
@@ -281,6 +287,7 @@ type wsStream struct {
 	message  []byte // a fragmented message being assembled
 	inMsg    bool
 	peerCode ws.StatusCode // the code of the client's close frame
+	held     int64         // budget bytes taken by the message being read
 }
 
 // closeError ends the loop with a close frame to send.
@@ -362,7 +369,8 @@ func (s *wsStream) loop() error {
 		}
 		payload, err := s.readPayload(hdr)
 		if err != nil {
-			return s.readFailure(err)
+			s.releaseHeld()
+			return err
 		}
 		if !hdr.Fin {
 			// Fragments are rare from real clients; assembling them costs a copy.
@@ -374,6 +382,7 @@ func (s *wsStream) loop() error {
 			payload = append(s.message, payload...)
 			s.message, s.inMsg = nil, false
 		}
+		s.releaseHeld()
 		if err := s.handleFrame(payload); err != nil {
 			return err
 		}
@@ -412,13 +421,35 @@ func checkHeader(hdr ws.Header) (ws.StatusCode, string) {
 	return 0, ""
 }
 
-func (s *wsStream) readPayload(hdr ws.Header) ([]byte, error) {
-	payload := make([]byte, hdr.Length)
-	if _, err := io.ReadFull(s.br, payload); err != nil {
-		return nil, err
+// readPayload reads one frame's payload and unmasks it. Memory grows with
+// the bytes that actually arrive, never with what a header claims, and is
+// taken from the shared budget as it grows; held is what the message took.
+func (s *wsStream) readPayload(hdr ws.Header) (payload []byte, err error) {
+	budget := s.h.cfg.Session.Budget
+	for int64(len(payload)) < hdr.Length {
+		step := min(hdr.Length-int64(len(payload)), readStep)
+		if !budget.TryAcquire(step) {
+			return nil, &closeError{code: statusTryAgainLater, reason: "server is short of frame memory, try again later", unread: -1}
+		}
+		s.held += step
+		if len(payload) == 0 && step == hdr.Length {
+			payload = make([]byte, step) // the common case: one allocation of the exact size
+		} else {
+			payload = append(payload, make([]byte, step)...)
+		}
+		if _, err := io.ReadFull(s.br, payload[len(payload)-int(step):]); err != nil {
+			return nil, s.readFailure(err)
+		}
 	}
 	ws.Cipher(payload, hdr.Mask, 0)
 	return payload, nil
+}
+
+// releaseHeld gives the bytes of the message just read back to the budget;
+// the domain takes its own share if it keeps the frame.
+func (s *wsStream) releaseHeld() {
+	s.h.cfg.Session.Budget.Release(s.held)
+	s.held = 0
 }
 
 // control answers ping, ignores pong, and handles the client's close.

@@ -233,7 +233,7 @@ func TestInferenceErrorThenStreamGoesOn(t *testing.T) {
 	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1}})
 	c := s.dial(nil)
 	var events []string
-	for range 200 {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
 		c.send([]byte{1})
 		a := c.readAck()
 		switch {
@@ -396,6 +396,7 @@ func TestShutdownClosesOpenStreams(t *testing.T) {
 		assert.Equal(t, "server shutting down", reason)
 	}
 	require.NoError(t, <-done)
+	require.Len(t, backend.Sessions(), 3)
 	for _, sess := range backend.Sessions() {
 		assert.Equal(t, 1, sess.Closes())
 	}
@@ -470,4 +471,40 @@ func TestMalformedHeaderGetsClose1002(t *testing.T) {
 	code, reason := c.readClose()
 	assert.Equal(t, ws.StatusProtocolError, code)
 	assert.Equal(t, "malformed frame header", reason)
+}
+
+func TestHeaderAloneReservesNoMemory(t *testing.T) {
+	budget := domain.NewMemoryBudget(1 << 20)
+	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
+	c := s.dial(nil)
+	// Claims 8 MiB (within the 16 MiB limit) but sends 10 bytes: only what
+	// arrives is allocated and taken from the budget.
+	hdr := ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 8 << 20}
+	require.NoError(t, ws.WriteHeader(c.conn, hdr))
+	_, err := c.conn.Write(make([]byte, 10))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return budget.Used() > 0 }, 5*time.Second, time.Millisecond)
+	assert.LessOrEqual(t, budget.Used(), int64(64<<10), "one read step at most")
+	require.NoError(t, c.conn.Close())
+	require.Eventually(t, func() bool { return budget.Used() == 0 }, 5*time.Second, time.Millisecond)
+}
+
+func TestSpentBudgetGetsClose1013(t *testing.T) {
+	budget := domain.NewMemoryBudget(100 << 10)
+	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
+	c := s.dial(nil)
+	c.send(make([]byte, 50<<10)) // fits
+	assert.Equal(t, 50<<10, c.readAck().Bytes)
+	c.send(make([]byte, 200<<10)) // can never fit
+	// gobwas's client helpers refuse 1013 (registered with IANA, not in RFC
+	// 6455), so read the raw frame; browsers accept it.
+	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(10*time.Second)))
+	f, err := ws.ReadFrame(c.rw)
+	require.NoError(t, err)
+	require.Equal(t, ws.OpClose, f.Header.OpCode)
+	code, reason := ws.ParseCloseFrameData(f.Payload)
+	assert.Equal(t, ws.StatusCode(1013), code)
+	assert.Contains(t, reason, "try again later")
+	require.Eventually(t, func() bool { return budget.Used() == 0 }, 5*time.Second, time.Millisecond,
+		"no inference here, so nothing stays taken")
 }

@@ -36,6 +36,9 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	// After the first signal starts a graceful stop, a second one kills the
+	// process at once, as the default handler does.
+	context.AfterFunc(ctx, stop)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -49,6 +52,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if name == "help" {
 		usage(stdout)
 		return 0
+	}
+	if name == "serve" && len(args) == 1 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		usage(stdout) // `foresight --help` shows the commands first, then serve's settings
+		fmt.Fprintln(stdout)
 	}
 	for _, c := range commands() {
 		if c.name == name {
@@ -78,11 +85,10 @@ func usage(w io.Writer) {
 	fmt.Fprintln(w, "\nRun `foresight <command> --help` for a command's flags.")
 }
 
-func serve(_ context.Context, args []string, stdout, _ io.Writer) error {
+func serve(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	cfg, err := app.LoadConfig(args, os.Getenv, stdout)
 	if err != nil {
 		return err
 	}
-	// app.Run handles SIGINT/SIGTERM itself, to shut down gracefully.
-	return app.Run(cfg)
+	return app.Run(ctx, cfg)
 }

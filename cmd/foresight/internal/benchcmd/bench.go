@@ -125,7 +125,7 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 	fs.IntVar(&o.FrameBytes, "frame-bytes", 20000, "bytes per frame")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to stream")
 	fs.StringVar(&o.Mode, "mode", ModeLockstep, "lockstep (wait for each ack) or pipelined (send at --fps, match acks by frame number)")
-	fs.StringVar(&o.MagicWord, "magic-word", os.Getenv("MAGIC_WORD"), "magic word, sent as query param (or set MAGIC_WORD)")
+	fs.StringVar(&o.MagicWord, "magic-word", "", "magic word, sent as query param (or set MAGIC_WORD)")
 	fs.DurationVar(&o.Ramp, "ramp", 0, "spread connection set-up over this long (use ~1s per 500 conns)")
 	fs.DurationVar(&o.Idle, "idle", 0, "keep the connected streams idle this long before streaming")
 	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object")
@@ -135,6 +135,11 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.MagicWord == "" {
+		// Read after parsing, not as the flag's default, so --help never
+		// prints the secret.
+		o.MagicWord = os.Getenv("MAGIC_WORD")
 	}
 	switch {
 	case fs.NArg() > 0:

@@ -67,7 +67,7 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 	fs.StringVar(&o.URL, "url", os.Getenv("VISION_WS_URL"), "WebSocket URL for /vision/stream (or set VISION_WS_URL); http(s):// is turned into ws(s)://")
 	fs.StringVar(&o.Video, "video", os.Getenv("VIDEO_PATH"), "local video path, decoded with ffmpeg (or set VIDEO_PATH)")
 	fs.StringVar(&o.FramesDir, "frames", "", "folder of .jpg/.jpeg files to send in name order instead of --video (no ffmpeg needed)")
-	fs.StringVar(&o.MagicWord, "magic-word", os.Getenv("MAGIC_WORD"), "magic word to pass as query param ?magic_word=... (or set MAGIC_WORD)")
+	fs.StringVar(&o.MagicWord, "magic-word", "", "magic word to pass as query param ?magic_word=... (or set MAGIC_WORD)")
 	fs.Float64Var(&o.FPS, "fps", 3, "sample/send FPS; <= 0 uses the video's rate")
 	fs.IntVar(&o.JPEGQuality, "jpeg-quality", 85, "JPEG quality [0-100], mapped to ffmpeg -q:v 31..2")
 	fs.IntVar(&o.MaxFrames, "max-frames", 0, "stop after N frames (0 = no limit)")
@@ -80,6 +80,11 @@ func parse(args []string, stderr io.Writer) (Options, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if o.MagicWord == "" {
+		// Read after parsing, not as the flag's default, so --help never
+		// prints the secret.
+		o.MagicWord = os.Getenv("MAGIC_WORD")
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("replay: unexpected arguments %q", fs.Args())
