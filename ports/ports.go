@@ -56,6 +56,14 @@ type SessionRequest struct {
 	Overrides map[string]string
 }
 
+// Override keys of SessionRequest.Overrides that the inference backends read.
+const (
+	OverrideTokenID     = "token-id"
+	OverrideTokenSecret = "token-secret"
+	OverrideAppName     = "app-name"
+	OverrideClassName   = "class-name"
+)
+
 // InferenceBackend opens inference sessions, one per stream.
 type InferenceBackend interface {
 	// OpenSession prepares a session for one stream. It may be slow (remote

@@ -24,15 +24,17 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
+	"github.com/foresight-vision/foresight/adapters/httpapi"
 )
 
-// Names of the headers that carry secrets to the upstream.
+// Names of the headers that carry secrets to the upstream: the server's own
+// (adapters/httpapi), so the two cannot drift apart.
 const (
-	HeaderPokeAPIKey       = "x-poke-api-key"
-	HeaderModalTokenID     = "x-modal-token-id"
-	HeaderModalTokenSecret = "x-modal-token-secret"
-	HeaderModalAppName     = "x-modal-app-name"
-	HeaderModalClassName   = "x-modal-class-name"
+	HeaderPokeAPIKey       = httpapi.HeaderPokeAPIKey
+	HeaderModalTokenID     = httpapi.HeaderModalTokenID
+	HeaderModalTokenSecret = httpapi.HeaderModalTokenSecret
+	HeaderModalAppName     = httpapi.HeaderModalAppName
+	HeaderModalClassName   = httpapi.HeaderModalClassName
 )
 
 // Environment variables the gateway reads its secrets from (see SecretsFromEnv).

@@ -54,7 +54,7 @@ func NewPokeHandler(cfg PokeConfig) *PokeHandler {
 
 // apiKey picks the key per the precedence in docs/security.md.
 func (h *PokeHandler) apiKey(r *http.Request) string {
-	client := strings.TrimSpace(r.Header.Get("X-Poke-Api-Key"))
+	client := strings.TrimSpace(r.Header.Get(HeaderPokeAPIKey))
 	if h.cfg.ServerKey == "" || (h.cfg.TrustClientKey && client != "") {
 		return client
 	}

@@ -43,14 +43,24 @@ const (
 	progressEvery = 30
 )
 
+// Request headers that carry a client's (or a gateway's) credentials; the
+// gateway sets exactly these.
+const (
+	HeaderPokeAPIKey       = "X-Poke-Api-Key"
+	HeaderModalTokenID     = "X-Modal-Token-Id"
+	HeaderModalTokenSecret = "X-Modal-Token-Secret"
+	HeaderModalAppName     = "X-Modal-App-Name"
+	HeaderModalClassName   = "X-Modal-Class-Name"
+)
+
 // ModalOverrideHeaders maps the request headers a client may use to choose
 // its own inference credentials and model onto ports.SessionRequest
 // override keys.
 var ModalOverrideHeaders = map[string]string{
-	"X-Modal-Token-Id":     "token-id",
-	"X-Modal-Token-Secret": "token-secret",
-	"X-Modal-App-Name":     "app-name",
-	"X-Modal-Class-Name":   "class-name",
+	HeaderModalTokenID:     ports.OverrideTokenID,
+	HeaderModalTokenSecret: ports.OverrideTokenSecret,
+	HeaderModalAppName:     ports.OverrideAppName,
+	HeaderModalClassName:   ports.OverrideClassName,
 }
 
 // StreamConfig configures the /vision/stream handler. The zero value works:

@@ -94,10 +94,10 @@ func (b *Backend) resolve(overrides map[string]string) target {
 		return fromPreset
 	}
 	return target{
-		tokenID:     pick(OverrideTokenID, b.cfg.TokenID, ""),
-		tokenSecret: pick(OverrideTokenSecret, b.cfg.TokenSecret, ""),
-		app:         pick(OverrideAppName, b.cfg.AppName, b.preset.app),
-		class:       pick(OverrideClassName, b.cfg.ClassName, b.preset.class),
+		tokenID:     pick(ports.OverrideTokenID, b.cfg.TokenID, ""),
+		tokenSecret: pick(ports.OverrideTokenSecret, b.cfg.TokenSecret, ""),
+		app:         pick(ports.OverrideAppName, b.cfg.AppName, b.preset.app),
+		class:       pick(ports.OverrideClassName, b.cfg.ClassName, b.preset.class),
 	}
 }
 

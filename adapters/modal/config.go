@@ -25,14 +25,6 @@ var presets = map[string]preset{
 	PresetNone:         {},
 }
 
-// Override keys read from ports.SessionRequest.Overrides.
-const (
-	OverrideTokenID     = "token-id"
-	OverrideTokenSecret = "token-secret"
-	OverrideAppName     = "app-name"
-	OverrideClassName   = "class-name"
-)
-
 // Defaults for the Config fields that have one.
 const (
 	DefaultMaxClients    = 8

@@ -309,7 +309,7 @@ func TestOpenSessionErrors(t *testing.T) {
 	t.Run("unknown class", func(t *testing.T) {
 		f := setup(t, nil)
 		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{
-			StreamID: "s", Overrides: map[string]string{OverrideClassName: "NoSuchClass"},
+			StreamID: "s", Overrides: map[string]string{ports.OverrideClassName: "NoSuchClass"},
 		})
 		require.Error(t, err)
 		var nf modalsdk.NotFoundError
@@ -400,7 +400,7 @@ func TestSessionsShareOneClientAndSendOwnIDs(t *testing.T) {
 	assert.Equal(t, 1, f.srv.AuthTokenGets(), "one SDK client (one auth handshake) for both streams")
 
 	// Other credentials get their own client.
-	c := f.open(t, "stream-c", map[string]string{OverrideTokenID: "ak-2", OverrideTokenSecret: "as-2"})
+	c := f.open(t, "stream-c", map[string]string{ports.OverrideTokenID: "ak-2", ports.OverrideTokenSecret: "as-2"})
 	_, err = c.InferChunk(context.Background(), chunk([]byte("c")))
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.b.clientCount())
@@ -452,7 +452,7 @@ func TestConcurrentStreams(t *testing.T) {
 func TestIdleClientsBeyondBoundAreClosed(t *testing.T) {
 	f := setup(t, func(c *Config) { c.MaxClients = 1 })
 	a := f.open(t, "a", nil)
-	b := f.open(t, "b", map[string]string{OverrideTokenID: "ak-2", OverrideTokenSecret: "as-2"})
+	b := f.open(t, "b", map[string]string{ports.OverrideTokenID: "ak-2", ports.OverrideTokenSecret: "as-2"})
 	assert.Equal(t, 2, f.b.clientCount(), "clients in use are kept over the bound")
 	require.NoError(t, a.Close(context.Background()))
 	assert.Equal(t, 1, f.b.clientCount())
@@ -504,8 +504,8 @@ func TestResolutionOrder(t *testing.T) {
 
 	cfgSession := f.open(t, "s1", nil)
 	hdrSession := f.open(t, "s2", map[string]string{
-		OverrideAppName: " hdr-app ", OverrideClassName: "HdrClass",
-		OverrideTokenID: "ak-hdr", OverrideTokenSecret: "as-hdr",
+		ports.OverrideAppName: " hdr-app ", ports.OverrideClassName: "HdrClass",
+		ports.OverrideTokenID: "ak-hdr", ports.OverrideTokenSecret: "as-hdr",
 	})
 	_, err := cfgSession.InferChunk(context.Background(), chunk())
 	require.NoError(t, err)
@@ -544,13 +544,13 @@ func TestNoCredentialsMeansNoInference(t *testing.T) {
 		require.ErrorIs(t, err, ports.ErrNoInference)
 	}
 	noModel(nil)
-	noModel(map[string]string{OverrideTokenSecret: "as-x"}) // a secret without an id is no credentials
+	noModel(map[string]string{ports.OverrideTokenSecret: "as-x"}) // a secret without an id is no credentials
 	assert.Empty(t, f.srv.Calls())
 	assert.Empty(t, f.srv.Lookups())
 	assert.Equal(t, 0, f.b.clientCount())
 
 	// Header credentials alone are enough.
-	s := f.open(t, "s", map[string]string{OverrideTokenID: "ak-h", OverrideTokenSecret: "as-h"})
+	s := f.open(t, "s", map[string]string{ports.OverrideTokenID: "ak-h", ports.OverrideTokenSecret: "as-h"})
 	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
 	require.NoError(t, s.Close(context.Background()))

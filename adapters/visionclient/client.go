@@ -7,6 +7,8 @@
 package visionclient
 
 import (
+	"github.com/foresight-vision/foresight/adapters/edgegate"
+
 	"bufio"
 	"bytes"
 	"context"
@@ -157,22 +159,15 @@ func WithMagicWord(rawURL, word string) (string, error) {
 	return u.String(), nil
 }
 
-// RedactURL returns rawURL without its magic_word query parameter, for
-// printing and logging. An unparsable URL is returned as "<invalid url>".
+// RedactURL returns rawURL with its magic_word value replaced by REDACTED
+// and no user info, for printing and logging. An unparsable URL is returned as "<invalid url>".
 func RedactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<invalid url>"
 	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		if q.Has("magic_word") {
-			q.Del("magic_word")
-			u.RawQuery = q.Encode()
-		}
-	}
 	u.User = nil
-	return u.String()
+	return edgegate.RedactURL(u) // the server's own rule, so the two agree
 }
 
 // Dial connects to a ws:// or wss:// URL (use NormalizeURL first for http

@@ -336,6 +336,6 @@ func TestMagicWordHelpers(t *testing.T) {
 	same, err := visionclient.WithMagicWord("ws://h/x", "")
 	require.NoError(t, err)
 	assert.Equal(t, "ws://h/x", same)
-	assert.Equal(t, "ws://h/vision/stream?a=1", visionclient.RedactURL(u))
-	assert.Equal(t, "ws://h/vision/stream", visionclient.RedactURL("ws://user:pw@h/vision/stream?magic_word=s"))
+	assert.Equal(t, "ws://h/vision/stream?a=1&magic_word=REDACTED", visionclient.RedactURL(u))
+	assert.Equal(t, "ws://h/vision/stream?magic_word=REDACTED", visionclient.RedactURL("ws://user:pw@h/vision/stream?magic_word=s"))
 }
