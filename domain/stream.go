@@ -64,7 +64,7 @@ type Stream struct {
 	buf         frameBuffer
 
 	session  ports.InferenceSession // nil until opened
-	disabled bool                   // the session could not be opened: no more inference
+	disabled bool                   // no session (no model, or the open failed): no more inference
 	call     *call                  // the one call in flight (open or infer), if any
 	pending  ports.Result           // a result waiting for the next ack
 
@@ -155,11 +155,16 @@ func (s *Stream) poll() {
 		s.finish(o)
 	default:
 		c := s.call
-		if !c.reported && !c.open && errors.Is(context.Cause(c.ctx), ErrInferenceTimeout) {
+		if !c.reported && errors.Is(context.Cause(c.ctx), ErrInferenceTimeout) {
 			// Timed out, cancelled, and still not back: tell the client now
-			// rather than wait on a session that ignores cancellation.
+			// rather than wait on a backend that ignores cancellation.
 			c.reported = true
-			s.fail(s.timeoutErr(), s.cfg.Clock.Now().Sub(c.started))
+			err := s.timeoutErr()
+			if c.open {
+				s.disable()
+				err = fmt.Errorf("open inference session: %w", err)
+			}
+			s.fail(err, s.cfg.Clock.Now().Sub(c.started))
 		}
 	}
 }
@@ -177,7 +182,12 @@ func (s *Stream) finish(o outcome) {
 	c.cancel(nil)
 	s.cfg.Budget.Release(c.bytes)
 	if c.reported {
-		return // its timeout has been reported already
+		// Its timeout has been reported already; a session that turns up
+		// this late is not used, only closed.
+		if c.open && o.session != nil {
+			go closeLate(o.session)
+		}
+		return
 	}
 	elapsed := s.cfg.Clock.Now().Sub(c.started)
 	if errors.Is(cause, ErrInferenceTimeout) && o.err == nil && !c.open {
@@ -189,8 +199,7 @@ func (s *Stream) finish(o outcome) {
 	}
 	if c.open {
 		if errors.Is(o.err, ports.ErrNoInference) {
-			s.disabled = true // not a failure: there is no model for this stream
-			s.buf.clear()
+			s.disable() // not a failure: there is no model for this stream
 			return
 		}
 		if o.err != nil {
@@ -199,8 +208,7 @@ func (s *Stream) finish(o outcome) {
 				// but if it does it would never be closed otherwise.
 				_ = o.session.Close(context.Background())
 			}
-			s.disabled = true
-			s.buf.clear()
+			s.disable()
 			s.fail(fmt.Errorf("open inference session: %w", o.err), elapsed)
 			return
 		}
@@ -215,6 +223,12 @@ func (s *Stream) finish(o outcome) {
 	if len(o.result) > 0 {
 		s.pending = o.result
 	}
+}
+
+// disable stops inference for the rest of the stream; frames are no longer kept.
+func (s *Stream) disable() {
+	s.disabled = true
+	s.buf.clear()
 }
 
 func (s *Stream) fail(err error, elapsed time.Duration) {
@@ -310,8 +324,16 @@ func closeWhenDone(c *call, budget *MemoryBudget) {
 	o := <-c.done
 	budget.Release(c.bytes)
 	if c.open && o.session != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = o.session.Close(ctx)
+		closeLate(o.session)
 	}
+}
+
+// lateCloseTimeout bounds closing a session nobody waits for any more.
+const lateCloseTimeout = 10 * time.Second
+
+// closeLate closes a session that arrived after the stream stopped waiting.
+func closeLate(session ports.InferenceSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), lateCloseTimeout)
+	defer cancel()
+	_ = session.Close(ctx)
 }

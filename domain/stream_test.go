@@ -496,3 +496,26 @@ func TestTimeoutReportedWhenSessionIgnoresCancellation(t *testing.T) {
 	require.Eventually(t, func() bool { return len(h.session().Chunks()) == 2 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, 1, h.session().MaxConcurrentCalls())
 }
+
+func TestOpenTimeoutReportedWhenBackendIgnoresCancellation(t *testing.T) {
+	clock := domaintest.NewClock()
+	release := make(chan struct{})
+	backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error {
+		<-release // ignores ctx
+		return nil
+	}}
+	s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: clock, InferenceTimeout: time.Second})
+	clock.Advance(time.Second)
+	assert.Equal(t, ports.Result{"inference_error": "open inference session: inference timed out after 1s"}, s.HandleFrame([]byte{1}).Result)
+	frames, _ := s.Buffered()
+	assert.Zero(t, frames, "no inference: frames are not kept")
+	close(release)
+	s.AwaitCall()
+	assert.Nil(t, s.HandleFrame([]byte{1}).Result)
+	require.Eventually(t, func() bool {
+		ss := backend.Sessions()
+		return len(ss) == 1 && ss[0].Closes() == 1
+	}, 5*time.Second, time.Millisecond, "the late session is closed, not used")
+	assert.Empty(t, backend.Sessions()[0].Chunks())
+	s.Close(context.Background())
+}
