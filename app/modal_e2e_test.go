@@ -3,8 +3,11 @@ package app_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/foresight-vision/foresight/adapters/gateway"
 	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
 	"github.com/foresight-vision/foresight/app"
 )
@@ -195,4 +199,32 @@ func TestClientModalHeadersWhenServerHoldsCredentials(t *testing.T) {
 		c.until("caption", 400)
 		assert.Equal(t, "ak-gw", fake.CallsTo(modaltest.MethodInferChunk)[0].TokenID)
 	})
+}
+
+// The original's Worker dropped its secret headers on WebSocket upgrades;
+// through our gateway the stream gets the gateway's Modal credentials.
+func TestGatewayInjectsModalCredentialsOnTheStream(t *testing.T) {
+	fake := modaltest.New(t)
+	fake.SetEnv(t)
+	fake.AllowCredentials("ak-gateway", "as-gateway")
+	server := startServer(t, "VISION_CHUNK_SECONDS", "0") // holds no Modal secrets
+	gw, err := gateway.New(gateway.Config{
+		Upstream:  server.URL(),
+		MagicWord: "sesame",
+		Secrets:   gateway.Secrets{ModalTokenID: "ak-gateway", ModalTokenSecret: "as-gateway"},
+		Logger:    slog.New(slog.DiscardHandler),
+	})
+	require.NoError(t, err)
+	front := httptest.NewServer(gw)
+	defer front.Close()
+	defer gw.Close()
+
+	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{"X-Modal-Token-Id": {"ak-stranger"}, "X-Modal-Token-Secret": {"as-stranger"}})}
+	conn, _, _, err := d.Dial(context.Background(), "ws"+strings.TrimPrefix(front.URL, "http")+"/vision/stream?magic_word=sesame")
+	require.NoError(t, err)
+	defer conn.Close()
+	c := &streamClient{t: t, conn: conn}
+	ack, _ := c.until("caption", 400)
+	assert.Contains(t, ack["caption"], "chunk")
+	assert.Equal(t, "ak-gateway", fake.CallsTo(modaltest.MethodInferChunk)[0].TokenID, "the gateway's secret, not the client's")
 }
