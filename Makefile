@@ -1,4 +1,5 @@
 # Foresight — `make run` serves, `make check` runs every test.
+SHELL   := /bin/bash
 GO      ?= go
 BIN     ?= bin/foresight
 PKGS    ?= ./...
@@ -14,7 +15,7 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/foresight
 
-check: fmt-check vet test-deps test test-python
+check: fmt-check vet test-deps test-python test
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,9 +43,14 @@ test-deps:
 	  echo "note: missing$$missing (not root or no apt-get); the tests that need them will skip"; \
 	fi
 
+# The last line counts test packages, in the plain form CI reads.
 test:
-	$(GO) test -race -count=1 -timeout 8m -coverprofile=coverage.out $(PKGS)
-	@$(GO) tool cover -func=coverage.out | tail -n 1
+	@set -o pipefail; \
+	$(GO) test -race -count=1 -timeout 8m -coverprofile=coverage.out $(PKGS) 2>&1 | tee test-output.log; rc=$$?; \
+	$(GO) tool cover -func=coverage.out 2>/dev/null | tail -n 1; \
+	passed=$$(grep -c '^ok ' test-output.log); failed=$$(grep -Ec '^FAIL[[:space:]]+[^[:space:]]' test-output.log); \
+	echo "go test packages: $$passed passed, $$failed failed"; \
+	exit $$rc
 
 # The remote Modal apps' pure logic, standard library only.
 test-python:
@@ -60,4 +66,4 @@ deploy-modal:
 	bash adapters/modal/remote/deploy.sh
 
 clean:
-	rm -rf bin coverage.out
+	rm -rf bin coverage.out test-output.log

@@ -19,7 +19,6 @@ in ``vlm_logic`` (standard library only), shipped into the image beside it.
 
 from __future__ import annotations
 
-import io
 import os
 
 import modal
@@ -30,63 +29,27 @@ CFG = vlm_logic.Gemma3Config.from_env(os.environ)
 
 CLASS_NAME = "Gemma3VLMSession"
 HF_CACHE_VOLUME = "gemma3-vlm-hf-cache"
-HF_CACHE_DIR = "/root/.cache/huggingface"
-TIMEOUT_S = 1200
-SCALEDOWN_WINDOW_S = 300
-MIN_CONTAINERS = 1
 
-image = (
-    modal.Image.debian_slim(python_version="3.12")
-    .pip_install(
-        "torch==2.7.1",
-        "torchvision==0.22.1",
-        "transformers==4.56.2",
-        "accelerate==1.10.1",
-        "pillow==11.3.0",
-    )
-    .env({"HF_HOME": HF_CACHE_DIR, **CFG.to_env()})
-    # Must stay last: local files are added at container start, not built in.
-    .add_local_python_source("vlm_logic")
-)
-
-hf_cache = modal.Volume.from_name(HF_CACHE_VOLUME, create_if_missing=True)
-secrets = [modal.Secret.from_name(CFG.hf_secret_name)] if CFG.hf_secret_name else []
-
-app = modal.App(CFG.app_name)
+# Image, HF cache volume, optional HF secret, app and the app.cls arguments
+# (GPU, timeout 1200 s, scaledown 300 s, one warm container): shared with the
+# legacy app, see vlm_logic.ModalDeployment.
+DEPLOY = vlm_logic.ModalDeployment(modal, CFG, HF_CACHE_VOLUME)
+image = DEPLOY.image
+app = DEPLOY.app
 
 # Per-stream caption histories of this container. None is the original's
 # shared history (calls without session_id); named sessions are LRU-bounded.
 SESSIONS = vlm_logic.SessionStore(lambda: vlm_logic.HistoryWindow(CFG.max_history_entries), CFG.max_sessions)
 
 
-def _open_frame(data: bytes):
-    """Parse the image header only (cheap); raises if the bytes are no image."""
-    from PIL import Image
-
-    return Image.open(io.BytesIO(data))
+_open_frame = vlm_logic.pil_open_frame
 
 
 def _finish_frame(img):
-    """Full decode, RGB, shrink so the longest edge is at most the max edge."""
-    from PIL import Image
-
-    img.load()
-    img = img.convert("RGB")
-    size = vlm_logic.fit_within(img.width, img.height, CFG.max_frame_edge)
-    if size != (img.width, img.height):
-        img = img.resize(size, Image.Resampling.BICUBIC)
-    return img
+    return vlm_logic.pil_finish_frame(img, CFG.max_frame_edge)
 
 
-@app.cls(
-    image=image,
-    gpu=CFG.gpu,
-    timeout=TIMEOUT_S,
-    scaledown_window=SCALEDOWN_WINDOW_S,
-    min_containers=MIN_CONTAINERS,
-    volumes={HF_CACHE_DIR: hf_cache},
-    secrets=secrets,
-)
+@app.cls(**DEPLOY.cls_kwargs)
 class Gemma3VLMSession:
     """One warm container serving every stream; history is scoped per session_id."""
 
@@ -143,6 +106,4 @@ class Gemma3VLMSession:
         """Drop one stream's history (or the shared one without an id) and free
         cached GPU memory."""
         SESSIONS.close(session_id)
-        torch = getattr(self, "_torch", None)
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        vlm_logic.free_gpu_cache(getattr(self, "_torch", None))

@@ -15,6 +15,7 @@ method signatures without the real SDK, torch or PIL.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import importlib.util
 import inspect
 import os
@@ -25,6 +26,11 @@ import tempfile
 import types
 import unittest
 from unittest import mock
+
+# Keep the source tree free of __pycache__ (the test module's own .pyc is
+# written by unittest's import before this line runs; PYTHONDONTWRITEBYTECODE=1
+# avoids that too).
+sys.dont_write_bytecode = True
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
@@ -306,15 +312,63 @@ class ConfigTest(unittest.TestCase):
 
     def test_streamingvlm_defaults_and_roundtrip(self):
         cfg = StreamingVLMConfig.from_env({})
+        self.assertEqual(cfg, StreamingVLMConfig())
         self.assertEqual(cfg.model_id, "mit-han-lab/StreamingVLM")
         self.assertEqual(cfg.gpu, "A100")
         self.assertEqual(cfg.app_name, "foresight-streamingvlm")
         self.assertTrue(cfg.do_sample)
-        kw = cfg.generation_kwargs()
-        self.assertTrue(kw["do_sample"])
-        self.assertEqual(kw["repetition_penalty"], cfg.repetition_penalty)
-        custom = StreamingVLMConfig.from_env({"STREAMINGVLM_GPU": "H100", "STREAMINGVLM_MAX_SESSIONS": "3"})
+        # The streaming-vlm project's inference defaults.
+        self.assertEqual((cfg.temperature, cfg.repetition_penalty), (0.9, 1.05))
+        self.assertEqual((cfg.text_sink_tokens, cfg.text_window_tokens), (512, 512))
+        self.assertEqual(cfg.max_sessions, 16)
+        sampling = cfg.sampling()
+        self.assertTrue(sampling["do_sample"])
+        self.assertEqual(sampling["repetition_penalty"], cfg.repetition_penalty)
+        self.assertEqual(sampling["temperature"], 0.9)
+        greedy = StreamingVLMConfig(do_sample=False).sampling()
+        self.assertEqual((greedy["do_sample"], greedy["temperature"], greedy["top_p"]), (False, None, None))
+        self.assertEqual(greedy["repetition_penalty"], 1.05)
+        custom = StreamingVLMConfig.from_env({
+            "STREAMINGVLM_GPU": "H100",
+            "STREAMINGVLM_MAX_SESSIONS": "3",
+            "STREAMINGVLM_TEXT_SINK_TOKENS": "64",
+            "STREAMINGVLM_TEXT_WINDOW_TOKENS": "0",
+            "STREAMINGVLM_VISION_WINDOW_CHUNKS": "2",
+            "STREAMINGVLM_MAX_POSITION": "4096",
+            "STREAMINGVLM_HF_SECRET_NAME": "hf",
+            "STREAMINGVLM_DO_SAMPLE": "off",
+        })
+        self.assertEqual(
+            (custom.gpu, custom.max_sessions, custom.hf_secret_name, custom.do_sample), ("H100", 3, "hf", False)
+        )
+        self.assertEqual(custom.policy(), vlm_logic.KVWindowPolicy(64, 0, 2, 4096))
         self.assertEqual(StreamingVLMConfig.from_env(custom.to_env()), custom)
+        self.assertEqual(StreamingVLMConfig.from_env(StreamingVLMConfig().to_env()), StreamingVLMConfig())
+
+    def test_streamingvlm_bad_values_name_the_knob(self):
+        cases = {
+            "STREAMINGVLM_VISION_WINDOW_CHUNKS": "0",
+            "STREAMINGVLM_TEXT_SINK_TOKENS": "-1",
+            "STREAMINGVLM_MAX_POSITION": "10",
+            "STREAMINGVLM_REPETITION_PENALTY": "x",
+            "STREAMINGVLM_MAX_SESSIONS": "0",
+        }
+        for key, value in cases.items():
+            with self.subTest(key=key):
+                with self.assertRaises(ConfigError) as ctx:
+                    StreamingVLMConfig.from_env({key: value})
+                self.assertIn(key, str(ctx.exception))
+
+    def test_to_env_covers_every_field(self):
+        # The knob table is the single source of both directions: every field
+        # (bar an unset secret) has an env key, and keys carry the app's prefix.
+        for cls, prefix in ((Gemma3Config, "GEMMA3_"), (StreamingVLMConfig, "STREAMINGVLM_")):
+            with self.subTest(cls=cls.__name__):
+                fields = {f.name for f in dataclasses.fields(cls)}
+                self.assertEqual({k.field for k in cls._KNOBS}, fields)
+                env = cls(hf_secret_name="s").to_env()
+                self.assertEqual(len(env), len(fields))
+                self.assertTrue(all(key.startswith(prefix) for key in env))
 
 
 class FitWithinTest(unittest.TestCase):
@@ -451,6 +505,220 @@ class RunChunkTest(unittest.TestCase):
         self.assertEqual(self.calls, [])
 
 
+VS, VE = 900, 901  # stand-in vision start / end token ids
+T, V = vlm_logic.TEXT, vlm_logic.VISION
+Span = vlm_logic.Span
+
+
+class KVPolicyTest(unittest.TestCase):
+    def test_split_segment(self):
+        split = vlm_logic.split_segment
+        self.assertEqual(split([1, 2, VS, 7, 7, VE, 3], VS, VE, 4), [Span(T, 4, 2), Span(V, 4, 4), Span(T, 4, 1)])
+        self.assertEqual(split([VS, 7, VE], VS, VE, 0), [Span(V, 0, 3)])
+        self.assertEqual(split([1, 2, 3], VS, VE, 0), [Span(T, 0, 3)])
+        self.assertEqual(split([], VS, VE, 0), [])
+        # Two videos in one chunk, text between them.
+        self.assertEqual(
+            split([VS, VE, 5, VS, 7, VE], VS, VE, 1), [Span(V, 1, 2), Span(T, 1, 1), Span(V, 1, 3)]
+        )
+        # An unterminated vision run stays one vision span (lengths always add up).
+        self.assertEqual(split([1, VS, 7], VS, VE, 0), [Span(T, 0, 1), Span(V, 0, 2)])
+
+    def test_ranges(self):
+        self.assertEqual(vlm_logic.merge_ranges([(5, 7), (0, 2), (2, 3), (6, 9), (4, 4)]), [(0, 3), (5, 9)])
+        self.assertEqual(vlm_logic.kept_indices(10, [(0, 3), (5, 9)]), [3, 4, 9])
+        self.assertEqual(vlm_logic.kept_indices(4, []), [0, 1, 2, 3])
+        self.assertEqual(vlm_logic.kept_indices(4, [(2, 99)]), [0, 1])
+        spans = [Span(T, 0, 4), Span(V, 0, 3), Span(T, 0, 2)]
+        self.assertEqual(vlm_logic.apply_drops(spans, [(2, 7)]), [Span(T, 0, 2), Span(T, 0, 2)])
+
+    def test_plan_eviction_by_hand(self):
+        policy = vlm_logic.KVWindowPolicy(sink_tokens=6, text_window_tokens=5, vision_window_chunks=2, max_position=10**6)
+        spans = [
+            Span(T, 0, 4), Span(V, 0, 10), Span(T, 0, 4),   # 0-4, 4-14, 14-18
+            Span(T, 1, 3), Span(V, 1, 10), Span(T, 1, 3),   # 18-21, 21-31, 31-34
+            Span(T, 2, 2), Span(V, 2, 10), Span(T, 2, 3),   # 34-36, 36-46, 46-49
+        ]
+        # Before chunk 3 with a 2-chunk vision window: only chunk 2's vision stays.
+        # Text: sink = first 6 text tokens (span 0 whole, 2 of span 2);
+        # window = newest whole text spans within 5 tokens: 46-49 and 34-36.
+        drops = vlm_logic.plan_eviction(spans, policy, next_chunk=3)
+        self.assertEqual(drops, [(4, 14), (16, 34)])
+        self.assertEqual(
+            vlm_logic.apply_drops(spans, drops),
+            [Span(T, 0, 4), Span(T, 0, 2), Span(T, 2, 2), Span(V, 2, 10), Span(T, 2, 3)],
+        )
+        # Nothing to drop while everything fits.
+        roomy = vlm_logic.KVWindowPolicy(sink_tokens=100, text_window_tokens=100, vision_window_chunks=4)
+        self.assertEqual(vlm_logic.plan_eviction(spans, roomy, next_chunk=3), [])
+
+    def test_window_of_one_chunk_and_no_text(self):
+        policy = vlm_logic.KVWindowPolicy(sink_tokens=0, text_window_tokens=0, vision_window_chunks=1)
+        spans = [Span(T, 0, 4), Span(V, 0, 10), Span(T, 0, 4)]
+        self.assertEqual(vlm_logic.plan_eviction(spans, policy, next_chunk=1), [(0, 18)])
+
+    def test_policy_validation(self):
+        with self.assertRaises(ValueError):
+            vlm_logic.KVWindowPolicy(vision_window_chunks=0)
+        with self.assertRaises(ValueError):
+            vlm_logic.KVWindowPolicy(sink_tokens=-1)
+        self.assertEqual(vlm_logic.KVWindowPolicy(10, 20, 3).cache_bound(100), 230)
+
+    def test_simulated_stream_stays_bounded_and_keeps_the_sink(self):
+        import random
+
+        rng = random.Random(7)
+        for sink, window, chunks in ((0, 0, 1), (16, 40, 2), (64, 64, 4), (200, 10, 3)):
+            with self.subTest(sink=sink, window=window, chunks=chunks):
+                policy = vlm_logic.KVWindowPolicy(sink, window, chunks, 10**9)
+                state = vlm_logic.KVStreamState()
+                max_vision = 0
+                first_text = None
+                next_id = iter(range(10**6))
+                for n in range(120):
+                    drops = state.plan(policy)
+                    if drops:
+                        keep = state.drop(drops)
+                        self.assertEqual(len(keep), len(state))
+                    bound = policy.cache_bound(max_vision)
+                    self.assertLessEqual(len(state), bound, n)
+                    kept_vision = {s.chunk for s in state.spans if s.kind == V}
+                    self.assertTrue(all(c > n - chunks for c in kept_vision), (n, kept_vision))
+                    text_ids = [t for t, k in zip(state.token_ids, self._kinds(state)) if k == T]
+                    if first_text is not None:
+                        self.assertEqual(text_ids[: min(sink, len(first_text))], first_text[: min(sink, len(first_text))])
+                    # Feed a chunk: text, a video, more text and a caption (unique ids).
+                    vision_len = rng.randint(3, 30)
+                    max_vision = max(max_vision, vision_len)
+                    ids = [next(next_id) for _ in range(rng.randint(1, 12))]
+                    ids += [VS] + [next(next_id) for _ in range(vision_len - 2)] + [VE]
+                    ids += [next(next_id) for _ in range(rng.randint(1, 25))]
+                    state.append(ids, VS, VE, state.next_position + len(ids))
+                    if first_text is None:
+                        first_text = [t for t, k in zip(state.token_ids, self._kinds(state)) if k == T]
+
+    @staticmethod
+    def _kinds(state):
+        kinds = []
+        for span in state.spans:
+            kinds.extend([span.kind] * span.length)
+        return kinds
+
+    def test_state_bookkeeping(self):
+        state = vlm_logic.KVStreamState()
+        self.assertTrue(state.empty)
+        state.append([1, VS, 5, VE, 2], VS, VE, 10)
+        self.assertEqual((len(state), state.chunk_index, state.next_position), (5, 1, 10))
+        self.assertEqual(state.spans, [Span(T, 0, 1), Span(V, 0, 3), Span(T, 0, 1)])
+        self.assertEqual(state.drop([(1, 4)]), [0, 4])
+        self.assertEqual(state.token_ids, [1, 2])
+        with self.assertRaises(ValueError):
+            state.append([3], VS, VE, 5)  # positions never go backwards
+        state.cache = object()
+        state.reset()
+        self.assertTrue(state.empty)
+        self.assertEqual((state.cache, state.spans, state.next_position, state.chunk_index), (None, [], 0, 0))
+
+    def test_qwen_chunk_text(self):
+        first = vlm_logic.qwen_chunk_text(first=True, system="Sys.", start_s=0, end_s=1.04, task="Narrate.")
+        self.assertEqual(
+            first,
+            "<|im_start|>system\nSys.<|im_end|>\n"
+            "<|im_start|>user\nTime=0.0-1.0s<|vision_start|><|video_pad|><|vision_end|>Narrate.<|im_end|>\n"
+            "<|im_start|>assistant\n",
+        )
+        later = vlm_logic.qwen_chunk_text(first=False, system="Sys.", start_s=1, end_s=2, task=None)
+        self.assertEqual(
+            later,
+            "<|im_end|>\n<|im_start|>user\nTime=1.0-2.0s<|vision_start|><|video_pad|><|vision_end|><|im_end|>\n"
+            "<|im_start|>assistant\n",
+        )
+
+
+class FakeKVModel:
+    """Stands in for the torch part of the legacy app: tokenizes a chunk's text
+    into 1 token per line plus a fixed-size video, "generates" 3 tokens."""
+
+    def __init__(self, vision_len=20):
+        self.vision_len = vision_len
+        self.texts = []
+        self.pruned = []
+        self.fail = False
+
+    def step(self, state, text, images):
+        if self.fail:
+            state.cache = "half-fed"
+            raise RuntimeError("CUDA out of memory")
+        self.texts.append(text)
+        before, _, after = text.partition(vlm_logic.VISION_PLACEHOLDER)
+        fed = [1] * len(before.splitlines()) + [VS] + [7] * (self.vision_len - 2) + [VE]
+        fed += [2] * len(after.splitlines()) + [3, 3]
+        state.cache = ("cache", len(state) + len(fed))
+        return f" caption\n {len(self.texts)} ...", 3, fed, state.next_position + len(fed)
+
+    def prune(self, cache, keep):
+        self.pruned.append(len(keep))
+        return ("cache", len(keep))
+
+
+class RunKVChunkTest(unittest.TestCase):
+    def setUp(self):
+        self.model = FakeKVModel()
+        self.policy = vlm_logic.KVWindowPolicy(sink_tokens=4, text_window_tokens=6, vision_window_chunks=2, max_position=500)
+
+    def chunk(self, state, start, prompt="Narrate.", frames=(b"IMG0", b"IMG1")):
+        return vlm_logic.run_kv_chunk(
+            frames=list(frames), start_s=start, end_s=start + 1, prompt=prompt, state=state, policy=self.policy,
+            max_frames=4, default_prompt="Default.", system="Sys.", open_frame=fake_open, finish_frame=fake_finish,
+            prune=self.model.prune, step=self.model.step, vision_ids=(VS, VE), clock=lambda: 0.0,
+        )
+
+    def test_cache_carries_over_and_is_pruned(self):
+        state = vlm_logic.KVStreamState()
+        reply = self.chunk(state, 0)
+        self.assertEqual(reply, {"caption": "caption 1", "chunk_start_s": 0.0, "chunk_end_s": 1.0,
+                                 "latency_ms": 0, "tokens_generated": 3})
+        self.assertTrue(self.model.texts[0].startswith("<|im_start|>system\nSys."))
+        self.assertIn("Narrate.", self.model.texts[0])
+        self.chunk(state, 1)
+        # Later chunks continue the cache: no system turn, task not repeated.
+        self.assertTrue(self.model.texts[1].startswith("<|im_end|>\n<|im_start|>user\nTime=1.0-2.0s"))
+        self.assertNotIn("Narrate.", self.model.texts[1])
+        for n in range(2, 40):
+            self.chunk(state, n)
+            self.assertEqual(state.cache, ("cache", len(state)))
+            self.assertLessEqual(len(state), self.policy.cache_bound(20) + 30)
+        self.assertTrue(self.model.pruned)
+        # A new task is sent again.
+        self.chunk(state, 40, prompt="Count the cars.")
+        self.assertIn("Count the cars.", self.model.texts[-1])
+
+    def test_position_bound_restarts_the_session(self):
+        state = vlm_logic.KVStreamState()
+        n = 0
+        while state.next_position < self.policy.max_position:
+            self.chunk(state, n)
+            n += 1
+        self.chunk(state, n)
+        self.assertTrue(self.model.texts[-1].startswith("<|im_start|>system\n"))
+        self.assertEqual(state.chunk_index, 1)
+
+    def test_empty_chunk_and_failures(self):
+        state = vlm_logic.KVStreamState()
+        self.assertEqual(self.chunk(state, 0, frames=())["tokens_generated"], 0)
+        self.assertTrue(state.empty)
+        self.assertEqual(self.model.texts, [])
+        with self.assertRaises(NoDecodableFramesError):
+            self.chunk(state, 0, frames=(b"junk",))
+        self.chunk(state, 0)
+        self.model.fail = True
+        with self.assertRaises(RuntimeError):
+            self.chunk(state, 1)
+        # A failed step leaves no half-known cache behind.
+        self.assertTrue(state.empty)
+        self.assertIsNone(state.cache)
+
+
 class ImportHygieneTest(unittest.TestCase):
     def test_vlm_logic_imports_with_stdlib_only(self):
         # -I: isolated, -S: no site-packages, so a third-party import would fail;
@@ -462,7 +730,7 @@ class ImportHygieneTest(unittest.TestCase):
             "print(','.join(bad))\n"
         )
         out = subprocess.run(
-            [sys.executable, "-I", "-S", "-c", code, HERE],
+            [sys.executable, "-I", "-S", "-B", "-c", code, HERE],
             capture_output=True, text=True, timeout=60, check=False,
         )
         self.assertEqual(out.returncode, 0, out.stderr)
@@ -616,7 +884,7 @@ class AppWiringTest(unittest.TestCase):
         self.check_signatures(mod.StreamingVLMSession)
 
     def test_methods_scope_history_per_session(self):
-        for filename, class_name in (("gemma3_vlm_app.py", "Gemma3VLMSession"), ("streaming_vlm_app.py", "StreamingVLMSession")):
+        for filename, class_name in (("gemma3_vlm_app.py", "Gemma3VLMSession"),):
             with self.subTest(app=filename):
                 mod, _ = _load_app(filename, {})
                 # Swap the PIL/torch parts for fakes; everything else is the app's code.
@@ -657,6 +925,57 @@ class AppWiringTest(unittest.TestCase):
 
                 with self.assertRaises(NoDecodableFramesError):
                     obj.infer_chunk([b"junk"], 0.0, 1.0, "p", session_id="a")
+
+
+class StreamingAppTest(unittest.TestCase):
+    def test_kv_state_is_scoped_per_session(self):
+        mod, _ = _load_app("streaming_vlm_app.py", {"STREAMINGVLM_VISION_WINDOW_CHUNKS": "1"})
+        mod._open_frame = fake_open
+        mod._finish_frame = fake_finish
+        model = FakeKVModel()
+        obj = mod.StreamingVLMSession()
+        obj._step, obj._prune, obj._vision_ids = model.step, model.prune, (VS, VE)
+
+        self.assertEqual(obj.infer_chunk([], 0.0, 1.0, "p", session_id="a")["caption"], "")
+        self.assertEqual(model.texts, [])
+        self.assertEqual(obj.infer_chunk([b"IMG0"], 0.0, 1.0, "p", session_id="a")["caption"], "caption 1")
+        obj.infer_chunk([b"IMG0"], 0.0, 1.0, "p", session_id="b")
+        self.assertIn("<|im_start|>system", model.texts[1], "stream b continued stream a's cache")
+        obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p", session_id="a")
+        self.assertTrue(model.texts[2].startswith("<|im_end|>"))
+        # One-chunk vision window: chunk 0's vision tokens were dropped from a's cache.
+        self.assertTrue(model.pruned)
+        self.assertNotIn(0, {s.chunk for s in mod.SESSIONS.get("a").spans if s.kind == V})
+        # Positional calls without session_id: the original's shared state.
+        obj.infer_chunk([b"IMG0"], 0.0, 1.0, "p")
+        obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p")
+        self.assertTrue(model.texts[4].startswith("<|im_end|>"))
+
+        obj.close(session_id="a")
+        self.assertNotIn("a", mod.SESSIONS)
+        obj.infer_chunk([b"IMG0"], 2.0, 3.0, "p", session_id="a")
+        self.assertIn("<|im_start|>system", model.texts[5])
+        obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p", session_id="b")
+        self.assertTrue(model.texts[6].startswith("<|im_end|>"))
+        obj.close()
+        self.assertTrue(mod.SESSIONS.get(None).empty)
+        self.assertFalse(mod.SESSIONS.get("b").empty)
+        self.assertEqual(mod.SESSIONS._max, 16)
+
+    def test_both_apps_share_the_deployment_settings(self):
+        _, gemma = _load_app("gemma3_vlm_app.py", {})
+        _, legacy = _load_app("streaming_vlm_app.py", {"STREAMINGVLM_HF_SECRET_NAME": "hf"})
+        g, s = gemma.cls_kwargs[0], legacy.cls_kwargs[0]
+        self.assertEqual(set(g), set(s))
+        for key in ("timeout", "scaledown_window", "min_containers"):
+            self.assertEqual(g[key], s[key])
+        self.assertEqual(list(g["volumes"]), list(s["volumes"]))
+        self.assertEqual(legacy.volumes, [("streamingvlm-hf-cache", True)])
+        self.assertEqual(s["secrets"], [("secret", "hf")])
+        steps = legacy.images[0].steps
+        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic",)))
+        env = dict(x for x in steps if x[0] == "env")["env"]
+        self.assertEqual(env["STREAMINGVLM_TEXT_SINK_TOKENS"], "512")
 
 
 FAKE_MODAL = """#!/bin/sh

@@ -67,33 +67,29 @@ def env_opt_str(env: Mapping[str, str], key: str) -> Optional[str]:
     return _raw(env, key)
 
 
-def env_int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
-    """Parse an integer knob; reject garbage and values below ``minimum``."""
+def _env_number(env, key, default, parse, what, minimum, maximum=None):
     value = _raw(env, key)
     if value is None:
         return default
     try:
-        parsed = int(value)
+        parsed = parse(value)
     except ValueError:
-        raise ConfigError(f"{key}={value!r}: not an integer") from None
-    if parsed < minimum:
-        raise ConfigError(f"{key}={parsed}: must be >= {minimum}")
-    return parsed
-
-
-def env_float(env: Mapping[str, str], key: str, default: float, minimum: float, maximum: Optional[float] = None) -> float:
-    """Parse a float knob within [minimum, maximum]."""
-    value = _raw(env, key)
-    if value is None:
-        return default
-    try:
-        parsed = float(value)
-    except ValueError:
-        raise ConfigError(f"{key}={value!r}: not a number") from None
+        raise ConfigError(f"{key}={value!r}: not {what}") from None
+    # parsed != parsed catches NaN.
     if parsed != parsed or parsed < minimum or (maximum is not None and parsed > maximum):
         bound = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise ConfigError(f"{key}={value}: must be {bound}")
     return parsed
+
+
+def env_int(env: Mapping[str, str], key: str, default: int, minimum: int) -> int:
+    """Parse an integer knob; reject garbage and values below ``minimum``."""
+    return _env_number(env, key, default, int, "an integer", minimum)
+
+
+def env_float(env: Mapping[str, str], key: str, default: float, minimum: float, maximum: Optional[float] = None) -> float:
+    """Parse a float knob within [minimum, maximum]."""
+    return _env_number(env, key, default, float, "a number", minimum, maximum)
 
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -113,65 +109,110 @@ def env_bool(env: Mapping[str, str], key: str, default: bool) -> bool:
     raise ConfigError(f"{key}={value!r}: not a boolean (use true or false)")
 
 
-@dataclasses.dataclass(frozen=True)
-class Gemma3Config:
-    """Knobs of the Gemma 3 app; defaults are the original's."""
+# A knob: dataclass field, env key, kind ("str", "opt_str", "int", "float",
+# "bool") and bounds. One table per app drives both from_env and to_env, so the
+# two directions cannot drift apart.
+_Knob = collections.namedtuple("_Knob", "field key kind minimum maximum")
 
-    model_id: str = "google/gemma-3-4b-it"
-    gpu: str = "L40S"
-    app_name: str = "foresight-gemma3-vlm"
+
+def _knob(field: str, key: str, kind: str, minimum: Any = None, maximum: Any = None) -> "_Knob":
+    return _Knob(field, key, kind, minimum, maximum)
+
+
+class _EnvConfig:
+    """from_env/to_env over the subclass's ``_KNOBS`` table (frozen dataclasses)."""
+
+    _KNOBS: tuple = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]):
+        """Build the config from a mapping such as ``os.environ`` (pure function)."""
+        defaults = cls()
+        values = {}
+        for k in cls._KNOBS:
+            default = getattr(defaults, k.field)
+            if k.kind == "str":
+                values[k.field] = env_str(env, k.key, default)
+            elif k.kind == "opt_str":
+                values[k.field] = env_opt_str(env, k.key)
+            elif k.kind == "int":
+                values[k.field] = env_int(env, k.key, default, k.minimum)
+            elif k.kind == "float":
+                values[k.field] = env_float(env, k.key, default, k.minimum, k.maximum)
+            elif k.kind == "bool":
+                values[k.field] = env_bool(env, k.key, default)
+            else:  # pragma: no cover - table typo
+                raise AssertionError(f"unknown knob kind {k.kind!r}")
+        return cls(**values)
+
+    def to_env(self) -> dict:
+        """The knobs as env vars, baked into the image so the container parses
+        the same values the deploying machine saw. Unset optional knobs are left out."""
+        env = {}
+        for k in self._KNOBS:
+            value = getattr(self, k.field)
+            if k.kind == "opt_str":
+                if value:
+                    env[k.key] = value
+            elif k.kind == "bool":
+                env[k.key] = "true" if value else "false"
+            elif k.kind == "float":
+                env[k.key] = repr(value)
+            else:
+                env[k.key] = str(value)
+        return env
+
+
+def _common_knobs(prefix: str, app_name_key: str) -> tuple:
+    """Knobs both apps have, under their own prefix."""
+    return (
+        _knob("model_id", f"{prefix}_MODEL_ID", "str"),
+        _knob("gpu", f"{prefix}_GPU", "str"),
+        _knob("app_name", app_name_key, "str"),
+        _knob("max_frame_edge", f"{prefix}_MAX_FRAME_EDGE", "int", 1),
+        _knob("max_frames_per_chunk", f"{prefix}_MAX_FRAMES_PER_CHUNK", "int", 1),
+        _knob("max_new_tokens", f"{prefix}_MAX_NEW_TOKENS", "int", 1),
+        _knob("temperature", f"{prefix}_TEMPERATURE", "float", 0.0),
+        _knob("top_p", f"{prefix}_TOP_P", "float", 0.0, 1.0),
+        _knob("do_sample", f"{prefix}_DO_SAMPLE", "bool"),
+        _knob("default_prompt", f"{prefix}_DEFAULT_PROMPT", "str"),
+        _knob("hf_secret_name", f"{prefix}_HF_SECRET_NAME", "opt_str"),
+        _knob("max_sessions", f"{prefix}_MAX_SESSIONS", "int", 1),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _VLMConfig(_EnvConfig):
+    """Fields both apps have (see _common_knobs); each app sets its own defaults
+    for the ones that differ by redeclaring them."""
+
+    model_id: str = ""
+    gpu: str = ""
+    app_name: str = ""
     max_frame_edge: int = 720
     max_frames_per_chunk: int = 6
-    max_history_entries: int = 6
     max_new_tokens: int = 64
     temperature: float = 0.2
     top_p: float = 0.9
     do_sample: bool = False
     default_prompt: str = DEFAULT_PROMPT
     hf_secret_name: Optional[str] = None
-    # New: bound on per-stream histories kept by one container.
     max_sessions: int = 256
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "Gemma3Config":
-        """Build the config from a mapping such as ``os.environ`` (pure function)."""
-        d = cls()
-        return cls(
-            model_id=env_str(env, "GEMMA3_MODEL_ID", d.model_id),
-            gpu=env_str(env, "GEMMA3_GPU", d.gpu),
-            app_name=env_str(env, "GEMMA3_VLM_MODAL_APP_NAME", d.app_name),
-            max_frame_edge=env_int(env, "GEMMA3_MAX_FRAME_EDGE", d.max_frame_edge, 1),
-            max_frames_per_chunk=env_int(env, "GEMMA3_MAX_FRAMES_PER_CHUNK", d.max_frames_per_chunk, 1),
-            max_history_entries=env_int(env, "GEMMA3_MAX_HISTORY_ENTRIES", d.max_history_entries, 0),
-            max_new_tokens=env_int(env, "GEMMA3_MAX_NEW_TOKENS", d.max_new_tokens, 1),
-            temperature=env_float(env, "GEMMA3_TEMPERATURE", d.temperature, 0.0),
-            top_p=env_float(env, "GEMMA3_TOP_P", d.top_p, 0.0, 1.0),
-            do_sample=env_bool(env, "GEMMA3_DO_SAMPLE", d.do_sample),
-            default_prompt=env_str(env, "GEMMA3_DEFAULT_PROMPT", d.default_prompt),
-            hf_secret_name=env_opt_str(env, "GEMMA3_HF_SECRET_NAME"),
-            max_sessions=env_int(env, "GEMMA3_MAX_SESSIONS", d.max_sessions, 1),
-        )
 
-    def to_env(self) -> dict:
-        """The knobs as env vars, baked into the image so the container parses
-        the same values the deploying machine saw."""
-        env = {
-            "GEMMA3_MODEL_ID": self.model_id,
-            "GEMMA3_GPU": self.gpu,
-            "GEMMA3_VLM_MODAL_APP_NAME": self.app_name,
-            "GEMMA3_MAX_FRAME_EDGE": str(self.max_frame_edge),
-            "GEMMA3_MAX_FRAMES_PER_CHUNK": str(self.max_frames_per_chunk),
-            "GEMMA3_MAX_HISTORY_ENTRIES": str(self.max_history_entries),
-            "GEMMA3_MAX_NEW_TOKENS": str(self.max_new_tokens),
-            "GEMMA3_TEMPERATURE": repr(self.temperature),
-            "GEMMA3_TOP_P": repr(self.top_p),
-            "GEMMA3_DO_SAMPLE": "true" if self.do_sample else "false",
-            "GEMMA3_DEFAULT_PROMPT": self.default_prompt,
-            "GEMMA3_MAX_SESSIONS": str(self.max_sessions),
-        }
-        if self.hf_secret_name:
-            env["GEMMA3_HF_SECRET_NAME"] = self.hf_secret_name
-        return env
+@dataclasses.dataclass(frozen=True)
+class Gemma3Config(_VLMConfig):
+    """Knobs of the Gemma 3 app; defaults are the original's (GEMMA3_MAX_SESSIONS,
+    the bound on per-stream histories kept by one container, is new)."""
+
+    model_id: str = "google/gemma-3-4b-it"
+    gpu: str = "L40S"
+    app_name: str = "foresight-gemma3-vlm"
+    max_history_entries: int = 6
+
+    _KNOBS = _common_knobs("GEMMA3", "GEMMA3_VLM_MODAL_APP_NAME") + (
+        _knob("max_history_entries", "GEMMA3_MAX_HISTORY_ENTRIES", "int", 0),
+    )
 
     def generation_kwargs(self) -> dict:
         """Arguments for ``model.generate``: greedy unless sampling is enabled
@@ -181,8 +222,13 @@ class Gemma3Config:
 
 
 @dataclasses.dataclass(frozen=True)
-class StreamingVLMConfig:
-    """Knobs of the legacy StreamingVLM app (``STREAMINGVLM_*``)."""
+class StreamingVLMConfig(_VLMConfig):
+    """Knobs of the legacy StreamingVLM app (``STREAMINGVLM_*``).
+
+    Sampling and window defaults are the streaming-vlm project's inference
+    defaults (temperature 0.9, repetition penalty 1.05, text sink 512 tokens,
+    text sliding window 512 tokens); see KVWindowPolicy for the window knobs.
+    """
 
     model_id: str = "mit-han-lab/StreamingVLM"
     # The StreamingVLM checkpoint is a Qwen2.5-VL fine-tune; the processor
@@ -190,68 +236,48 @@ class StreamingVLMConfig:
     processor_id: str = "Qwen/Qwen2.5-VL-7B-Instruct"
     gpu: str = "A100"
     app_name: str = "foresight-streamingvlm"
-    max_frame_edge: int = 720
     max_frames_per_chunk: int = 4
-    # Sliding text window: how many recent captions are carried into the next chunk.
-    max_history_entries: int = 8
-    max_new_tokens: int = 64
-    temperature: float = 0.7
-    top_p: float = 0.9
+    temperature: float = 0.9
     repetition_penalty: float = 1.05
     do_sample: bool = True
-    default_prompt: str = DEFAULT_PROMPT
-    hf_secret_name: Optional[str] = None
-    max_sessions: int = 256
+    # Each session holds a KV cache on the GPU (hundreds of MB), so far fewer
+    # sessions fit than the Gemma 3 app's caption histories.
+    max_sessions: int = 16
+    # KV cache window (see KVWindowPolicy).
+    text_sink_tokens: int = 512
+    text_window_tokens: int = 512
+    vision_window_chunks: int = 4
+    max_position: int = 100_000
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> "StreamingVLMConfig":
-        """Build the config from a mapping such as ``os.environ`` (pure function)."""
-        d = cls()
-        return cls(
-            model_id=env_str(env, "STREAMINGVLM_MODEL_ID", d.model_id),
-            processor_id=env_str(env, "STREAMINGVLM_PROCESSOR_ID", d.processor_id),
-            gpu=env_str(env, "STREAMINGVLM_GPU", d.gpu),
-            app_name=env_str(env, "STREAMINGVLM_MODAL_APP_NAME", d.app_name),
-            max_frame_edge=env_int(env, "STREAMINGVLM_MAX_FRAME_EDGE", d.max_frame_edge, 1),
-            max_frames_per_chunk=env_int(env, "STREAMINGVLM_MAX_FRAMES_PER_CHUNK", d.max_frames_per_chunk, 1),
-            max_history_entries=env_int(env, "STREAMINGVLM_MAX_HISTORY_ENTRIES", d.max_history_entries, 0),
-            max_new_tokens=env_int(env, "STREAMINGVLM_MAX_NEW_TOKENS", d.max_new_tokens, 1),
-            temperature=env_float(env, "STREAMINGVLM_TEMPERATURE", d.temperature, 0.0),
-            top_p=env_float(env, "STREAMINGVLM_TOP_P", d.top_p, 0.0, 1.0),
-            repetition_penalty=env_float(env, "STREAMINGVLM_REPETITION_PENALTY", d.repetition_penalty, 0.0),
-            do_sample=env_bool(env, "STREAMINGVLM_DO_SAMPLE", d.do_sample),
-            default_prompt=env_str(env, "STREAMINGVLM_DEFAULT_PROMPT", d.default_prompt),
-            hf_secret_name=env_opt_str(env, "STREAMINGVLM_HF_SECRET_NAME"),
-            max_sessions=env_int(env, "STREAMINGVLM_MAX_SESSIONS", d.max_sessions, 1),
+    _KNOBS = _common_knobs("STREAMINGVLM", "STREAMINGVLM_MODAL_APP_NAME") + (
+        _knob("processor_id", "STREAMINGVLM_PROCESSOR_ID", "str"),
+        _knob("repetition_penalty", "STREAMINGVLM_REPETITION_PENALTY", "float", 0.0),
+        _knob("text_sink_tokens", "STREAMINGVLM_TEXT_SINK_TOKENS", "int", 0),
+        _knob("text_window_tokens", "STREAMINGVLM_TEXT_WINDOW_TOKENS", "int", 0),
+        _knob("vision_window_chunks", "STREAMINGVLM_VISION_WINDOW_CHUNKS", "int", 1),
+        _knob("max_position", "STREAMINGVLM_MAX_POSITION", "int", 1024),
+    )
+
+    def policy(self) -> "KVWindowPolicy":
+        """The KV cache window these knobs describe."""
+        return KVWindowPolicy(
+            sink_tokens=self.text_sink_tokens,
+            text_window_tokens=self.text_window_tokens,
+            vision_window_chunks=self.vision_window_chunks,
+            max_position=self.max_position,
         )
 
-    def to_env(self) -> dict:
-        """The knobs as env vars, baked into the image (see Gemma3Config.to_env)."""
-        env = {
-            "STREAMINGVLM_MODEL_ID": self.model_id,
-            "STREAMINGVLM_PROCESSOR_ID": self.processor_id,
-            "STREAMINGVLM_GPU": self.gpu,
-            "STREAMINGVLM_MODAL_APP_NAME": self.app_name,
-            "STREAMINGVLM_MAX_FRAME_EDGE": str(self.max_frame_edge),
-            "STREAMINGVLM_MAX_FRAMES_PER_CHUNK": str(self.max_frames_per_chunk),
-            "STREAMINGVLM_MAX_HISTORY_ENTRIES": str(self.max_history_entries),
-            "STREAMINGVLM_MAX_NEW_TOKENS": str(self.max_new_tokens),
-            "STREAMINGVLM_TEMPERATURE": repr(self.temperature),
-            "STREAMINGVLM_TOP_P": repr(self.top_p),
-            "STREAMINGVLM_REPETITION_PENALTY": repr(self.repetition_penalty),
-            "STREAMINGVLM_DO_SAMPLE": "true" if self.do_sample else "false",
-            "STREAMINGVLM_DEFAULT_PROMPT": self.default_prompt,
-            "STREAMINGVLM_MAX_SESSIONS": str(self.max_sessions),
+    def sampling(self) -> dict:
+        """Sampling settings of the hand-written decode loop (the app maps them
+        onto transformers' logits processors)."""
+        sample = self.do_sample and self.temperature > 0
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "do_sample": sample,
+            "temperature": self.temperature if sample else None,
+            "top_p": self.top_p if sample else None,
+            "repetition_penalty": self.repetition_penalty,
         }
-        if self.hf_secret_name:
-            env["STREAMINGVLM_HF_SECRET_NAME"] = self.hf_secret_name
-        return env
-
-    def generation_kwargs(self) -> dict:
-        """Arguments for ``model.generate`` (sampling with repetition penalty by default)."""
-        kwargs = generation_kwargs(self.max_new_tokens, self.do_sample, self.temperature, self.top_p)
-        kwargs["repetition_penalty"] = self.repetition_penalty
-        return kwargs
 
 
 def generation_kwargs(max_new_tokens: int, do_sample: bool, temperature: float, top_p: float) -> dict:
@@ -525,12 +551,9 @@ def run_chunk(
     decoder or the model. A non-empty caption is appended to ``history``.
     """
     started = clock()
-    start_s = float(start_s)
-    end_s = float(end_s)
-    frames = list(frames or [])
-    if not frames:
+    start_s, end_s, images = _chunk_images(frames, start_s, end_s, max_frames, open_frame, finish_frame)
+    if not images:
         return make_reply("", start_s, end_s, _elapsed_ms(clock, started), 0)
-    images = select_frames(frames, max_frames, open_frame, finish_frame)
     text = build_prompt(start_s, end_s, history.entries(), resolve_task(prompt, default_prompt))
     raw, tokens = generate(text, images)
     caption = collapse_whitespace(raw)
@@ -538,5 +561,379 @@ def run_chunk(
     return make_reply(caption, start_s, end_s, _elapsed_ms(clock, started), tokens)
 
 
+def _chunk_images(frames, start_s, end_s, max_frames, open_frame, finish_frame) -> tuple:
+    """Chunk times as floats and the picked, prepared frames; no frames for an
+    empty chunk (which skips the model), NoDecodableFramesError if none decodes."""
+    frames = list(frames or [])
+    images = select_frames(frames, max_frames, open_frame, finish_frame) if frames else []
+    return float(start_s), float(end_s), images
+
+
 def _elapsed_ms(clock: Callable[[], float], started: float) -> int:
     return max(0, int(round((clock() - started) * 1000)))
+
+
+# --------------------------------------------------------------------------
+# Modal wiring shared by both app files
+# --------------------------------------------------------------------------
+
+HF_CACHE_DIR = "/root/.cache/huggingface"
+TIMEOUT_S = 1200
+SCALEDOWN_WINDOW_S = 300
+MIN_CONTAINERS = 1
+PIP_PACKAGES = (
+    "torch==2.7.1",
+    "torchvision==0.22.1",
+    "transformers==4.56.2",
+    "accelerate==1.10.1",
+    "pillow==11.3.0",
+)
+
+
+class ModalDeployment:
+    """Image, volume, secret, app and ``app.cls`` arguments of one app file.
+
+    ``modal`` is passed in (not imported) so this module stays standard-library
+    only; the app files pass the real SDK, the tests a stand-in.
+    """
+
+    def __init__(self, modal: Any, cfg: Any, volume_name: str, pip_packages: Sequence[str] = PIP_PACKAGES):
+        self.image = (
+            modal.Image.debian_slim(python_version="3.12")
+            .pip_install(*pip_packages)
+            .env({"HF_HOME": HF_CACHE_DIR, **cfg.to_env()})
+            # Must stay last: local files are added at container start, not built in.
+            .add_local_python_source("vlm_logic")
+        )
+        self.volume = modal.Volume.from_name(volume_name, create_if_missing=True)
+        self.secrets = [modal.Secret.from_name(cfg.hf_secret_name)] if cfg.hf_secret_name else []
+        self.app = modal.App(cfg.app_name)
+        self.cls_kwargs = {
+            "image": self.image,
+            "gpu": cfg.gpu,
+            "timeout": TIMEOUT_S,
+            "scaledown_window": SCALEDOWN_WINDOW_S,
+            "min_containers": MIN_CONTAINERS,
+            "volumes": {HF_CACHE_DIR: self.volume},
+            "secrets": self.secrets,
+        }
+
+
+def pil_open_frame(data: bytes) -> Any:
+    """Parse the image header only (cheap); raises if the bytes are no image.
+    PIL is imported here, inside the container, not at module load."""
+    import io
+
+    from PIL import Image
+
+    return Image.open(io.BytesIO(data))
+
+
+def pil_finish_frame(img: Any, max_edge: int) -> Any:
+    """Full decode, RGB, shrink so the longest edge is at most ``max_edge``."""
+    from PIL import Image
+
+    img.load()
+    img = img.convert("RGB")
+    size = fit_within(img.width, img.height, max_edge)
+    if size != (img.width, img.height):
+        img = img.resize(size, Image.Resampling.BICUBIC)
+    return img
+
+
+def free_gpu_cache(torch: Any) -> None:
+    """Return cached GPU memory to the driver (no-op before load or without CUDA)."""
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# --------------------------------------------------------------------------
+# Legacy StreamingVLM: KV cache kept across chunks, sink + sliding windows
+# --------------------------------------------------------------------------
+#
+# The streaming-vlm project's inference loop keeps the model's KV cache from
+# chunk to chunk and, before each chunk, cuts it down: the first tokens of the
+# text ("text sink") and the most recent text stay, older text in between is
+# dropped, and only the vision tokens of the last few chunks stay. The parts
+# below are the bookkeeping of that policy over token index ranges, free of
+# torch: the app applies the ranges to the tensors (index_select per layer).
+
+TEXT = "text"
+VISION = "vision"
+
+
+@dataclasses.dataclass(frozen=True)
+class KVWindowPolicy:
+    """What a session's KV cache keeps between chunks.
+
+    - ``sink_tokens``: the first N text tokens ever cached (the system turn and
+      the earliest turns) are never dropped: the attention sink.
+    - ``text_window_tokens``: besides the sink, the most recent text turns whose
+      total length fits in N tokens are kept (whole turns, newest first).
+    - ``vision_window_chunks``: vision tokens of the last N chunks, the incoming
+      one included, are kept; older chunks' vision tokens are dropped whole.
+    - ``max_position``: RoPE positions are not compacted after a drop, so they
+      grow with every chunk; once the next position reaches this, the session
+      starts over (fresh cache, system turn again) before the chunk.
+    """
+
+    sink_tokens: int = 512
+    text_window_tokens: int = 512
+    vision_window_chunks: int = 4
+    max_position: int = 100_000
+
+    def __post_init__(self):
+        if self.sink_tokens < 0 or self.text_window_tokens < 0:
+            raise ValueError("sink_tokens and text_window_tokens must be >= 0")
+        if self.vision_window_chunks < 1:
+            raise ValueError("vision_window_chunks must be >= 1 (the incoming chunk's frames)")
+        if self.max_position < 1:
+            raise ValueError("max_position must be >= 1")
+
+    def cache_bound(self, max_vision_tokens_per_chunk: int) -> int:
+        """Most tokens a session keeps between chunks: sink + text window (a
+        turn is kept only if it fits) + the vision of the last N-1 chunks."""
+        return self.sink_tokens + self.text_window_tokens + (self.vision_window_chunks - 1) * max_vision_tokens_per_chunk
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """A run of cached tokens of one kind from one chunk, in cache order."""
+
+    kind: str  # TEXT or VISION
+    chunk: int
+    length: int
+
+
+def split_segment(token_ids: Sequence[int], vision_start_id: int, vision_end_id: int, chunk: int) -> list:
+    """Cut the token ids fed for one chunk into text and vision spans.
+
+    A vision span runs from a vision-start token to its vision-end token, both
+    included (as the streaming-vlm project's range finder does); everything else
+    is text. Empty spans are not produced.
+    """
+    spans = []
+    run_kind, run_len = TEXT, 0
+    for tok in token_ids:
+        if tok == vision_start_id and run_kind == TEXT:
+            if run_len:
+                spans.append(Span(TEXT, chunk, run_len))
+            run_kind, run_len = VISION, 0
+        run_len += 1
+        if tok == vision_end_id and run_kind == VISION:
+            spans.append(Span(VISION, chunk, run_len))
+            run_kind, run_len = TEXT, 0
+    if run_len:
+        spans.append(Span(run_kind, chunk, run_len))
+    return spans
+
+
+def plan_eviction(spans: Sequence[Span], policy: KVWindowPolicy, next_chunk: int) -> list:
+    """Half-open ``[start, end)`` cache index ranges to drop before ``next_chunk``.
+
+    Vision spans of chunks older than the last ``vision_window_chunks`` (counting
+    ``next_chunk``) go whole. Of the text, the first ``sink_tokens`` tokens stay
+    (a turn may be cut at the sink's edge), and so do the newest whole text spans
+    that together fit in ``text_window_tokens``; the rest goes. Ranges are
+    sorted and merged.
+    """
+    oldest_vision = next_chunk - policy.vision_window_chunks + 1
+    # Newest text spans that fit in the window, walking back from the end.
+    window = set()
+    budget = policy.text_window_tokens
+    for idx in range(len(spans) - 1, -1, -1):
+        span = spans[idx]
+        if span.kind != TEXT:
+            continue
+        if span.length > budget:
+            break
+        budget -= span.length
+        window.add(idx)
+    drops = []
+    offset = 0
+    sink_left = policy.sink_tokens
+    for idx, span in enumerate(spans):
+        start, end = offset, offset + span.length
+        offset = end
+        if span.kind == VISION:
+            if span.chunk < oldest_vision:
+                drops.append((start, end))
+            continue
+        in_sink = min(sink_left, span.length)
+        sink_left -= in_sink
+        if idx in window or in_sink == span.length:
+            continue
+        drops.append((start + in_sink, end))
+    return merge_ranges(drops)
+
+
+def merge_ranges(ranges: Iterable[tuple]) -> list:
+    """Sort half-open ranges and merge the ones that touch or overlap; drop empty ones."""
+    merged = []
+    for start, end in sorted(r for r in ranges if r[1] > r[0]):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def kept_indices(length: int, drops: Sequence[tuple]) -> list:
+    """Cache indices that survive dropping ``drops`` from ``range(length)``."""
+    keep = []
+    pos = 0
+    for start, end in merge_ranges(drops):
+        keep.extend(range(pos, min(start, length)))
+        pos = max(pos, end)
+    keep.extend(range(pos, length))
+    return keep
+
+
+def apply_drops(spans: Sequence[Span], drops: Sequence[tuple]) -> list:
+    """The spans left after dropping ``drops`` (a partly dropped span shrinks)."""
+    drops = merge_ranges(drops)
+    out = []
+    offset = 0
+    for span in spans:
+        start, end = offset, offset + span.length
+        offset = end
+        gone = sum(max(0, min(end, d_end) - max(start, d_start)) for d_start, d_end in drops)
+        if span.length - gone > 0:
+            out.append(Span(span.kind, span.chunk, span.length - gone))
+    return out
+
+
+class KVStreamState:
+    """One stream's model state: the KV cache (opaque here), the token ids it
+    holds (used for the repetition penalty and checked against the spans), the
+    spans, the next RoPE position and the chunk counter."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything (what close() and the position bound do)."""
+        self.cache: Any = None
+        self.token_ids: list = []
+        self.spans: list = []
+        self.next_position = 0
+        self.chunk_index = 0
+        self.task: Optional[str] = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.token_ids
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+    def plan(self, policy: KVWindowPolicy) -> list:
+        """Index ranges the policy drops before the next chunk."""
+        return plan_eviction(self.spans, policy, self.chunk_index)
+
+    def drop(self, drops: Sequence[tuple]) -> list:
+        """Apply ``drops`` to the bookkeeping; returns the kept indices the caller
+        applies to the cache tensors."""
+        keep = kept_indices(len(self.token_ids), drops)
+        self.token_ids = [self.token_ids[i] for i in keep]
+        self.spans = apply_drops(self.spans, drops)
+        self._check()
+        return keep
+
+    def append(self, token_ids: Sequence[int], vision_start_id: int, vision_end_id: int, next_position: int) -> None:
+        """Record the tokens fed to the model for this chunk (already in the cache)."""
+        if next_position < self.next_position:
+            raise ValueError("RoPE positions must not go backwards")
+        token_ids = list(token_ids)
+        self.token_ids.extend(token_ids)
+        self.spans.extend(split_segment(token_ids, vision_start_id, vision_end_id, self.chunk_index))
+        self.next_position = next_position
+        self.chunk_index += 1
+        self._check()
+
+    def _check(self) -> None:
+        total = sum(s.length for s in self.spans)
+        if total != len(self.token_ids):
+            raise AssertionError(f"span bookkeeping out of step: {total} != {len(self.token_ids)}")
+
+
+VISION_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
+
+
+def qwen_chunk_text(
+    *, first: bool, system: str, start_s: float, end_s: float, task: Optional[str]
+) -> str:
+    """The text fed for one chunk in Qwen2.5-VL's chat format.
+
+    The first chunk of a session opens with the system turn. Later chunks open
+    with ``<|im_end|>\\n``, which closes the previous assistant turn (its last
+    token is not fed during generation). The user turn is ``Time=S.S-E.Es``, the
+    video placeholder (the processor expands it to the frames' tokens) and, when
+    given, the task, as the streaming-vlm loop does; then the assistant header.
+    """
+    head = f"<|im_start|>system\n{system}<|im_end|>\n" if first else "<|im_end|>\n"
+    user = f"Time={format_seconds(start_s)}-{format_seconds(end_s)}s{VISION_PLACEHOLDER}"
+    if task:
+        user += task
+    return f"{head}<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n"
+
+
+def run_kv_chunk(
+    *,
+    frames: Optional[Iterable[Any]],
+    start_s: Any,
+    end_s: Any,
+    prompt: Optional[str],
+    state: KVStreamState,
+    policy: KVWindowPolicy,
+    max_frames: int,
+    default_prompt: str,
+    system: str,
+    open_frame: Callable[[Any], Any],
+    finish_frame: Callable[[Any], Any],
+    prune: Callable[[Any, list], Any],
+    step: Callable[[KVStreamState, str, list], tuple],
+    vision_ids: tuple,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict:
+    """Caption one chunk against one stream's KV cache.
+
+    Order: decode frames; if the next RoPE position reached the bound, reset
+    the session; otherwise drop what the policy evicts (``prune(cache, keep)``
+    returns the pruned cache); build the chunk text (the task is sent on a
+    session's first chunk and again only when it changes); run
+    ``step(state, text, images) -> (raw_text, tokens_generated, fed_ids,
+    next_position)``, which extends ``state.cache``; record the fed tokens.
+    An empty chunk returns caption "" without touching the model or the state.
+    """
+    started = clock()
+    start_s, end_s, images = _chunk_images(frames, start_s, end_s, max_frames, open_frame, finish_frame)
+    if not images:
+        return make_reply("", start_s, end_s, _elapsed_ms(clock, started), 0)
+    if state.next_position >= policy.max_position:
+        state.reset()
+    drops = state.plan(policy)
+    if drops:
+        keep = state.drop(drops)
+        state.cache = prune(state.cache, keep)
+    task = resolve_task(prompt, default_prompt)
+    text = qwen_chunk_text(
+        first=state.empty,
+        system=system,
+        start_s=start_s,
+        end_s=end_s,
+        task=task if (state.empty or task != state.task) else None,
+    )
+    state.task = task
+    try:
+        raw, tokens, fed_ids, next_position = step(state, text, images)
+    except Exception:
+        # The cache may hold a half-fed chunk that the bookkeeping does not know
+        # about: start this stream over rather than run on inconsistent state.
+        state.reset()
+        raise
+    state.append(fed_ids, vision_ids[0], vision_ids[1], next_position)
+    # StreamingVLM was trained to end each commentary with " ..." (the
+    # streaming-vlm loop strips it the same way); the ellipsis stays in the cache.
+    caption = collapse_whitespace(raw).removesuffix(" ...")
+    return make_reply(caption, start_s, end_s, _elapsed_ms(clock, started), tokens)
