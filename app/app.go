@@ -46,6 +46,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 		fx.Supply(cfg, logger),
 		fx.Provide(
 			newObserver,
+			newFrameBudget,
 			newInferenceBackend,
 			newNotifier,
 			newStreamHandler,
@@ -75,14 +76,23 @@ func newNotifier(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (*poke.Client
 	return client, nil
 }
 
-func newStreamHandler(cfg Config, backend inferenceBackend, obs httpapi.Observer, logger *slog.Logger) *httpapi.StreamHandler {
+// newFrameBudget is the frame memory all streams share; metrics watch it.
+func newFrameBudget(cfg Config, m *metrics.Metrics) *domain.MemoryBudget {
+	budget := domain.NewMemoryBudget(cfg.MaxTotalBufferBytes)
+	if m != nil {
+		m.WatchFrameMemory(budget.Used, budget.Limit)
+	}
+	return budget
+}
+
+func newStreamHandler(cfg Config, backend inferenceBackend, budget *domain.MemoryBudget, obs httpapi.Observer, logger *slog.Logger) *httpapi.StreamHandler {
 	return httpapi.NewStreamHandler(httpapi.StreamConfig{
 		Backend: backend,
 		Session: domain.Config{
 			ChunkInterval:    cfg.ChunkInterval,
 			MaxBufferFrames:  cfg.MaxBufferFrames,
 			MaxBufferBytes:   cfg.MaxBufferBytes,
-			Budget:           domain.NewMemoryBudget(cfg.MaxTotalBufferBytes),
+			Budget:           budget,
 			Prompt:           cfg.Prompt,
 			InferenceTimeout: cfg.InferenceTimeout,
 		},

@@ -144,7 +144,8 @@ func TestMetricsAndPprof(t *testing.T) {
 		return status == http.StatusOK &&
 			strings.Contains(body, "foresight_frames_received_total 1\n") &&
 			strings.Contains(body, "foresight_acks_sent_total 1\n") &&
-			strings.Contains(body, `foresight_ws_closes_total{code="1006"} 1`)
+			strings.Contains(body, `foresight_ws_closes_total{code="1006"} 1`) &&
+			strings.Contains(body, "foresight_frame_memory_limit_bytes 2.147483648e+09")
 	}, 5*time.Second, 10*time.Millisecond, "metrics count the stream")
 
 	status, _ := get(t, inst.URL()+"/debug/pprof/heap")

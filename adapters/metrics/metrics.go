@@ -188,3 +188,18 @@ func (m *Metrics) InferenceDone(outcome string, d time.Duration) {
 	pick(m.inference, outcome).Inc()
 	pick(m.inferenceLat, outcome).Observe(d.Seconds())
 }
+
+// WatchFrameMemory exports the shared frame-memory budget (a
+// domain.MemoryBudget) as gauges read at scrape time.
+func (m *Metrics) WatchFrameMemory(used, limit func() int64) {
+	m.reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "frame_memory_bytes",
+			Help: "Frame bytes held now by all streams (buffers, chunks in flight, messages being read).",
+		}, func() float64 { return float64(used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: Namespace, Name: "frame_memory_limit_bytes",
+			Help: "The shared frame-memory budget (FORESIGHT_MAX_TOTAL_BUFFER_BYTES).",
+		}, func() float64 { return float64(limit()) }),
+	)
+}
