@@ -256,6 +256,14 @@ func text(t *testing.T, ctx context.Context, id string) string {
 
 func jsString(s string) string { return fmt.Sprintf("%q", s) }
 
+// press clicks the element by id the way a user's click does (the click
+// event, default actions included), without screen coordinates: while a
+// stream runs, the caption log grows and moves the page under a
+// coordinate click.
+func press(id string) chromedp.Action[chromedp.Void] {
+	return chromedp.Evaluate[chromedp.Void](`document.getElementById(` + jsString(id) + `).click()`)
+}
+
 func setValue(id, value string) chromedp.Action[chromedp.Void] {
 	return chromedp.Evaluate[chromedp.Void](`(function(){var e=document.getElementById(` + jsString(id) + `);e.value=` +
 		jsString(value) + `;e.dispatchEvent(new Event("change"));})()`)
@@ -294,7 +302,7 @@ func TestLivePageInChromium(t *testing.T) {
 	open(t, ctx, srv.url+"/")
 	steps(t, ctx, "phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	steps(t, ctx, "set fps", setValue("fps", "10"))
-	steps(t, ctx, "start", chromedp.Click(chromedp.ID("start")))
+	steps(t, ctx, "start", chromedp.Click(chromedp.ID("start"))) // a real click, before the page starts moving
 
 	waitJS(t, ctx, "stream open", `document.getElementById("status").dataset.state === "open"`)
 	waitJS(t, ctx, "acks count up", `Number(document.getElementById("acks").textContent) > 5`)
@@ -340,7 +348,7 @@ func TestLivePageInChromium(t *testing.T) {
 
 	// The nudge form goes through the server to Poke with the server's key.
 	steps(t, ctx, "write nudge", setValue("nudge-message", "hello from the e2e test"))
-	steps(t, ctx, "send nudge", chromedp.Click(chromedp.ID("nudge-send")))
+	steps(t, ctx, "send nudge", press("nudge-send"))
 	waitJS(t, ctx, "nudge answered", `document.getElementById("nudge-result").dataset.outcome === "ok"`)
 	assert.Contains(t, text(t, ctx, "nudge-result"), "Sent (200)")
 	reqs := srv.poke.Requests()
@@ -350,11 +358,11 @@ func TestLivePageInChromium(t *testing.T) {
 
 	// A failing upstream shows the server's detail.
 	srv.poke.FailNext(http.StatusUnauthorized, `{"error":"bad key"}`)
-	steps(t, ctx, "send failing nudge", chromedp.Click(chromedp.ID("nudge-send")))
+	steps(t, ctx, "send failing nudge", press("nudge-send"))
 	waitJS(t, ctx, "nudge failure shown", `document.getElementById("nudge-result").dataset.outcome === "error"`)
 	assert.Contains(t, text(t, ctx, "nudge-result"), "Failed (502): poke upstream")
 
-	steps(t, ctx, "stop", chromedp.Click(chromedp.ID("stop")))
+	steps(t, ctx, "stop", press("stop"))
 	waitJS(t, ctx, "closed", `document.getElementById("status").dataset.state === "closed" && /1000/.test(document.getElementById("status").textContent)`)
 	assert.Contains(t, text(t, ctx, "status"), "stopped by user")
 	live := run(t, ctx, "camera released", chromedp.Evaluate[bool](`document.getElementById("preview").srcObject !== null`))
@@ -374,7 +382,8 @@ func TestLivePageMagicWord(t *testing.T) {
 
 	// A wrong word: the page learns the 403 and gives up instead of looping.
 	steps(t, ctx, "wrong word", setValue("magic-word", "wrong"))
-	steps(t, ctx, "start", chromedp.Click(chromedp.ID("start")))
+	// By keyboard: focus the button and press Enter.
+	steps(t, ctx, "start by keyboard", chromedp.Focus(chromedp.ID("start")), chromedp.KeyEvent("\r"))
 	waitJS(t, ctx, "refused", `document.getElementById("status").dataset.state === "closed" && /403/.test(document.getElementById("status").textContent)`)
 	assert.Contains(t, text(t, ctx, "errors"), "magic word")
 	assert.Equal(t, int64(2), srv.streams.hits.Load(), "one handshake and one probe, no retry loop")
@@ -382,16 +391,16 @@ func TestLivePageMagicWord(t *testing.T) {
 	assert.True(t, startEnabled)
 
 	// A nudge with the wrong word is refused by the gate too.
-	steps(t, ctx, "send nudge", chromedp.Click(chromedp.ID("nudge-send")))
+	steps(t, ctx, "send nudge", press("nudge-send"))
 	waitJS(t, ctx, "nudge refused", `document.getElementById("nudge-result").dataset.outcome === "error"`)
 	assert.Contains(t, text(t, ctx, "nudge-result"), "Failed (403)")
 
 	// The right word, remembered for the tab on request.
 	steps(t, ctx, "right word", setValue("magic-word", "open-sesame"))
-	steps(t, ctx, "remember", chromedp.Click(chromedp.ID("remember-word")))
-	steps(t, ctx, "start again", chromedp.Click(chromedp.ID("start")))
+	steps(t, ctx, "remember", press("remember-word"))
+	steps(t, ctx, "start again", press("start"))
 	waitJS(t, ctx, "acks count up", `Number(document.getElementById("acks").textContent) > 3`)
-	steps(t, ctx, "send nudge", chromedp.Click(chromedp.ID("nudge-send")))
+	steps(t, ctx, "send nudge", press("nudge-send"))
 	waitJS(t, ctx, "nudge sent", `document.getElementById("nudge-result").dataset.outcome === "ok"`)
 
 	stored := run(t, ctx, "stored word", chromedp.Evaluate[string](`sessionStorage.getItem("foresight.magicWord") || ""`))
@@ -402,11 +411,11 @@ func TestLivePageMagicWord(t *testing.T) {
 	assert.Zero(t, local)
 
 	// Unticking forgets it.
-	steps(t, ctx, "forget", chromedp.Click(chromedp.ID("remember-word")))
+	steps(t, ctx, "forget", press("remember-word"))
 	stored = run(t, ctx, "stored word", chromedp.Evaluate[string](`sessionStorage.getItem("foresight.magicWord") || ""`))
 	assert.Empty(t, stored)
 
-	steps(t, ctx, "stop", chromedp.Click(chromedp.ID("stop")))
+	steps(t, ctx, "stop", press("stop"))
 	waitJS(t, ctx, "closed", `document.getElementById("status").dataset.state === "closed"`)
 	assert.Empty(t, exceptions(), "uncaught exceptions in the page")
 }
