@@ -121,7 +121,10 @@ func lastLine(t *testing.T, out string) summary {
 func TestReplayFramesFolder(t *testing.T) {
 	srv := startServer(t)
 	dir, frames := writeJPEGs(t, 6)
-	out, _, err := run(t, "--url", srv.url, "--frames", dir, "--magic-word", "s3cret", "--no-sleep", "--log-every", "2")
+	// Real cadence (10 fps), not --no-sleep: captions come back on a later
+	// ack, so the tool must give the server's background call a moment, as
+	// a camera does.
+	out, _, err := run(t, "--url", srv.url, "--frames", dir, "--magic-word", "s3cret", "--fps", "10", "--log-every", "2")
 	require.NoError(t, err)
 
 	s := lastLine(t, out)
@@ -130,7 +133,7 @@ func TestReplayFramesFolder(t *testing.T) {
 	assert.NotContains(t, out, "s3cret", "the magic word must never be printed")
 	assert.Equal(t, []string{"s3cret"}, srv.magicWords(), "the magic word goes in the query")
 	// The summary is Python's json.dumps layout, fps a float.
-	assert.Regexp(t, `^\{"sent_frames": 6, "inference_events": \d+, "send_fps": 3\.0, "url": "ws://127\.0\.0\.1:\d+/vision/stream"\}$`,
+	assert.Regexp(t, `^\{"sent_frames": 6, "inference_events": \d+, "send_fps": 10\.0, "url": "ws://127\.0\.0\.1:\d+/vision/stream"\}$`,
 		strings.Split(strings.TrimRight(out, "\n"), "\n")[strings.Count(strings.TrimRight(out, "\n"), "\n")])
 	// Progress lines every 2 frames, Python dict repr.
 	for _, f := range []int{2, 4, 6} {
@@ -189,7 +192,8 @@ func TestReplayVideoWithFFmpeg(t *testing.T) {
 	require.NoError(t, err, "generate test video: %s", outb)
 
 	srv := startServer(t)
-	out, _, err := run(t, "--url", srv.url, "--video", video, "--fps", "5", "--no-sleep", "--log-every", "1")
+	// Real cadence, so the server's session is open before the last frame.
+	out, _, err := run(t, "--url", srv.url, "--video", video, "--fps", "5", "--log-every", "1")
 	require.NoError(t, err)
 	s := lastLine(t, out)
 	assert.InDelta(t, 5, s.SentFrames, 1, "1 s of video sampled at 5 fps")
