@@ -45,7 +45,7 @@ test-deps:
 
 # The last line counts test packages, in the plain form CI reads.
 test:
-	@set -o pipefail; \
+	@set -o pipefail; rm -f coverage.out; \
 	$(GO) test -race -count=1 -timeout 8m -coverprofile=coverage.out $(PKGS) 2>&1 | tee test-output.log; rc=$$?; \
 	$(GO) tool cover -func=coverage.out 2>/dev/null | tail -n 1; \
 	passed=$$(grep -c '^ok ' test-output.log); failed=$$(grep -Ec '^FAIL[[:space:]]+[^[:space:]]' test-output.log); \

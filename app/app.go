@@ -162,8 +162,18 @@ func (s *Server) start(context.Context) error {
 // inference sessions to close, all within ctx.
 func (s *Server) stop(ctx context.Context) error {
 	s.logger.Info("shutting down", "active_streams", s.stream.ActiveStreams())
+	// The streams get a little less than the whole budget, so the hooks
+	// after this one (Modal clients, Poke connections) still run: fx skips
+	// them once the stop context has ended.
+	streamCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		reserve := min(2*time.Second, time.Until(deadline)/4)
+		var cancel context.CancelFunc
+		streamCtx, cancel = context.WithDeadline(ctx, deadline.Add(-reserve))
+		defer cancel()
+	}
 	streamErr := make(chan error, 1)
-	go func() { streamErr <- s.stream.Shutdown(ctx) }()
+	go func() { streamErr <- s.stream.Shutdown(streamCtx) }()
 	err := s.http.Shutdown(ctx)
 	if err != nil {
 		// Out of time: cut the plain requests still running too.

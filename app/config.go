@@ -188,6 +188,12 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 			return Config{}, fmt.Errorf("config %s: %w", from, err)
 		}
 	}
+	if c.MaxTotalBufferBytes < c.MaxFrameBytes {
+		// Otherwise a message larger than the whole budget would be told
+		// "try again later" forever.
+		return Config{}, fmt.Errorf("config: FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d) must be at least FORESIGHT_MAX_FRAME_BYTES (%d)",
+			c.MaxTotalBufferBytes, c.MaxFrameBytes)
+	}
 	return c, nil
 }
 

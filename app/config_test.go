@@ -114,6 +114,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 	}
 	_, err := app.LoadConfig([]string{"extra"}, envOf(), nil)
 	assert.Error(t, err)
+	_, err = app.LoadConfig(nil, envOf("FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "1000", "FORESIGHT_MAX_FRAME_BYTES", "2000"), nil)
+	assert.ErrorContains(t, err, "FORESIGHT_MAX_TOTAL_BUFFER_BYTES")
 }
 
 func TestHelpListsEverySetting(t *testing.T) {

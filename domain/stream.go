@@ -259,6 +259,22 @@ func (s *Stream) cut(now time.Time) {
 	s.call.bytes = size
 }
 
+// DropBuffered drops every frame waiting for the next chunk, counting them
+// as dropped, and reports the bytes freed. The server calls it when the
+// shared MemoryBudget is spent, so a stream gives up its own frames before
+// it is refused a new message.
+func (s *Stream) DropBuffered() int64 {
+	frames, size := s.buf.count, s.buf.bytes
+	if frames == 0 {
+		return 0
+	}
+	s.buf.clear()
+	s.summary.DroppedFrames += int64(frames)
+	s.summary.DroppedBytes += size
+	s.cfg.Observer.FramesDropped(frames, size)
+	return size
+}
+
 // Await waits until the call in flight (opening the session or inferring a
 // chunk), if any, has finished and applies its outcome, so that a result is
 // on the next ack. It reports false if ctx ended first. Useful to offline
@@ -299,10 +315,13 @@ func (s *Stream) Close(ctx context.Context) Summary {
 				s.session = o.session // closed below, even if the open also failed
 			}
 		case <-ctx.Done():
-			// The call is cancelled but has not returned: whoever
-			// finishes it closes what it opened.
+			// The call is cancelled but has not returned. The session must
+			// not be closed under it (calls and Close never overlap), so the
+			// session is closed, with a fresh deadline, once the call is back.
 			c.stop()
-			go closeWhenDone(c, s.cfg.Budget)
+			go closeWhenDone(c, s.cfg.Budget, s.session)
+			s.session = nil
+			s.summary.CloseErr = errors.New("close inference session: left to finish in the background (a call ignored cancellation)")
 		}
 	}
 	s.buf.clear()
@@ -319,12 +338,16 @@ func (s *Stream) Close(ctx context.Context) Summary {
 	return s.summary
 }
 
-// closeWhenDone waits for an abandoned call and closes a session it opened.
-func closeWhenDone(c *call, budget *MemoryBudget) {
+// closeWhenDone waits for an abandoned call, then closes the stream's
+// session, or the one the call opened.
+func closeWhenDone(c *call, budget *MemoryBudget, session ports.InferenceSession) {
 	o := <-c.done
 	budget.Release(c.bytes)
 	if c.open && o.session != nil {
-		closeLate(o.session)
+		session = o.session
+	}
+	if session != nil {
+		closeLate(session)
 	}
 }
 

@@ -519,3 +519,38 @@ func TestOpenTimeoutReportedWhenBackendIgnoresCancellation(t *testing.T) {
 	assert.Empty(t, backend.Sessions()[0].Chunks())
 	s.Close(context.Background())
 }
+
+func TestCloseNeverClosesTheSessionUnderARunningCall(t *testing.T) {
+	release := make(chan struct{})
+	h := newHarness(t, domain.Config{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
+		<-release // ignores cancellation
+		return nil, nil
+	})
+	h.frame(1)
+	require.Eventually(t, func() bool { return len(h.session().Chunks()) == 1 }, 5*time.Second, time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the caller will not wait
+	sum := h.stream.Close(ctx)
+	assert.Error(t, sum.CloseErr)
+	assert.Zero(t, h.session().Closes(), "not while the call runs")
+	close(release)
+	require.Eventually(t, func() bool { return h.session().Closes() == 1 }, 5*time.Second, time.Millisecond,
+		"closed once the call is back")
+}
+
+func TestDropBuffered(t *testing.T) {
+	budget := domain.NewMemoryBudget(1 << 20)
+	gate := domaintest.NewGate()
+	clock := domaintest.NewClock()
+	s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
+		domain.Config{Clock: clock, ChunkInterval: time.Hour, Budget: budget})
+	s.AwaitCall()
+	assert.Zero(t, s.DropBuffered())
+	s.HandleFrame(make([]byte, 10))
+	s.HandleFrame(make([]byte, 20))
+	assert.Equal(t, int64(30), s.DropBuffered())
+	assert.Zero(t, budget.Used())
+	sum := s.Close(context.Background())
+	assert.Equal(t, int64(2), sum.DroppedFrames)
+	assert.Equal(t, int64(30), sum.DroppedBytes)
+}

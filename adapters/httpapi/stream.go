@@ -431,28 +431,55 @@ func checkHeader(hdr ws.Header) (ws.StatusCode, string) {
 	return 0, ""
 }
 
-// readPayload reads one frame's payload and unmasks it. Memory grows with
-// the bytes that actually arrive, never with what a header claims, and is
-// taken from the shared budget as it grows; held is what the message took.
-func (s *wsStream) readPayload(hdr ws.Header) (payload []byte, err error) {
-	budget := s.h.cfg.Session.Budget
+// readPayload reads one frame's payload and unmasks it. Memory follows the
+// bytes that actually arrive, never what a header claims: the buffer starts
+// at one read step and doubles (so at most about twice what was received
+// is allocated), and each growth is taken from the shared budget first, by
+// capacity. A frame that fits in one step gets one exact allocation.
+func (s *wsStream) readPayload(hdr ws.Header) ([]byte, error) {
+	var payload []byte
 	for int64(len(payload)) < hdr.Length {
-		step := min(hdr.Length-int64(len(payload)), readStep)
-		if !budget.TryAcquire(step) {
-			return nil, &closeError{code: statusTryAgainLater, reason: "server is short of frame memory, try again later", unread: -1}
+		if len(payload) == cap(payload) {
+			grown := min(max(2*int64(cap(payload)), readStep), hdr.Length)
+			if err := s.reserve(grown-int64(cap(payload)), hdr.Length-int64(len(payload))); err != nil {
+				return nil, err
+			}
+			next := make([]byte, len(payload), grown)
+			copy(next, payload)
+			payload = next
 		}
-		s.held += step
-		if len(payload) == 0 && step == hdr.Length {
-			payload = make([]byte, step) // the common case: one allocation of the exact size
-		} else {
-			payload = append(payload, make([]byte, step)...)
-		}
-		if _, err := io.ReadFull(s.br, payload[len(payload)-int(step):]); err != nil {
-			return nil, s.readFailure(err)
+		n := len(payload)
+		payload = payload[:cap(payload)]
+		if _, err := io.ReadFull(s.br, payload[n:]); err != nil {
+			return nil, midFrame(s.readFailure(err))
 		}
 	}
 	ws.Cipher(payload, hdr.Mask, 0)
 	return payload, nil
+}
+
+// reserve takes n bytes of the shared budget for the message being read.
+// When the budget is spent, the stream first gives up its own buffered
+// frames; if that is not enough the client gets 1013. unread is what is
+// left of the frame on the wire.
+func (s *wsStream) reserve(n, unread int64) error {
+	budget := s.h.cfg.Session.Budget
+	if !budget.TryAcquire(n) && (s.stream.DropBuffered() == 0 || !budget.TryAcquire(n)) {
+		return &closeError{code: statusTryAgainLater, reason: "server is short of frame memory, try again later", unread: unread}
+	}
+	s.held += n
+	return nil
+}
+
+// midFrame marks a closeError raised part-way through a frame: the rest of
+// the frame is still on the wire, of unknown length now, so the close
+// handshake discards raw bytes rather than parse them as headers.
+func midFrame(err error) error {
+	var ce *closeError
+	if errors.As(err, &ce) {
+		ce.unread = -1
+	}
+	return err
 }
 
 // releaseHeld gives the bytes of the message just read back to the budget;
@@ -467,7 +494,7 @@ func (s *wsStream) control(hdr ws.Header) error {
 	var buf [ws.MaxControlFramePayloadSize]byte
 	payload := buf[:hdr.Length]
 	if _, err := io.ReadFull(s.br, payload); err != nil {
-		return s.readFailure(err)
+		return midFrame(s.readFailure(err))
 	}
 	ws.Cipher(payload, hdr.Mask, 0)
 	switch hdr.OpCode {
@@ -493,10 +520,12 @@ func (s *wsStream) control(hdr ws.Header) error {
 	return nil
 }
 
-// validCloseCode reports whether a peer may send code in a close frame.
+// validCloseCode reports whether a peer may send code in a close frame:
+// RFC 6455's codes plus IANA's registered 1012–1014 (restart, try again
+// later, bad gateway), which browsers and Python's websockets send.
 func validCloseCode(code ws.StatusCode) bool {
 	switch {
-	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1011, code >= 3000 && code <= 4999:
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014, code >= 3000 && code <= 4999:
 		return true
 	}
 	return false

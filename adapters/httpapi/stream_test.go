@@ -444,6 +444,7 @@ func TestCloseCodes(t *testing.T) {
 	}{
 		{"normal is echoed", ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye"), ws.StatusNormalClosure},
 		{"application code is echoed", ws.NewCloseFrameBody(4000, ""), 4000},
+		{"registered try-again-later is echoed", ws.NewCloseFrameBody(1013, ""), 1013},
 		{"no status gets an empty close", nil, 0},
 		{"reserved code is a protocol error", ws.NewCloseFrameBody(1005, ""), ws.StatusProtocolError},
 		{"one-byte payload is a protocol error", []byte{3}, ws.StatusProtocolError},
@@ -507,4 +508,19 @@ func TestSpentBudgetGetsClose1013(t *testing.T) {
 	assert.Contains(t, reason, "try again later")
 	require.Eventually(t, func() bool { return budget.Used() == 0 }, 5*time.Second, time.Millisecond,
 		"no inference here, so nothing stays taken")
+}
+
+func TestStreamGivesUpItsBufferBeforeRefusingAMessage(t *testing.T) {
+	budget := domain.NewMemoryBudget(128 << 10)
+	backend := &domaintest.Backend{}
+	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{Budget: budget, ChunkInterval: time.Hour}})
+	c := s.dial(nil)
+	for range 3 {
+		c.send(make([]byte, 40<<10)) // buffered for a chunk an hour away
+		c.readAck()
+	}
+	require.Eventually(t, func() bool { return budget.Used() == 120<<10 }, 5*time.Second, time.Millisecond)
+	c.send(make([]byte, 64<<10)) // needs the room the buffer holds
+	assert.Equal(t, 64<<10, c.readAck().Bytes, "acked, not refused")
+	assert.Equal(t, int64(64<<10), budget.Used(), "only the new frame is buffered now")
 }

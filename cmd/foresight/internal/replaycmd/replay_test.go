@@ -183,7 +183,7 @@ func TestReplayMaxFramesAndEnvDefaults(t *testing.T) {
 
 func TestReplayVideoWithFFmpeg(t *testing.T) {
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
-		t.Skip("ffmpeg is not on PATH: install it (apt-get install ffmpeg; `make deps-test` does) to test --video")
+		t.Skip("ffmpeg is not on PATH: install it (apt-get install ffmpeg; `make test-deps` does) to test --video")
 	}
 	video := filepath.Join(t.TempDir(), "x.mp4")
 	gen := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
