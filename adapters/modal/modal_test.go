@@ -241,24 +241,29 @@ func TestHungCallIsCancelledOnDeadline(t *testing.T) {
 	require.NoError(t, s.Close(context.Background()))
 }
 
+// inferCancelledOnArrival runs one InferChunk whose context is cancelled as
+// soon as the call reaches the server, like a stream ending with a call in
+// flight, and returns its error.
+func (f *fixture) inferCancelledOnArrival(t *testing.T, s ports.InferenceSession) error {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = f.srv.WaitFor(ctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == 1 })
+		cancel()
+	}()
+	return within(t, func() error {
+		_, err := s.InferChunk(ctx, chunk([]byte("a")))
+		return err
+	})
+}
+
 func TestCancelledContextCancelsRemoteCall(t *testing.T) {
 	f := setup(t, nil)
 	f.srv.SetBehavior(modaltest.Behavior{Hang: true})
 	s := f.open(t, "s", nil)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		// Cancel once the call has reached the server, like a stream ending
-		// with a call in flight.
-		_ = f.srv.WaitFor(ctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == 1 })
-		cancel()
-	}()
-	err := within(t, func() error {
-		_, err := s.InferChunk(ctx, chunk([]byte("a")))
-		return err
-	})
-	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, f.inferCancelledOnArrival(t, s), context.Canceled)
 
 	// The cancel may still be on its way if ctx ended during the spawn;
 	// Close waits for it.
@@ -275,17 +280,7 @@ func TestCallSpawnedAsContextEndsIsCancelled(t *testing.T) {
 	f.srv.QueueBehavior(modaltest.Behavior{SpawnDelay: 300 * time.Millisecond})
 	s := f.open(t, "s", nil)
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		_ = f.srv.WaitFor(ctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == 1 })
-		cancel()
-	}()
-	err := within(t, func() error {
-		_, err := s.InferChunk(ctx, chunk([]byte("a")))
-		return err
-	})
-	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorIs(t, f.inferCancelledOnArrival(t, s), context.Canceled)
 
 	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer wcancel()

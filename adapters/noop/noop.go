@@ -16,15 +16,3 @@ type Backend struct{}
 func (Backend) OpenSession(context.Context, ports.SessionRequest) (ports.InferenceSession, error) {
 	return nil, ports.ErrNoInference
 }
-
-// Session answers every chunk with an empty result, for callers that need
-// a session value without a model (the original's no-op session).
-type Session struct{}
-
-// InferChunk implements ports.InferenceSession.
-func (Session) InferChunk(context.Context, ports.Chunk) (ports.Result, error) {
-	return ports.Result{}, nil
-}
-
-// Close implements ports.InferenceSession.
-func (Session) Close(context.Context) error { return nil }
