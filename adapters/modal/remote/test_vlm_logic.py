@@ -304,9 +304,15 @@ class ConfigTest(unittest.TestCase):
             self.assertFalse(Gemma3Config.from_env({"GEMMA3_DO_SAMPLE": value}).do_sample, value)
 
     def test_generation_kwargs(self):
-        self.assertEqual(Gemma3Config().generation_kwargs(), {"max_new_tokens": 64, "do_sample": False})
+        # disable_compile: no torch.compile of the decode step (it can outlast a call's timeout).
+        self.assertEqual(
+            Gemma3Config().generation_kwargs(), {"max_new_tokens": 64, "do_sample": False, "disable_compile": True}
+        )
         sampled = Gemma3Config(do_sample=True).generation_kwargs()
-        self.assertEqual(sampled, {"max_new_tokens": 64, "do_sample": True, "temperature": 0.2, "top_p": 0.9})
+        self.assertEqual(
+            sampled,
+            {"max_new_tokens": 64, "do_sample": True, "temperature": 0.2, "top_p": 0.9, "disable_compile": True},
+        )
         # Sampling at temperature 0 is rejected by transformers: fall back to greedy.
         self.assertFalse(Gemma3Config(do_sample=True, temperature=0.0).generation_kwargs()["do_sample"])
 
@@ -711,12 +717,163 @@ class RunKVChunkTest(unittest.TestCase):
         with self.assertRaises(NoDecodableFramesError):
             self.chunk(state, 0, frames=(b"junk",))
         self.chunk(state, 0)
+        before = (list(state.token_ids), list(state.spans), state.next_position, state.chunk_index, state.cache)
         self.model.fail = True
         with self.assertRaises(RuntimeError):
             self.chunk(state, 1)
-        # A failed step leaves no half-known cache behind.
-        self.assertTrue(state.empty)
-        self.assertIsNone(state.cache)
+        # A failed step leaves no half-known cache behind: the state is as before the call.
+        self.assertEqual((state.token_ids, state.spans, state.next_position, state.chunk_index, state.cache), before)
+        self.model.fail = False
+        self.assertEqual(self.chunk(state, 1)["caption"], "caption 2")
+
+
+class InputCancellation(BaseException):
+    """Stands in for modal.exception.InputCancellation (a BaseException)."""
+
+
+class FakeLayer:
+    """Like transformers' DynamicLayer: tensors replaced, never written into."""
+
+    def __init__(self):
+        self.keys = None
+        self.values = None
+
+    def update(self, tokens):
+        self.keys = (self.keys or ()) + tuple(tokens)
+        self.values = (self.values or ()) + tuple(-t for t in tokens)
+
+
+class FakeCache:
+    """Like DynamicCache: a list of layers, created lazily on first update."""
+
+    def __init__(self):
+        self.layers = []
+        self.seen_tokens = 0
+
+    def update(self, layer_idx, tokens):
+        while len(self.layers) <= layer_idx:
+            self.layers.append(FakeLayer())
+        self.layers[layer_idx].update(tokens)
+        if layer_idx == 0:
+            self.seen_tokens += len(tokens)
+
+    def dump(self):
+        return (self.seen_tokens, [(layer.keys, layer.values) for layer in self.layers])
+
+
+class CancellableKVModel:
+    """Feeds a chunk into a FakeCache layer by layer, token by token, and can be
+    cancelled after a given number of tokens, as Modal's InputCancellation
+    interrupts a call wherever it is."""
+
+    LAYERS = 3
+
+    def __init__(self, vision_len=6):
+        self.vision_len = vision_len
+        self.cancel_after = None
+        self.calls = 0
+
+    def step(self, state, text, images):
+        self.calls += 1
+        if state.cache is None:
+            state.cache = FakeCache()
+        fed = [1, 1] + [VS] + [7] * (self.vision_len - 2) + [VE] + [2, 3, 3]
+        for n, tok in enumerate(fed):
+            if self.cancel_after is not None and n == self.cancel_after:
+                raise InputCancellation()
+            for layer in range(self.LAYERS):
+                state.cache.update(layer, [tok])
+        return "words ...", 3, fed, state.next_position + len(fed)
+
+    def prune(self, cache, keep):
+        for layer in cache.layers:
+            layer.keys = tuple(layer.keys[i] for i in keep)
+            layer.values = tuple(layer.values[i] for i in keep)
+        cache.seen_tokens = len(keep)
+        return cache
+
+
+class KVRollbackTest(unittest.TestCase):
+    """A call cancelled half-way leaves the stream's state exactly as before it."""
+
+    def setUp(self):
+        self.model = CancellableKVModel()
+        self.policy = vlm_logic.KVWindowPolicy(sink_tokens=2, text_window_tokens=4, vision_window_chunks=2, max_position=60)
+
+    def chunk(self, state, start):
+        return vlm_logic.run_kv_chunk(
+            frames=[b"IMG0"], start_s=start, end_s=start + 1, prompt="p", state=state, policy=self.policy,
+            max_frames=4, default_prompt="d", system="s", open_frame=fake_open, finish_frame=fake_finish,
+            prune=self.model.prune, step=self.model.step, vision_ids=(VS, VE), clock=lambda: 0.0,
+        )
+
+    @staticmethod
+    def snapshot(state):
+        cache = state.cache.dump() if state.cache is not None else None
+        return (cache, list(state.token_ids), list(state.spans), state.next_position, state.chunk_index, state.task)
+
+    def test_cancel_mid_feed_at_every_point_and_every_chunk(self):
+        state = vlm_logic.KVStreamState()
+        pruned_before_a_cancel = reset_before_a_cancel = False
+        for n in range(12):
+            before = self.snapshot(state)
+            if state.plan(self.policy):
+                pruned_before_a_cancel = True
+            if state.next_position >= self.policy.max_position:
+                reset_before_a_cancel = True
+            for cancel_after in (0, 1, 5, 9):
+                self.model.cancel_after = cancel_after
+                with self.assertRaises(InputCancellation):
+                    self.chunk(state, n)
+                self.assertEqual(self.snapshot(state), before, f"chunk {n}, cancelled after {cancel_after} tokens")
+            self.model.cancel_after = None
+            self.chunk(state, n)
+            self.assertEqual(state.cache.seen_tokens, len(state))
+            for keys, values in state.cache.dump()[1]:
+                self.assertEqual(len(keys), len(state))
+                self.assertEqual(list(keys), state.token_ids)
+        # The cancelled calls covered the prune and the position-bound reset too.
+        self.assertTrue(pruned_before_a_cancel)
+        self.assertTrue(reset_before_a_cancel)
+
+    def test_cancel_in_prune_and_other_base_exceptions(self):
+        state = vlm_logic.KVStreamState()
+        for n in range(3):
+            self.chunk(state, n)
+        before = self.snapshot(state)
+        self.assertTrue(state.plan(self.policy))
+
+        real = self.model.prune
+
+        def prune_then_cancel(cache, keep):
+            real(cache, keep)
+            raise InputCancellation()
+
+        self.model.prune = prune_then_cancel
+        with self.assertRaises(InputCancellation):
+            self.chunk(state, 3)
+        self.assertEqual(self.snapshot(state), before)
+        self.model.prune = real
+        self.model.cancel_after = 4
+        for exc in (KeyboardInterrupt, SystemExit):
+            with mock.patch.object(self.model, "step", side_effect=exc):
+                with self.assertRaises(exc):
+                    self.chunk(state, 3)
+            self.assertEqual(self.snapshot(state), before)
+
+    def test_snapshot_and_restore_cache(self):
+        self.assertIsNone(vlm_logic.snapshot_cache(None))
+        self.assertIsNone(vlm_logic.restore_cache(None, None))
+        cache = FakeCache()
+        cache.update(0, [1, 2])
+        snap = vlm_logic.snapshot_cache(cache)
+        before = cache.dump()
+        cache.update(0, [3])
+        cache.update(1, [4])  # a layer created after the snapshot
+        cache.extra = "new attribute"
+        self.assertIs(vlm_logic.restore_cache(cache, snap), cache)
+        self.assertEqual(cache.dump(), before)
+        self.assertFalse(hasattr(cache, "extra"))
 
 
 class ImportHygieneTest(unittest.TestCase):
@@ -974,6 +1131,10 @@ class StreamingAppTest(unittest.TestCase):
         self.assertEqual(s["secrets"], [("secret", "hf")])
         steps = legacy.images[0].steps
         self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic",)))
+        # modal-go's calls are CBOR-encoded: the container needs cbor2.
+        for rec in (gemma, legacy):
+            (pip,) = [x[1] for x in rec.images[0].steps if x[0] == "pip_install"]
+            self.assertTrue(any(p.startswith("cbor2==") for p in pip), pip)
         env = dict(x for x in steps if x[0] == "env")["env"]
         self.assertEqual(env["STREAMINGVLM_TEXT_SINK_TOKENS"], "512")
 
