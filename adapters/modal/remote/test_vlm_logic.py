@@ -1182,7 +1182,7 @@ class DeployScriptTest(unittest.TestCase):
             return f.read().splitlines()
 
     def test_default_deploys_gemma3_to_main(self):
-        out = self.deploy()
+        out = self.deploy(FORESIGHT_GEMMA3_HF_SECRET_NAME="hf-token")
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = self.logged()
         self.assertEqual(
@@ -1190,7 +1190,30 @@ class DeployScriptTest(unittest.TestCase):
             ["deploy", "-e", "main", os.path.join(HERE, "gemma3_vlm_app.py")],
         )
         self.assertIn("ENV GEMMA3_VLM_MODAL_APP_NAME=foresight-gemma3-vlm", lines)
+        self.assertIn("ENV GEMMA3_HF_SECRET_NAME=hf-token", lines)
+
+    def test_gated_gemma3_without_secret_refused(self):
+        for env in ({}, {"FORESIGHT_GEMMA3_HF_SECRET_NAME": ""}, {"GEMMA3_HF_SECRET_NAME": "  "},
+                    {"FORESIGHT_HF_MODEL_PUBLIC": "yes"}, {"FORESIGHT_DEPLOY_DRY_RUN": "1"}):
+            with self.subTest(env=env):
+                out = self.deploy(**env)
+                self.assertNotEqual(out.returncode, 0)
+                self.assertIn("gated", out.stderr)
+                self.assertIn("FORESIGHT_GEMMA3_HF_SECRET_NAME=", out.stderr)
+                self.assertIn("FORESIGHT_HF_MODEL_PUBLIC=1", out.stderr)
+                self.assertNotIn("dry run", out.stdout)
+        self.assertFalse(os.path.exists(self.log), "the modal CLI was asked to deploy")
+
+    def test_public_model_flag_deploys_without_secret(self):
+        out = self.deploy(FORESIGHT_HF_MODEL_PUBLIC="1", GEMMA3_MODEL_ID="someone/open-gemma")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = self.logged()
+        self.assertIn("ARG deploy", lines)
         self.assertIn("ENV GEMMA3_HF_SECRET_NAME=", lines)
+
+    def test_streamingvlm_needs_no_secret(self):
+        out = self.deploy(FORESIGHT_INFERENCE_BACKEND="streamingvlm")
+        self.assertEqual(out.returncode, 0, out.stderr)
 
     def test_environment_secret_and_knobs_pass_through(self):
         out = self.deploy(
@@ -1230,7 +1253,7 @@ class DeployScriptTest(unittest.TestCase):
 
     def test_old_sdk_refused(self):
         for version in ("1.1.9", "0.73.1"):
-            out = self.deploy(version=version)
+            out = self.deploy(version=version, FORESIGHT_GEMMA3_HF_SECRET_NAME="hf-token")
             self.assertNotEqual(out.returncode, 0)
             self.assertIn("too old", out.stderr)
             self.assertIn("modal>=1.2", out.stderr)
@@ -1242,7 +1265,7 @@ class DeployScriptTest(unittest.TestCase):
         self.assertIn("pip install 'modal>=1.2'", out.stderr)
 
     def test_dry_run(self):
-        out = self.deploy(FORESIGHT_DEPLOY_DRY_RUN="1")
+        out = self.deploy(FORESIGHT_DEPLOY_DRY_RUN="1", FORESIGHT_GEMMA3_HF_SECRET_NAME="hf-token")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("dry run:", out.stdout)
         self.assertFalse(os.path.exists(self.log))
