@@ -37,6 +37,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import vlm_logic  # noqa: E402
+import vlm_models  # noqa: E402
 from vlm_logic import (  # noqa: E402
     ConfigError,
     Gemma3Config,
@@ -877,21 +878,23 @@ class KVRollbackTest(unittest.TestCase):
 
 
 class ImportHygieneTest(unittest.TestCase):
-    def test_vlm_logic_imports_with_stdlib_only(self):
+    def test_vlm_logic_and_vlm_models_import_with_stdlib_only(self):
         # -I: isolated, -S: no site-packages, so a third-party import would fail;
         # and every module loaded must be a standard-library one.
-        code = (
-            "import sys; sys.path.insert(0, sys.argv[1]); import vlm_logic\n"
-            "allowed = set(sys.stdlib_module_names) | set(sys.builtin_module_names) | {'vlm_logic', '__main__'}\n"
-            "bad = sorted({m.split('.')[0] for m in sys.modules} - allowed)\n"
-            "print(','.join(bad))\n"
-        )
-        out = subprocess.run(
-            [sys.executable, "-I", "-S", "-B", "-c", code, HERE],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertEqual(out.stdout.strip(), "", "non-stdlib modules imported")
+        for module in ("vlm_logic", "vlm_models"):
+            code = (
+                f"import sys; sys.path.insert(0, sys.argv[1]); import {module}\n"
+                "allowed = set(sys.stdlib_module_names) | set(sys.builtin_module_names)\n"
+                "allowed |= {'vlm_logic', 'vlm_models', '__main__'}\n"
+                "bad = sorted({m.split('.')[0] for m in sys.modules} - allowed)\n"
+                "print(','.join(bad))\n"
+            )
+            out = subprocess.run(
+                [sys.executable, "-I", "-S", "-B", "-c", code, HERE],
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout.strip(), "", f"{module}: non-stdlib modules imported")
 
     def test_app_files_parse_and_import_only_light_modules_at_top_level(self):
         allowed = set(sys.stdlib_module_names) | {"modal", "vlm_logic", "__future__"}
@@ -1016,7 +1019,7 @@ class AppWiringTest(unittest.TestCase):
         self.assertEqual(rec.volumes, [("gemma3-vlm-hf-cache", True)])
         self.assertEqual(list(kw["volumes"].values()), [("volume", "gemma3-vlm-hf-cache")])
         steps = rec.images[0].steps
-        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic",)))
+        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic", "vlm_models")))
         env = dict(s for s in steps if s[0] == "env")["env"]
         self.assertEqual(env["HF_HOME"], list(kw["volumes"])[0])
         self.assertEqual(env["GEMMA3_MAX_FRAMES_PER_CHUNK"], "6")
@@ -1044,9 +1047,6 @@ class AppWiringTest(unittest.TestCase):
         for filename, class_name in (("gemma3_vlm_app.py", "Gemma3VLMSession"),):
             with self.subTest(app=filename):
                 mod, _ = _load_app(filename, {})
-                # Swap the PIL/torch parts for fakes; everything else is the app's code.
-                mod._open_frame = fake_open
-                mod._finish_frame = fake_finish
                 prompts = []
 
                 def generate(text, images, prompts=prompts):
@@ -1054,7 +1054,12 @@ class AppWiringTest(unittest.TestCase):
                     return f"caption {len(prompts)}", 3
 
                 obj = getattr(mod, class_name)()
-                obj._generate = generate
+                # What load() builds, with the PIL/torch parts swapped for fakes;
+                # everything else is the deployed code.
+                captioner = vlm_models.Gemma3Captioner(mod.CFG, model=None, processor=None, torch=None)
+                captioner.open_frame, captioner.finish_frame = fake_open, fake_finish
+                captioner._generate = generate
+                obj._captioner = captioner
 
                 empty = obj.infer_chunk([], 0.0, 1.0, "p", session_id="a")
                 self.assertEqual((empty["caption"], empty["tokens_generated"]), ("", 0))
@@ -1087,11 +1092,16 @@ class AppWiringTest(unittest.TestCase):
 class StreamingAppTest(unittest.TestCase):
     def test_kv_state_is_scoped_per_session(self):
         mod, _ = _load_app("streaming_vlm_app.py", {"STREAMINGVLM_VISION_WINDOW_CHUNKS": "1"})
-        mod._open_frame = fake_open
-        mod._finish_frame = fake_finish
         model = FakeKVModel()
         obj = mod.StreamingVLMSession()
-        obj._step, obj._prune, obj._vision_ids = model.step, model.prune, (VS, VE)
+        ids = {"<|vision_start|>": VS, "<|vision_end|>": VE, "<|im_end|>": 99}
+        processor = types.SimpleNamespace(tokenizer=types.SimpleNamespace(convert_tokens_to_ids=ids.__getitem__))
+        captioner = vlm_models.StreamingVLMCaptioner(mod.CFG, model=None, processor=processor, torch=None)
+        self.assertEqual(captioner._vision_ids, (VS, VE))
+        captioner.open_frame, captioner.finish_frame = fake_open, fake_finish
+        captioner._step, captioner._prune = model.step, model.prune
+        obj._captioner = captioner
+        sessions = captioner.sessions
 
         self.assertEqual(obj.infer_chunk([], 0.0, 1.0, "p", session_id="a")["caption"], "")
         self.assertEqual(model.texts, [])
@@ -1102,22 +1112,22 @@ class StreamingAppTest(unittest.TestCase):
         self.assertTrue(model.texts[2].startswith("<|im_end|>"))
         # One-chunk vision window: chunk 0's vision tokens were dropped from a's cache.
         self.assertTrue(model.pruned)
-        self.assertNotIn(0, {s.chunk for s in mod.SESSIONS.get("a").spans if s.kind == V})
+        self.assertNotIn(0, {s.chunk for s in sessions.get("a").spans if s.kind == V})
         # Positional calls without session_id: the original's shared state.
         obj.infer_chunk([b"IMG0"], 0.0, 1.0, "p")
         obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p")
         self.assertTrue(model.texts[4].startswith("<|im_end|>"))
 
         obj.close(session_id="a")
-        self.assertNotIn("a", mod.SESSIONS)
+        self.assertNotIn("a", sessions)
         obj.infer_chunk([b"IMG0"], 2.0, 3.0, "p", session_id="a")
         self.assertIn("<|im_start|>system", model.texts[5])
         obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p", session_id="b")
         self.assertTrue(model.texts[6].startswith("<|im_end|>"))
         obj.close()
-        self.assertTrue(mod.SESSIONS.get(None).empty)
-        self.assertFalse(mod.SESSIONS.get("b").empty)
-        self.assertEqual(mod.SESSIONS._max, 16)
+        self.assertTrue(sessions.get(None).empty)
+        self.assertFalse(sessions.get("b").empty)
+        self.assertEqual(sessions._max, 16)
 
     def test_both_apps_share_the_deployment_settings(self):
         _, gemma = _load_app("gemma3_vlm_app.py", {})
@@ -1130,7 +1140,7 @@ class StreamingAppTest(unittest.TestCase):
         self.assertEqual(legacy.volumes, [("streamingvlm-hf-cache", True)])
         self.assertEqual(s["secrets"], [("secret", "hf")])
         steps = legacy.images[0].steps
-        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic",)))
+        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic", "vlm_models")))
         # modal-go's calls are CBOR-encoded: the container needs cbor2.
         for rec in (gemma, legacy):
             (pip,) = [x[1] for x in rec.images[0].steps if x[0] == "pip_install"]

@@ -614,7 +614,7 @@ class ModalDeployment:
             .pip_install(*pip_packages)
             .env({"HF_HOME": HF_CACHE_DIR, **cfg.to_env()})
             # Must stay last: local files are added at container start, not built in.
-            .add_local_python_source("vlm_logic")
+            .add_local_python_source("vlm_logic", "vlm_models")
         )
         self.volume = modal.Volume.from_name(volume_name, create_if_missing=True)
         self.secrets = [modal.Secret.from_name(cfg.hf_secret_name)] if cfg.hf_secret_name else []
