@@ -7,7 +7,7 @@ PYTHON  ?= python3
 # Debian packages some tests need: replay (ffmpeg) and the browser test (chromium).
 TEST_DEBS ?= ffmpeg chromium
 
-.PHONY: run build check fmt-check vet test test-python test-deps bench deploy-modal clean
+.PHONY: run build check fmt-check vet test test-python test-models test-deps bench deploy-modal clean
 
 run:
 	$(GO) run ./cmd/foresight serve
@@ -52,11 +52,18 @@ test:
 	echo "go test packages: $$passed passed, $$failed failed"; \
 	exit $$rc
 
-# The remote Modal apps' pure logic, standard library only.
+# The remote Modal apps' pure logic, standard library only. The model smoke
+# tests (test_model_smoke.py) are discovered too and skip, saying why, where
+# torch/transformers are missing.
 test-python:
 	@if command -v $(PYTHON) >/dev/null 2>&1; then \
 	  $(PYTHON) -m unittest discover -s adapters/modal/remote -p 'test_*.py'; \
 	else echo "python3 missing: skipping the Modal app logic tests"; fi
+
+# The apps' model code on tiny random-weight models (needs torch, transformers,
+# tokenizers, Pillow, numpy, torchvision; CPU, or CUDA in bf16 when available).
+test-models:
+	@cd adapters/modal/remote && $(PYTHON) -m unittest -v test_model_smoke
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)

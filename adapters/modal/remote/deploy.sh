@@ -7,7 +7,10 @@
 #   GEMMA3_VLM_MODAL_APP_NAME        app name of the Gemma 3 app (default: foresight-gemma3-vlm)
 #   STREAMINGVLM_MODAL_APP_NAME      app name of the legacy app (default: foresight-streamingvlm)
 #   FORESIGHT_GEMMA3_HF_SECRET_NAME  Modal secret holding HF_TOKEN (sets GEMMA3_HF_SECRET_NAME
-#                                    unless that is already set)
+#                                    unless that is already set); required for gemma3, whose
+#                                    model is gated on Hugging Face
+#   FORESIGHT_HF_MODEL_PUBLIC=1      deploy gemma3 without a secret (a public or ungated
+#                                    GEMMA3_MODEL_ID)
 #   GEMMA3_* / STREAMINGVLM_*        model knobs, passed through (see docs/modal.md)
 #   MODAL_BIN                        modal CLI to run (default: modal)
 #   FORESIGHT_DEPLOY_DRY_RUN=1       print the deploy command instead of running it
@@ -57,6 +60,16 @@ gemma3)
 	export GEMMA3_VLM_MODAL_APP_NAME="$app_name"
 	if [[ -z "${GEMMA3_HF_SECRET_NAME:-}" && -n "${FORESIGHT_GEMMA3_HF_SECRET_NAME:-}" ]]; then
 		export GEMMA3_HF_SECRET_NAME="$FORESIGHT_GEMMA3_HF_SECRET_NAME"
+	fi
+	# google/gemma-3-* is gated: without a token every container start fails
+	# with 401 and every call times out, which is far harder to see than this.
+	hf_secret="${GEMMA3_HF_SECRET_NAME:-}"
+	if [[ -z "${hf_secret// /}" && "${FORESIGHT_HF_MODEL_PUBLIC:-}" != 1 ]]; then
+		die "the Gemma 3 model (${GEMMA3_MODEL_ID:-google/gemma-3-4b-it}) is gated on Hugging Face, and no secret holding a token is named.
+Accept the licence on Hugging Face, store a token as a Modal secret:
+  modal secret create hf-token HF_TOKEN=hf_...
+then deploy with:  FORESIGHT_GEMMA3_HF_SECRET_NAME=hf-token make deploy-modal
+(if GEMMA3_MODEL_ID names a public model, set FORESIGHT_HF_MODEL_PUBLIC=1 instead)"
 	fi
 	;;
 streamingvlm)

@@ -37,6 +37,7 @@ if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
 import vlm_logic  # noqa: E402
+import vlm_models  # noqa: E402
 from vlm_logic import (  # noqa: E402
     ConfigError,
     Gemma3Config,
@@ -304,9 +305,15 @@ class ConfigTest(unittest.TestCase):
             self.assertFalse(Gemma3Config.from_env({"GEMMA3_DO_SAMPLE": value}).do_sample, value)
 
     def test_generation_kwargs(self):
-        self.assertEqual(Gemma3Config().generation_kwargs(), {"max_new_tokens": 64, "do_sample": False})
+        # disable_compile: no torch.compile of the decode step (it can outlast a call's timeout).
+        self.assertEqual(
+            Gemma3Config().generation_kwargs(), {"max_new_tokens": 64, "do_sample": False, "disable_compile": True}
+        )
         sampled = Gemma3Config(do_sample=True).generation_kwargs()
-        self.assertEqual(sampled, {"max_new_tokens": 64, "do_sample": True, "temperature": 0.2, "top_p": 0.9})
+        self.assertEqual(
+            sampled,
+            {"max_new_tokens": 64, "do_sample": True, "temperature": 0.2, "top_p": 0.9, "disable_compile": True},
+        )
         # Sampling at temperature 0 is rejected by transformers: fall back to greedy.
         self.assertFalse(Gemma3Config(do_sample=True, temperature=0.0).generation_kwargs()["do_sample"])
 
@@ -711,30 +718,183 @@ class RunKVChunkTest(unittest.TestCase):
         with self.assertRaises(NoDecodableFramesError):
             self.chunk(state, 0, frames=(b"junk",))
         self.chunk(state, 0)
+        before = (list(state.token_ids), list(state.spans), state.next_position, state.chunk_index, state.cache)
         self.model.fail = True
         with self.assertRaises(RuntimeError):
             self.chunk(state, 1)
-        # A failed step leaves no half-known cache behind.
-        self.assertTrue(state.empty)
-        self.assertIsNone(state.cache)
+        # A failed step leaves no half-known cache behind: the state is as before the call.
+        self.assertEqual((state.token_ids, state.spans, state.next_position, state.chunk_index, state.cache), before)
+        self.model.fail = False
+        self.assertEqual(self.chunk(state, 1)["caption"], "caption 2")
+
+
+class InputCancellation(BaseException):
+    """Stands in for modal.exception.InputCancellation (a BaseException)."""
+
+
+class FakeLayer:
+    """Like transformers' DynamicLayer: tensors replaced, never written into."""
+
+    def __init__(self):
+        self.keys = None
+        self.values = None
+
+    def update(self, tokens):
+        self.keys = (self.keys or ()) + tuple(tokens)
+        self.values = (self.values or ()) + tuple(-t for t in tokens)
+
+
+class FakeCache:
+    """Like DynamicCache: a list of layers, created lazily on first update."""
+
+    def __init__(self):
+        self.layers = []
+        self.seen_tokens = 0
+
+    def update(self, layer_idx, tokens):
+        while len(self.layers) <= layer_idx:
+            self.layers.append(FakeLayer())
+        self.layers[layer_idx].update(tokens)
+        if layer_idx == 0:
+            self.seen_tokens += len(tokens)
+
+    def dump(self):
+        return (self.seen_tokens, [(layer.keys, layer.values) for layer in self.layers])
+
+
+class CancellableKVModel:
+    """Feeds a chunk into a FakeCache layer by layer, token by token, and can be
+    cancelled after a given number of tokens, as Modal's InputCancellation
+    interrupts a call wherever it is."""
+
+    LAYERS = 3
+
+    def __init__(self, vision_len=6):
+        self.vision_len = vision_len
+        self.cancel_after = None
+        self.calls = 0
+
+    def step(self, state, text, images):
+        self.calls += 1
+        if state.cache is None:
+            state.cache = FakeCache()
+        fed = [1, 1] + [VS] + [7] * (self.vision_len - 2) + [VE] + [2, 3, 3]
+        for n, tok in enumerate(fed):
+            if self.cancel_after is not None and n == self.cancel_after:
+                raise InputCancellation()
+            for layer in range(self.LAYERS):
+                state.cache.update(layer, [tok])
+        return "words ...", 3, fed, state.next_position + len(fed)
+
+    def prune(self, cache, keep):
+        for layer in cache.layers:
+            layer.keys = tuple(layer.keys[i] for i in keep)
+            layer.values = tuple(layer.values[i] for i in keep)
+        cache.seen_tokens = len(keep)
+        return cache
+
+
+class KVRollbackTest(unittest.TestCase):
+    """A call cancelled half-way leaves the stream's state exactly as before it."""
+
+    def setUp(self):
+        self.model = CancellableKVModel()
+        self.policy = vlm_logic.KVWindowPolicy(sink_tokens=2, text_window_tokens=4, vision_window_chunks=2, max_position=60)
+
+    def chunk(self, state, start):
+        return vlm_logic.run_kv_chunk(
+            frames=[b"IMG0"], start_s=start, end_s=start + 1, prompt="p", state=state, policy=self.policy,
+            max_frames=4, default_prompt="d", system="s", open_frame=fake_open, finish_frame=fake_finish,
+            prune=self.model.prune, step=self.model.step, vision_ids=(VS, VE), clock=lambda: 0.0,
+        )
+
+    @staticmethod
+    def snapshot(state):
+        cache = state.cache.dump() if state.cache is not None else None
+        return (cache, list(state.token_ids), list(state.spans), state.next_position, state.chunk_index, state.task)
+
+    def test_cancel_mid_feed_at_every_point_and_every_chunk(self):
+        state = vlm_logic.KVStreamState()
+        pruned_before_a_cancel = reset_before_a_cancel = False
+        for n in range(12):
+            before = self.snapshot(state)
+            if state.plan(self.policy):
+                pruned_before_a_cancel = True
+            if state.next_position >= self.policy.max_position:
+                reset_before_a_cancel = True
+            for cancel_after in (0, 1, 5, 9):
+                self.model.cancel_after = cancel_after
+                with self.assertRaises(InputCancellation):
+                    self.chunk(state, n)
+                self.assertEqual(self.snapshot(state), before, f"chunk {n}, cancelled after {cancel_after} tokens")
+            self.model.cancel_after = None
+            self.chunk(state, n)
+            self.assertEqual(state.cache.seen_tokens, len(state))
+            for keys, values in state.cache.dump()[1]:
+                self.assertEqual(len(keys), len(state))
+                self.assertEqual(list(keys), state.token_ids)
+        # The cancelled calls covered the prune and the position-bound reset too.
+        self.assertTrue(pruned_before_a_cancel)
+        self.assertTrue(reset_before_a_cancel)
+
+    def test_cancel_in_prune_and_other_base_exceptions(self):
+        state = vlm_logic.KVStreamState()
+        for n in range(3):
+            self.chunk(state, n)
+        before = self.snapshot(state)
+        self.assertTrue(state.plan(self.policy))
+
+        real = self.model.prune
+
+        def prune_then_cancel(cache, keep):
+            real(cache, keep)
+            raise InputCancellation()
+
+        self.model.prune = prune_then_cancel
+        with self.assertRaises(InputCancellation):
+            self.chunk(state, 3)
+        self.assertEqual(self.snapshot(state), before)
+        self.model.prune = real
+        self.model.cancel_after = 4
+        for exc in (KeyboardInterrupt, SystemExit):
+            with mock.patch.object(self.model, "step", side_effect=exc):
+                with self.assertRaises(exc):
+                    self.chunk(state, 3)
+            self.assertEqual(self.snapshot(state), before)
+
+    def test_snapshot_and_restore_cache(self):
+        self.assertIsNone(vlm_logic.snapshot_cache(None))
+        self.assertIsNone(vlm_logic.restore_cache(None, None))
+        cache = FakeCache()
+        cache.update(0, [1, 2])
+        snap = vlm_logic.snapshot_cache(cache)
+        before = cache.dump()
+        cache.update(0, [3])
+        cache.update(1, [4])  # a layer created after the snapshot
+        cache.extra = "new attribute"
+        self.assertIs(vlm_logic.restore_cache(cache, snap), cache)
+        self.assertEqual(cache.dump(), before)
+        self.assertFalse(hasattr(cache, "extra"))
 
 
 class ImportHygieneTest(unittest.TestCase):
-    def test_vlm_logic_imports_with_stdlib_only(self):
+    def test_vlm_logic_and_vlm_models_import_with_stdlib_only(self):
         # -I: isolated, -S: no site-packages, so a third-party import would fail;
         # and every module loaded must be a standard-library one.
-        code = (
-            "import sys; sys.path.insert(0, sys.argv[1]); import vlm_logic\n"
-            "allowed = set(sys.stdlib_module_names) | set(sys.builtin_module_names) | {'vlm_logic', '__main__'}\n"
-            "bad = sorted({m.split('.')[0] for m in sys.modules} - allowed)\n"
-            "print(','.join(bad))\n"
-        )
-        out = subprocess.run(
-            [sys.executable, "-I", "-S", "-B", "-c", code, HERE],
-            capture_output=True, text=True, timeout=60, check=False,
-        )
-        self.assertEqual(out.returncode, 0, out.stderr)
-        self.assertEqual(out.stdout.strip(), "", "non-stdlib modules imported")
+        for module in ("vlm_logic", "vlm_models"):
+            code = (
+                f"import sys; sys.path.insert(0, sys.argv[1]); import {module}\n"
+                "allowed = set(sys.stdlib_module_names) | set(sys.builtin_module_names)\n"
+                "allowed |= {'vlm_logic', 'vlm_models', '__main__'}\n"
+                "bad = sorted({m.split('.')[0] for m in sys.modules} - allowed)\n"
+                "print(','.join(bad))\n"
+            )
+            out = subprocess.run(
+                [sys.executable, "-I", "-S", "-B", "-c", code, HERE],
+                capture_output=True, text=True, timeout=60, check=False,
+            )
+            self.assertEqual(out.returncode, 0, out.stderr)
+            self.assertEqual(out.stdout.strip(), "", f"{module}: non-stdlib modules imported")
 
     def test_app_files_parse_and_import_only_light_modules_at_top_level(self):
         allowed = set(sys.stdlib_module_names) | {"modal", "vlm_logic", "__future__"}
@@ -859,7 +1019,7 @@ class AppWiringTest(unittest.TestCase):
         self.assertEqual(rec.volumes, [("gemma3-vlm-hf-cache", True)])
         self.assertEqual(list(kw["volumes"].values()), [("volume", "gemma3-vlm-hf-cache")])
         steps = rec.images[0].steps
-        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic",)))
+        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic", "vlm_models")))
         env = dict(s for s in steps if s[0] == "env")["env"]
         self.assertEqual(env["HF_HOME"], list(kw["volumes"])[0])
         self.assertEqual(env["GEMMA3_MAX_FRAMES_PER_CHUNK"], "6")
@@ -887,9 +1047,6 @@ class AppWiringTest(unittest.TestCase):
         for filename, class_name in (("gemma3_vlm_app.py", "Gemma3VLMSession"),):
             with self.subTest(app=filename):
                 mod, _ = _load_app(filename, {})
-                # Swap the PIL/torch parts for fakes; everything else is the app's code.
-                mod._open_frame = fake_open
-                mod._finish_frame = fake_finish
                 prompts = []
 
                 def generate(text, images, prompts=prompts):
@@ -897,7 +1054,12 @@ class AppWiringTest(unittest.TestCase):
                     return f"caption {len(prompts)}", 3
 
                 obj = getattr(mod, class_name)()
-                obj._generate = generate
+                # What load() builds, with the PIL/torch parts swapped for fakes;
+                # everything else is the deployed code.
+                captioner = vlm_models.Gemma3Captioner(mod.CFG, model=None, processor=None, torch=None)
+                captioner.open_frame, captioner.finish_frame = fake_open, fake_finish
+                captioner._generate = generate
+                obj._captioner = captioner
 
                 empty = obj.infer_chunk([], 0.0, 1.0, "p", session_id="a")
                 self.assertEqual((empty["caption"], empty["tokens_generated"]), ("", 0))
@@ -930,11 +1092,16 @@ class AppWiringTest(unittest.TestCase):
 class StreamingAppTest(unittest.TestCase):
     def test_kv_state_is_scoped_per_session(self):
         mod, _ = _load_app("streaming_vlm_app.py", {"STREAMINGVLM_VISION_WINDOW_CHUNKS": "1"})
-        mod._open_frame = fake_open
-        mod._finish_frame = fake_finish
         model = FakeKVModel()
         obj = mod.StreamingVLMSession()
-        obj._step, obj._prune, obj._vision_ids = model.step, model.prune, (VS, VE)
+        ids = {"<|vision_start|>": VS, "<|vision_end|>": VE, "<|im_end|>": 99}
+        processor = types.SimpleNamespace(tokenizer=types.SimpleNamespace(convert_tokens_to_ids=ids.__getitem__))
+        captioner = vlm_models.StreamingVLMCaptioner(mod.CFG, model=None, processor=processor, torch=None)
+        self.assertEqual(captioner._vision_ids, (VS, VE))
+        captioner.open_frame, captioner.finish_frame = fake_open, fake_finish
+        captioner._step, captioner._prune = model.step, model.prune
+        obj._captioner = captioner
+        sessions = captioner.sessions
 
         self.assertEqual(obj.infer_chunk([], 0.0, 1.0, "p", session_id="a")["caption"], "")
         self.assertEqual(model.texts, [])
@@ -945,22 +1112,22 @@ class StreamingAppTest(unittest.TestCase):
         self.assertTrue(model.texts[2].startswith("<|im_end|>"))
         # One-chunk vision window: chunk 0's vision tokens were dropped from a's cache.
         self.assertTrue(model.pruned)
-        self.assertNotIn(0, {s.chunk for s in mod.SESSIONS.get("a").spans if s.kind == V})
+        self.assertNotIn(0, {s.chunk for s in sessions.get("a").spans if s.kind == V})
         # Positional calls without session_id: the original's shared state.
         obj.infer_chunk([b"IMG0"], 0.0, 1.0, "p")
         obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p")
         self.assertTrue(model.texts[4].startswith("<|im_end|>"))
 
         obj.close(session_id="a")
-        self.assertNotIn("a", mod.SESSIONS)
+        self.assertNotIn("a", sessions)
         obj.infer_chunk([b"IMG0"], 2.0, 3.0, "p", session_id="a")
         self.assertIn("<|im_start|>system", model.texts[5])
         obj.infer_chunk([b"IMG0"], 1.0, 2.0, "p", session_id="b")
         self.assertTrue(model.texts[6].startswith("<|im_end|>"))
         obj.close()
-        self.assertTrue(mod.SESSIONS.get(None).empty)
-        self.assertFalse(mod.SESSIONS.get("b").empty)
-        self.assertEqual(mod.SESSIONS._max, 16)
+        self.assertTrue(sessions.get(None).empty)
+        self.assertFalse(sessions.get("b").empty)
+        self.assertEqual(sessions._max, 16)
 
     def test_both_apps_share_the_deployment_settings(self):
         _, gemma = _load_app("gemma3_vlm_app.py", {})
@@ -973,7 +1140,11 @@ class StreamingAppTest(unittest.TestCase):
         self.assertEqual(legacy.volumes, [("streamingvlm-hf-cache", True)])
         self.assertEqual(s["secrets"], [("secret", "hf")])
         steps = legacy.images[0].steps
-        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic",)))
+        self.assertEqual(steps[-1], ("add_local_python_source", ("vlm_logic", "vlm_models")))
+        # modal-go's calls are CBOR-encoded: the container needs cbor2.
+        for rec in (gemma, legacy):
+            (pip,) = [x[1] for x in rec.images[0].steps if x[0] == "pip_install"]
+            self.assertTrue(any(p.startswith("cbor2==") for p in pip), pip)
         env = dict(x for x in steps if x[0] == "env")["env"]
         self.assertEqual(env["STREAMINGVLM_TEXT_SINK_TOKENS"], "512")
 
@@ -1021,7 +1192,7 @@ class DeployScriptTest(unittest.TestCase):
             return f.read().splitlines()
 
     def test_default_deploys_gemma3_to_main(self):
-        out = self.deploy()
+        out = self.deploy(FORESIGHT_GEMMA3_HF_SECRET_NAME="hf-token")
         self.assertEqual(out.returncode, 0, out.stderr)
         lines = self.logged()
         self.assertEqual(
@@ -1029,7 +1200,30 @@ class DeployScriptTest(unittest.TestCase):
             ["deploy", "-e", "main", os.path.join(HERE, "gemma3_vlm_app.py")],
         )
         self.assertIn("ENV GEMMA3_VLM_MODAL_APP_NAME=foresight-gemma3-vlm", lines)
+        self.assertIn("ENV GEMMA3_HF_SECRET_NAME=hf-token", lines)
+
+    def test_gated_gemma3_without_secret_refused(self):
+        for env in ({}, {"FORESIGHT_GEMMA3_HF_SECRET_NAME": ""}, {"GEMMA3_HF_SECRET_NAME": "  "},
+                    {"FORESIGHT_HF_MODEL_PUBLIC": "yes"}, {"FORESIGHT_DEPLOY_DRY_RUN": "1"}):
+            with self.subTest(env=env):
+                out = self.deploy(**env)
+                self.assertNotEqual(out.returncode, 0)
+                self.assertIn("gated", out.stderr)
+                self.assertIn("FORESIGHT_GEMMA3_HF_SECRET_NAME=", out.stderr)
+                self.assertIn("FORESIGHT_HF_MODEL_PUBLIC=1", out.stderr)
+                self.assertNotIn("dry run", out.stdout)
+        self.assertFalse(os.path.exists(self.log), "the modal CLI was asked to deploy")
+
+    def test_public_model_flag_deploys_without_secret(self):
+        out = self.deploy(FORESIGHT_HF_MODEL_PUBLIC="1", GEMMA3_MODEL_ID="someone/open-gemma")
+        self.assertEqual(out.returncode, 0, out.stderr)
+        lines = self.logged()
+        self.assertIn("ARG deploy", lines)
         self.assertIn("ENV GEMMA3_HF_SECRET_NAME=", lines)
+
+    def test_streamingvlm_needs_no_secret(self):
+        out = self.deploy(FORESIGHT_INFERENCE_BACKEND="streamingvlm")
+        self.assertEqual(out.returncode, 0, out.stderr)
 
     def test_environment_secret_and_knobs_pass_through(self):
         out = self.deploy(
@@ -1069,7 +1263,7 @@ class DeployScriptTest(unittest.TestCase):
 
     def test_old_sdk_refused(self):
         for version in ("1.1.9", "0.73.1"):
-            out = self.deploy(version=version)
+            out = self.deploy(version=version, FORESIGHT_GEMMA3_HF_SECRET_NAME="hf-token")
             self.assertNotEqual(out.returncode, 0)
             self.assertIn("too old", out.stderr)
             self.assertIn("modal>=1.2", out.stderr)
@@ -1081,7 +1275,7 @@ class DeployScriptTest(unittest.TestCase):
         self.assertIn("pip install 'modal>=1.2'", out.stderr)
 
     def test_dry_run(self):
-        out = self.deploy(FORESIGHT_DEPLOY_DRY_RUN="1")
+        out = self.deploy(FORESIGHT_DEPLOY_DRY_RUN="1", FORESIGHT_GEMMA3_HF_SECRET_NAME="hf-token")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertIn("dry run:", out.stdout)
         self.assertFalse(os.path.exists(self.log))

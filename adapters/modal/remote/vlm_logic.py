@@ -218,7 +218,14 @@ class Gemma3Config(_VLMConfig):
         """Arguments for ``model.generate``: greedy unless sampling is enabled
         (temperature/top_p are only passed when they are used, which keeps
         transformers from warning about ignored flags)."""
-        return generation_kwargs(self.max_new_tokens, self.do_sample, self.temperature, self.top_p)
+        kwargs = generation_kwargs(self.max_new_tokens, self.do_sample, self.temperature, self.top_p)
+        # Gemma 3's generation config asks for a compileable (static/hybrid)
+        # cache, so generate() would torch.compile the decode step on the first
+        # call and again whenever the cache grows. One compile can take longer
+        # than the server's 30 s call timeout, and a call cancelled half-way
+        # wastes it; eager decoding of a few dozen tokens costs far less.
+        kwargs["disable_compile"] = True
+        return kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -582,6 +589,10 @@ TIMEOUT_S = 1200
 SCALEDOWN_WINDOW_S = 300
 MIN_CONTAINERS = 1
 PIP_PACKAGES = (
+    # modal-go sends arguments and expects results CBOR-encoded; Modal's Python
+    # SDK decodes them with cbor2, which it imports only when needed and which
+    # images built before image builder 2025.06 do not carry.
+    "cbor2==5.6.5",
     "torch==2.7.1",
     "torchvision==0.22.1",
     "transformers==4.56.2",
@@ -603,7 +614,7 @@ class ModalDeployment:
             .pip_install(*pip_packages)
             .env({"HF_HOME": HF_CACHE_DIR, **cfg.to_env()})
             # Must stay last: local files are added at container start, not built in.
-            .add_local_python_source("vlm_logic")
+            .add_local_python_source("vlm_logic", "vlm_models")
         )
         self.volume = modal.Volume.from_name(volume_name, create_if_missing=True)
         self.secrets = [modal.Secret.from_name(cfg.hf_secret_name)] if cfg.hf_secret_name else []
@@ -851,10 +862,86 @@ class KVStreamState:
         self.chunk_index += 1
         self._check()
 
+    def checkpoint(self) -> "KVCheckpoint":
+        """What rollback() needs to put this state back as it is now, cache
+        included (see snapshot_cache: no tensor is copied)."""
+        return KVCheckpoint(
+            cache=self.cache,
+            cache_snapshot=snapshot_cache(self.cache),
+            token_ids=list(self.token_ids),
+            spans=list(self.spans),
+            next_position=self.next_position,
+            chunk_index=self.chunk_index,
+            task=self.task,
+        )
+
+    def rollback(self, checkpoint: "KVCheckpoint") -> None:
+        """Return to ``checkpoint``: cache and bookkeeping as they were."""
+        self.cache = restore_cache(checkpoint.cache, checkpoint.cache_snapshot)
+        self.token_ids = list(checkpoint.token_ids)
+        self.spans = list(checkpoint.spans)
+        self.next_position = checkpoint.next_position
+        self.chunk_index = checkpoint.chunk_index
+        self.task = checkpoint.task
+        self._check()
+
     def _check(self) -> None:
         total = sum(s.length for s in self.spans)
         if total != len(self.token_ids):
             raise AssertionError(f"span bookkeeping out of step: {total} != {len(self.token_ids)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class KVCheckpoint:
+    """A KVStreamState as it was before a chunk (see KVStreamState.checkpoint)."""
+
+    cache: Any
+    cache_snapshot: Any
+    token_ids: list
+    spans: list
+    next_position: int
+    chunk_index: int
+    task: Optional[str]
+
+
+def _attributes(obj: Any) -> dict:
+    # Lists are copied one level deep: caches append layers or tensors to them.
+    return {k: (list(v) if isinstance(v, list) else v) for k, v in vars(obj).items()}
+
+
+def _set_attributes(obj: Any, attributes: dict) -> None:
+    state = vars(obj)
+    state.clear()
+    state.update({k: (list(v) if isinstance(v, list) else v) for k, v in attributes.items()})
+
+
+def snapshot_cache(cache: Any) -> Any:
+    """Enough to put ``cache`` back as it is now, without copying a tensor.
+
+    transformers' DynamicCache never writes into its tensors: appending new
+    tokens (torch.cat) and our pruning (index_select) build new tensors and
+    assign them to the cache's (or its layers') attributes, and lazily
+    created layers are appended to a list. So keeping the attribute values of
+    the cache and of each layer keeps the old tensors alive and unchanged;
+    the price is that a chunk's call holds the previous cache in GPU memory
+    until it ends. A value without attributes (None, a tuple) is its own
+    snapshot.
+    """
+    if not hasattr(cache, "__dict__"):
+        return None
+    layers = [(layer, _attributes(layer)) for layer in (getattr(cache, "layers", None) or ()) if hasattr(layer, "__dict__")]
+    return (_attributes(cache), layers)
+
+
+def restore_cache(cache: Any, snapshot: Any) -> Any:
+    """Put ``cache`` back to ``snapshot`` (from snapshot_cache) and return it."""
+    if snapshot is None:
+        return cache
+    attributes, layers = snapshot
+    for layer, layer_attributes in layers:
+        _set_attributes(layer, layer_attributes)
+    _set_attributes(cache, attributes)
+    return cache
 
 
 VISION_PLACEHOLDER = "<|vision_start|><|video_pad|><|vision_end|>"
@@ -905,34 +992,40 @@ def run_kv_chunk(
     ``step(state, text, images) -> (raw_text, tokens_generated, fed_ids,
     next_position)``, which extends ``state.cache``; record the fed tokens.
     An empty chunk returns caption "" without touching the model or the state.
+    If anything raises once the state is touched, the state (cache included)
+    is rolled back to what it was before the call and the error re-raised.
     """
     started = clock()
     start_s, end_s, images = _chunk_images(frames, start_s, end_s, max_frames, open_frame, finish_frame)
     if not images:
         return make_reply("", start_s, end_s, _elapsed_ms(clock, started), 0)
-    if state.next_position >= policy.max_position:
-        state.reset()
-    drops = state.plan(policy)
-    if drops:
-        keep = state.drop(drops)
-        state.cache = prune(state.cache, keep)
-    task = resolve_task(prompt, default_prompt)
-    text = qwen_chunk_text(
-        first=state.empty,
-        system=system,
-        start_s=start_s,
-        end_s=end_s,
-        task=task if (state.empty or task != state.task) else None,
-    )
-    state.task = task
+    checkpoint = state.checkpoint()
     try:
+        if state.next_position >= policy.max_position:
+            state.reset()
+        drops = state.plan(policy)
+        if drops:
+            keep = state.drop(drops)
+            state.cache = prune(state.cache, keep)
+        task = resolve_task(prompt, default_prompt)
+        text = qwen_chunk_text(
+            first=state.empty,
+            system=system,
+            start_s=start_s,
+            end_s=end_s,
+            task=task if (state.empty or task != state.task) else None,
+        )
+        state.task = task
         raw, tokens, fed_ids, next_position = step(state, text, images)
-    except Exception:
-        # The cache may hold a half-fed chunk that the bookkeeping does not know
-        # about: start this stream over rather than run on inconsistent state.
-        state.reset()
+        state.append(fed_ids, vision_ids[0], vision_ids[1], next_position)
+    except BaseException:
+        # BaseException, not Exception: Modal cancels a call (our server's
+        # timeout) by raising InputCancellation, a BaseException, wherever the
+        # call is, e.g. half-way through feeding the chunk. The cache then holds
+        # tokens the bookkeeping does not know; put both back as before the
+        # call so the stream goes on from its last good chunk.
+        state.rollback(checkpoint)
         raise
-    state.append(fed_ids, vision_ids[0], vision_ids[1], next_position)
     # StreamingVLM was trained to end each commentary with " ..." (the
     # streaming-vlm loop strips it the same way); the ellipsis stays in the cache.
     caption = collapse_whitespace(raw).removesuffix(" ...")
