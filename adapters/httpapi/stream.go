@@ -18,6 +18,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/foresight-vision/foresight/adapters/noop"
+	"github.com/foresight-vision/foresight/adapters/wire"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )
@@ -46,7 +47,7 @@ const (
 // Request headers that carry a client's (or a gateway's) credentials; the
 // gateway sets exactly these.
 const (
-	HeaderPokeAPIKey       = "X-Poke-Api-Key"
+	HeaderPokeAPIKey       = wire.HeaderPokeAPIKey
 	HeaderModalTokenID     = "X-Modal-Token-Id"
 	HeaderModalTokenSecret = "X-Modal-Token-Secret"
 	HeaderModalAppName     = "X-Modal-App-Name"

@@ -7,8 +7,6 @@
 package visionclient
 
 import (
-	"github.com/foresight-vision/foresight/adapters/edgegate"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -25,6 +23,9 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/foresight-vision/foresight/adapters/edgegate"
+	"github.com/foresight-vision/foresight/adapters/wire"
 )
 
 // DefaultMaxMessageBytes is the largest ack accepted by default (the original
@@ -137,7 +138,7 @@ func NormalizeURL(s string) (string, error) {
 		return "", fmt.Errorf("unsupported URL scheme %q: use ws://, wss://, http:// or https://", u.Scheme)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = "/vision/stream"
+		u.Path = wire.PathStream
 		u.RawPath = ""
 	}
 	return u.String(), nil
@@ -154,7 +155,7 @@ func WithMagicWord(rawURL, word string) (string, error) {
 		return "", fmt.Errorf("parse url: %w", err)
 	}
 	q := u.Query()
-	q.Set("magic_word", word)
+	q.Set(wire.QueryMagicWord, word)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
