@@ -32,6 +32,10 @@ const (
 	// sessionCloseBudget bounds ending a stream's inference (cancelling a
 	// call in flight, closing the session); shutdown may cut it shorter.
 	sessionCloseBudget = 15 * time.Second
+	// shutdownWriteTimeout bounds a write (the ack in flight, the close
+	// frame) once a shutdown began: a client that does not read must not
+	// hold the stop for the whole WriteTimeout.
+	shutdownWriteTimeout = time.Second
 	// progressEvery is how often (in frames) a stream logs its progress,
 	// as the original did.
 	progressEvery = 30
@@ -154,6 +158,12 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeDetail(w, http.StatusServiceUnavailable, "server is shutting down")
 		return
 	}
+	if !r.ProtoAtLeast(1, 1) {
+		// gobwas would answer a bare 505; RFC 6455 4.1 asks for HTTP/1.1.
+		h.cfg.Observer.StreamRejected("handshake")
+		http.Error(w, "handshake error: WebSocket needs HTTP/1.1 or later", http.StatusBadRequest)
+		return
+	}
 	if h.active.Add(1) > int64(h.cfg.MaxStreams) {
 		h.active.Add(-1)
 		h.cfg.Observer.StreamRejected("limit")
@@ -216,12 +226,18 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // frameConfig is the framing every stream of this handler gets.
 func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
 	return wsframe.ServerConfig{
-		MaxMessageBytes: h.cfg.MaxFrameBytes,
-		IdleTimeout:     h.cfg.IdleTimeout,
-		WriteTimeout:    h.cfg.WriteTimeout,
-		Budget:          h.cfg.Session.Budget,
-		Stopping:        h.closing.Load,
+		MaxMessageBytes:  h.cfg.MaxFrameBytes,
+		IdleTimeout:      h.cfg.IdleTimeout,
+		WriteTimeout:     h.cfg.WriteTimeout,
+		Budget:           h.cfg.Session.Budget,
+		Stopping:         h.closing.Load,
+		StopWriteTimeout: h.stopWriteTimeout(),
 	}
+}
+
+// stopWriteTimeout bounds each write once a shutdown began.
+func (h *StreamHandler) stopWriteTimeout() time.Duration {
+	return min(h.cfg.WriteTimeout, shutdownWriteTimeout)
 }
 
 func overridesFromHeader(hdr http.Header) map[string]string {
@@ -260,9 +276,13 @@ func (h *StreamHandler) untrack(c net.Conn) {
 func (h *StreamHandler) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	h.closing.Store(true)
+	now := time.Now()
 	for c := range h.conns {
-		// Wakes the stream's reader, which sees closing and says goodbye.
-		_ = c.SetReadDeadline(time.Now())
+		// Wakes the stream's reader, which sees closing and says goodbye;
+		// a stream blocked writing to a client that does not read gives
+		// up soon too, so every stream can close its session in time.
+		_ = c.SetReadDeadline(now)
+		_ = c.SetWriteDeadline(now.Add(h.stopWriteTimeout()))
 	}
 	h.mu.Unlock()
 	done := make(chan struct{})

@@ -29,7 +29,7 @@ func (e *CloseError) Error() string { return fmt.Sprintf("close %d: %s", e.Code,
 
 // ParseClose reads a close frame's payload. It returns the code and reason
 // as sent (code 1005 when the payload is empty) and, when the frame breaks
-// RFC 6455 (a 1-byte payload, a code a peer may not send, a reason that is
+// RFC 6455 (a 1-byte payload or one over 125 bytes, a code a peer may not send, a reason that is
 // not UTF-8), the close to answer with: 1002 or 1007.
 func ParseClose(payload []byte) (code wire.CloseCode, reason string, bad *CloseError) {
 	switch len(payload) {
@@ -37,6 +37,11 @@ func ParseClose(payload []byte) (code wire.CloseCode, reason string, bad *CloseE
 		return wire.CloseNoStatus, "", nil
 	case 1:
 		return 0, "", &CloseError{Code: wire.CloseProtocolError, Reason: ReasonInvalidCloseCode}
+	}
+	if len(payload) > maxControlPayload {
+		// Unreachable from the wire (headers are checked first), refused
+		// so ParseClose holds on its own.
+		return 0, "", &CloseError{Code: wire.CloseProtocolError, Reason: ReasonBadControl}
 	}
 	code = wire.CloseCode(binary.BigEndian.Uint16(payload))
 	reason = string(payload[2:])
