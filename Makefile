@@ -7,7 +7,7 @@ PYTHON  ?= python3
 # Debian packages some tests need: replay (ffmpeg) and the browser test (chromium).
 TEST_DEBS ?= ffmpeg chromium
 
-.PHONY: run build check fmt-check vet test test-python test-models test-deps bench deploy-modal clean
+.PHONY: run build check fmt-check vet test test-python test-models test-deps bench fuzz deploy-modal clean
 
 run:
 	$(GO) run ./cmd/foresight serve
@@ -67,6 +67,19 @@ test-models:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Runs every Go fuzz target in the repo for FUZZTIME each (the seed corpora
+# already run in `make test`). Packages are found by grepping for `func Fuzz`
+# so only those test binaries are built; `go test -list` names the targets.
+FUZZTIME ?= 30s
+fuzz:
+	@set -e; \
+	for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+	  for name in $$($(GO) test -list '^Fuzz' $$dir | grep '^Fuzz'); do \
+	    echo "== $$dir $$name ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$dir; \
+	  done; \
+	done
 
 # Deploys the Modal app (needs the `modal` CLI >= 1.2 and a Modal token).
 deploy-modal:

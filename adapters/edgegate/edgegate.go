@@ -20,20 +20,22 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/foresight-vision/foresight/adapters/wire"
 )
 
 const (
 	// Header is the request header that may carry the magic word.
-	Header = "x-magic-word"
+	Header = wire.HeaderMagicWord
 	// QueryParam is the query parameter that may carry the magic word.
-	QueryParam = "magic_word"
+	QueryParam = wire.QueryMagicWord
 	// ForbiddenBody is the body of a denial, exactly as the Worker sent it.
 	ForbiddenBody = "forbidden"
 )
 
 // DefaultPublicPaths are the paths open without the word when
 // Config.PublicPaths is nil.
-var DefaultPublicPaths = []string{"/health", "/metrics"}
+var DefaultPublicPaths = []string{wire.PathHealth, "/metrics"}
 
 // Config configures a Gate.
 type Config struct {

@@ -156,3 +156,13 @@ func TestEndToEnd(t *testing.T) {
 	require.Eventually(t, func() bool { return stream.ActiveStreams() == 0 }, 5*time.Second, 5*time.Millisecond,
 		fmt.Sprintf("streams still open: %d", stream.ActiveStreams()))
 }
+
+// TestHeaderNamesMatchTheServer keeps the gateway's secret header names the
+// ones the server reads; the gateway does not import the server to get them.
+func TestHeaderNamesMatchTheServer(t *testing.T) {
+	assert.Equal(t, httpapi.HeaderPokeAPIKey, gateway.HeaderPokeAPIKey)
+	assert.Equal(t, httpapi.HeaderModalTokenID, gateway.HeaderModalTokenID)
+	assert.Equal(t, httpapi.HeaderModalTokenSecret, gateway.HeaderModalTokenSecret)
+	assert.Equal(t, httpapi.HeaderModalAppName, gateway.HeaderModalAppName)
+	assert.Equal(t, httpapi.HeaderModalClassName, gateway.HeaderModalClassName)
+}

@@ -24,17 +24,18 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
-	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/wire"
 )
 
-// Names of the headers that carry secrets to the upstream: the server's own
-// (adapters/httpapi), so the two cannot drift apart.
+// Names of the headers that carry secrets to the upstream. The Poke key's
+// name is shared through adapters/wire; the Modal names must equal the
+// server's (adapters/httpapi today), which the e2e test checks.
 const (
-	HeaderPokeAPIKey       = httpapi.HeaderPokeAPIKey
-	HeaderModalTokenID     = httpapi.HeaderModalTokenID
-	HeaderModalTokenSecret = httpapi.HeaderModalTokenSecret
-	HeaderModalAppName     = httpapi.HeaderModalAppName
-	HeaderModalClassName   = httpapi.HeaderModalClassName
+	HeaderPokeAPIKey       = wire.HeaderPokeAPIKey
+	HeaderModalTokenID     = "X-Modal-Token-Id"
+	HeaderModalTokenSecret = "X-Modal-Token-Secret"
+	HeaderModalAppName     = "X-Modal-App-Name"
+	HeaderModalClassName   = "X-Modal-Class-Name"
 )
 
 // Environment variables the gateway reads its secrets from (see SecretsFromEnv).
@@ -181,7 +182,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	public := cfg.PublicPaths
 	if public == nil {
-		public = []string{"/health"}
+		public = []string{wire.PathHealth}
 	}
 
 	// HTTP/1.1 only towards the upstream (no ForceAttemptHTTP2): WebSocket

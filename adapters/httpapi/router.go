@@ -9,6 +9,8 @@ import (
 	"net/http"
 
 	"github.com/julienschmidt/httprouter"
+
+	"github.com/foresight-vision/foresight/adapters/wire"
 )
 
 // Route is an extra route to mount beside the built-in ones.
@@ -23,10 +25,10 @@ type Route struct {
 // methods get FastAPI's JSON error bodies.
 func NewRouter(stream http.Handler, poke http.Handler, extra ...Route) *httprouter.Router {
 	r := httprouter.New()
-	r.Handler(http.MethodGet, "/health", Health())
-	r.Handler(http.MethodHead, "/health", Health())
-	r.Handler(http.MethodGet, "/vision/stream", stream)
-	r.Handler(http.MethodPost, "/poke/send", poke)
+	r.Handler(http.MethodGet, wire.PathHealth, Health())
+	r.Handler(http.MethodHead, wire.PathHealth, Health())
+	r.Handler(http.MethodGet, wire.PathStream, stream)
+	r.Handler(http.MethodPost, wire.PathPoke, poke)
 	for _, e := range extra {
 		r.Handler(e.Method, e.Path, e.Handler)
 	}

@@ -7,8 +7,6 @@
 package visionclient
 
 import (
-	"github.com/foresight-vision/foresight/adapters/edgegate"
-
 	"bufio"
 	"bytes"
 	"context"
@@ -25,6 +23,10 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/foresight-vision/foresight/adapters/edgegate"
+	"github.com/foresight-vision/foresight/adapters/wire"
+	"github.com/foresight-vision/foresight/adapters/wsframe"
 )
 
 // DefaultMaxMessageBytes is the largest ack accepted by default (the original
@@ -137,7 +139,7 @@ func NormalizeURL(s string) (string, error) {
 		return "", fmt.Errorf("unsupported URL scheme %q: use ws://, wss://, http:// or https://", u.Scheme)
 	}
 	if u.Path == "" || u.Path == "/" {
-		u.Path = "/vision/stream"
+		u.Path = wire.PathStream
 		u.RawPath = ""
 	}
 	return u.String(), nil
@@ -154,7 +156,7 @@ func WithMagicWord(rawURL, word string) (string, error) {
 		return "", fmt.Errorf("parse url: %w", err)
 	}
 	q := u.Query()
-	q.Set("magic_word", word)
+	q.Set(wire.QueryMagicWord, word)
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }
@@ -226,38 +228,9 @@ func (c *Conn) SendFrame(b []byte) error {
 // writeLocked writes one masked, unfragmented frame with a single Write so a
 // frame is never interleaved with another. Caller holds wmu.
 func (c *Conn) writeLocked(op ws.OpCode, payload []byte) error {
-	h := ws.Header{Fin: true, OpCode: op, Masked: true, Mask: ws.NewMask(), Length: int64(len(payload))}
-	n := ws.HeaderSize(h) + len(payload)
-	if cap(c.wbuf) < n {
-		c.wbuf = make([]byte, n)
-	}
-	buf := c.wbuf[:n]
-	hs := ws.HeaderSize(h)
-	if err := ws.WriteHeaderBuffer(&fixedWriter{b: buf[:0:hs]}, h, c.hdrScratch()); err != nil {
-		return err
-	}
-	copy(buf[hs:], payload)
-	ws.Cipher(buf[hs:], h.Mask, 0)
-	_, err := c.conn.Write(buf)
+	c.wbuf = wsframe.AppendFrame(c.wbuf[:0], op, payload, true)
+	_, err := c.conn.Write(c.wbuf)
 	return err
-}
-
-// hdrScratch is the 14-byte scratch WriteHeaderBuffer wants; a fresh array
-// on the stack is fine because writes are serialised.
-func (c *Conn) hdrScratch() []byte {
-	var s [ws.MaxHeaderSize]byte
-	return s[:]
-}
-
-// fixedWriter appends into a pre-sized slice without growing it.
-type fixedWriter struct{ b []byte }
-
-func (w *fixedWriter) Write(p []byte) (int, error) {
-	if len(w.b)+len(p) > cap(w.b) {
-		return 0, io.ErrShortWrite
-	}
-	w.b = append(w.b, p...)
-	return len(p), nil
 }
 
 // ReadAck reads the next text message and decodes it as an ack, answering
@@ -322,6 +295,9 @@ func (c *Conn) readMessage() ([]byte, error) {
 		if err != nil {
 			return nil, c.readFailed(fmt.Errorf("read frame header: %w", err))
 		}
+		if code, reason := wsframe.CheckServerHeader(h); code != 0 {
+			return nil, c.protocolError(reason)
+		}
 		if h.OpCode.IsControl() {
 			if err := c.handleControl(h); err != nil {
 				return nil, err
@@ -343,11 +319,9 @@ func (c *Conn) readMessage() ([]byte, error) {
 			if !inMessage {
 				return nil, c.protocolError("continuation frame without a message")
 			}
-		default:
-			return nil, c.protocolError(fmt.Sprintf("reserved opcode %d", h.OpCode))
 		}
 		if int64(c.msgBuf.Len())+h.Length > c.maxMsg {
-			c.sendClose(ws.StatusMessageTooBig, "message too big")
+			c.sendClose(wire.CloseMessageTooBig, "message too big")
 			return nil, c.readFailed(fmt.Errorf("message larger than %d bytes", c.maxMsg))
 		}
 		start := c.msgBuf.Len()
@@ -366,10 +340,7 @@ func (c *Conn) readMessage() ([]byte, error) {
 // handleControl answers a ping, ignores a pong, and turns a close frame into
 // a *CloseError after replying to it.
 func (c *Conn) handleControl(h ws.Header) error {
-	if h.Length > int64(len(c.ctlBuf)) || !h.Fin {
-		return c.protocolError("malformed control frame")
-	}
-	p := c.ctlBuf[:h.Length]
+	p := c.ctlBuf[:h.Length] // CheckServerHeader bounded it
 	if _, err := io.ReadFull(c.br, p); err != nil {
 		return c.readFailed(fmt.Errorf("read control frame: %w", err))
 	}
@@ -390,23 +361,24 @@ func (c *Conn) handleControl(h ws.Header) error {
 	case ws.OpPong:
 		return nil
 	default: // close
-		code, reason := ws.StatusNoStatusRcvd, ""
-		if len(p) >= 2 {
-			code, reason = ws.ParseCloseFrameData(p)
+		code, reason, bad := wsframe.ParseClose(p)
+		// Echo the code, as RFC 6455 asks, unless we already sent ours; a
+		// close frame that breaks the RFC is answered with 1002 or 1007.
+		switch {
+		case bad != nil:
+			c.sendClose(bad.Code, bad.Reason)
+		case code == wire.CloseNoStatus:
+			c.sendClose(wire.CloseNormal, "")
+		default:
+			c.sendClose(code, "")
 		}
-		// Echo the code, as RFC 6455 asks, unless we already sent ours.
-		echo := code
-		if echo == ws.StatusNoStatusRcvd {
-			echo = ws.StatusNormalClosure
-		}
-		c.sendClose(echo, "")
 		c.markClosed()
 		return &CloseError{Code: int(code), Reason: reason}
 	}
 }
 
 func (c *Conn) protocolError(msg string) error {
-	c.sendClose(ws.StatusProtocolError, "")
+	c.sendClose(wire.CloseProtocolError, "")
 	return c.readFailed(errors.New("websocket protocol error: " + msg))
 }
 
@@ -419,7 +391,7 @@ func (c *Conn) readFailed(err error) error {
 func (c *Conn) markClosed() { c.gotOnce.Do(func() { close(c.gotClo) }) }
 
 // sendClose writes a close frame once; later calls do nothing.
-func (c *Conn) sendClose(code ws.StatusCode, reason string) {
+func (c *Conn) sendClose(code wire.CloseCode, reason string) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.sentClo {
@@ -427,7 +399,7 @@ func (c *Conn) sendClose(code ws.StatusCode, reason string) {
 	}
 	c.sentClo = true
 	_ = c.conn.SetWriteDeadline(time.Now().Add(c.closeTimeout))
-	_ = c.writeLocked(ws.OpClose, ws.NewCloseFrameBody(code, reason))
+	_ = c.writeLocked(ws.OpClose, wsframe.CloseBody(code, reason))
 }
 
 // Close sends a normal close frame, waits up to the close timeout for the
@@ -439,7 +411,7 @@ func (c *Conn) Close() error {
 		deadline := time.Now().Add(c.closeTimeout)
 		// A writer blocked on a full socket holds wmu; the deadline frees it.
 		_ = c.conn.SetWriteDeadline(deadline)
-		c.sendClose(ws.StatusNormalClosure, "")
+		c.sendClose(wire.CloseNormal, "")
 		if c.rmu.TryLock() {
 			// Nobody is reading: drain until the server's close frame.
 			_ = c.conn.SetReadDeadline(deadline)
