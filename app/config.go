@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/foresight-vision/foresight/adapters/trust"
 	"github.com/foresight-vision/foresight/domain"
 )
 
@@ -236,6 +237,9 @@ type flagValue struct {
 func (f *flagValue) String() string     { return f.value }
 func (f *flagValue) Set(v string) error { f.value = v; return nil }
 func (f *flagValue) IsBoolFlag() bool   { return f.isBool }
+
+// trustPolicy is the rule for client-supplied credentials (adapters/trust).
+func (c Config) trustPolicy() trust.Policy { return trust.New(c.TrustClientCredentials) }
 
 // ModalHeld reports whether the server has its own Modal credentials.
 func (c Config) ModalHeld() bool { return c.ModalTokenID != "" && c.ModalTokenSecret != "" }

@@ -25,16 +25,19 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
 	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
+	"github.com/foresight-vision/foresight/adapters/trust"
 )
 
 // Names of the headers that carry secrets to the upstream: the server's own
-// (adapters/httpapi), so the two cannot drift apart.
+// (adapters/httpapi, and the Modal adapter's own list), so the two cannot
+// drift apart.
 const (
 	HeaderPokeAPIKey       = httpapi.HeaderPokeAPIKey
-	HeaderModalTokenID     = httpapi.HeaderModalTokenID
-	HeaderModalTokenSecret = httpapi.HeaderModalTokenSecret
-	HeaderModalAppName     = httpapi.HeaderModalAppName
-	HeaderModalClassName   = httpapi.HeaderModalClassName
+	HeaderModalTokenID     = modalheader.TokenID
+	HeaderModalTokenSecret = modalheader.TokenSecret
+	HeaderModalAppName     = modalheader.AppName
+	HeaderModalClassName   = modalheader.ClassName
 )
 
 // Environment variables the gateway reads its secrets from (see SecretsFromEnv).
@@ -211,7 +214,9 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
-			stripCredentialHeaders(pr.Out.Header)
+			if !trust.Gateway().ForwardClient() {
+				stripCredentialHeaders(pr.Out.Header)
+			}
 			for _, kv := range secrets {
 				pr.Out.Header[kv[0]] = []string{kv[1]}
 			}
