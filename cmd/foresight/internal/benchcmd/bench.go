@@ -277,7 +277,9 @@ func bench(ctx context.Context, o Options, stderr io.Writer) (Report, error) {
 	if s := r.firstErr.Load(); s != nil {
 		rep.FirstError = *s
 	}
-	if secs := o.Duration.Seconds(); secs > 0 {
+	// Over the measured time: the requested duration leaves out waiting
+	// for the last acks, and a cancelled run streams for less.
+	if secs := elapsed.Seconds(); secs > 0 {
 		rep.FramesPerS = float64(rep.Acks) / secs
 		rep.MBPerS = float64(rep.Acks) * float64(o.FrameBytes) / 1e6 / secs
 	}
