@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -72,4 +73,41 @@ func freeAddr(t *testing.T) string {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 	return addr
+}
+
+func TestGatewayBadIntegerIsAnError(t *testing.T) {
+	t.Setenv("FORESIGHT_GATEWAY_MAX_CONNS", "lots")
+	var out bytes.Buffer
+	assert.Equal(t, 1, run(context.Background(), []string{"gateway", "--upstream", "http://127.0.0.1:1"}, &out, &out))
+	assert.Contains(t, out.String(), "--max-conns")
+	assert.Contains(t, out.String(), "FORESIGHT_GATEWAY_MAX_CONNS")
+	assert.Contains(t, out.String(), `"lots"`)
+}
+
+func TestGatewayHelpListsItsSettings(t *testing.T) {
+	t.Setenv("MAGIC_WORD", "hunter2")
+	var out bytes.Buffer
+	assert.Equal(t, 0, run(context.Background(), []string{"gateway", "--help"}, &out, &out))
+	for _, s := range gatewaySettings {
+		if s.Flag != "" {
+			assert.Contains(t, out.String(), "--"+s.Flag)
+		}
+		for _, e := range s.Envs {
+			assert.Contains(t, out.String(), e)
+		}
+	}
+	assert.NotContains(t, out.String(), "hunter2")
+}
+
+func TestConfigurationDocCoversTheGateway(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
+	require.NoError(t, err)
+	for _, s := range gatewaySettings {
+		if s.Flag != "" {
+			assert.Contains(t, string(doc), "`--"+s.Flag+"`")
+		}
+		for _, e := range s.Envs {
+			assert.Contains(t, string(doc), "`"+e+"`")
+		}
+	}
 }
