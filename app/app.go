@@ -54,8 +54,19 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newHandler,
 			newServer,
 		),
-		fx.Invoke(func(*Server) {}),
+		fx.Invoke(registerLifecycle),
 	)
+}
+
+// registerLifecycle is the server's only lifecycle hook: start listening,
+// and on stop run stopSequence, so the order of a graceful stop is written
+// down in one place rather than implied by fx's construction order.
+func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client) {
+	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections)
+	lc.Append(fx.Hook{
+		OnStart: s.start,
+		OnStop:  func(ctx context.Context) error { return runStop(ctx, steps, s.logger) },
+	})
 }
 
 // NewLogger builds the server's logger from cfg.
@@ -67,12 +78,11 @@ func NewLogger(cfg Config) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
-func newNotifier(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (*poke.Client, error) {
+func newNotifier(cfg Config, logger *slog.Logger) (*poke.Client, error) {
 	client, err := poke.New(poke.Config{URL: cfg.PokeURL, Timeout: cfg.PokeTimeout}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("poke client: %w", err)
 	}
-	lc.Append(fx.StopHook(client.CloseIdleConnections))
 	return client, nil
 }
 
@@ -85,9 +95,9 @@ func newFrameBudget(cfg Config, m *metrics.Metrics) *domain.MemoryBudget {
 	return budget
 }
 
-func newStreamHandler(cfg Config, backend inferenceBackend, budget *domain.MemoryBudget, obs httpapi.Observer, logger *slog.Logger) *httpapi.StreamHandler {
+func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, obs httpapi.Observer, logger *slog.Logger) *httpapi.StreamHandler {
 	return httpapi.NewStreamHandler(httpapi.StreamConfig{
-		Backend: backend,
+		Backend: inf.backend,
 		Session: domain.Config{
 			ChunkInterval:    cfg.ChunkInterval,
 			MaxBufferFrames:  cfg.MaxBufferFrames,
@@ -96,24 +106,22 @@ func newStreamHandler(cfg Config, backend inferenceBackend, budget *domain.Memor
 			Prompt:           cfg.Prompt,
 			InferenceTimeout: cfg.InferenceTimeout,
 		},
-		MaxFrameBytes: cfg.MaxFrameBytes,
-		IdleTimeout:   cfg.IdleTimeout,
-		MaxStreams:    cfg.MaxStreams,
-		// A stranger must not swap the model or spend another account
-		// when the server holds its own credentials.
-		AcceptClientOverrides: !cfg.ModalHeld() || cfg.TrustClientCredentials,
-		Observer:              obs,
-		Logger:                logger,
+		MaxFrameBytes:  cfg.MaxFrameBytes,
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxStreams:     cfg.MaxStreams,
+		SessionOptions: inf.sessionOptions,
+		Observer:       obs,
+		Logger:         logger,
 	})
 }
 
 func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, logger *slog.Logger) *httpapi.PokeHandler {
 	return httpapi.NewPokeHandler(httpapi.PokeConfig{
-		Notifier:       notifier,
-		ServerKey:      cfg.PokeAPIKey,
-		TrustClientKey: cfg.TrustClientCredentials,
-		Observer:       obs,
-		Logger:         logger,
+		Notifier:  notifier,
+		ServerKey: cfg.PokeAPIKey,
+		Trust:     cfg.trustPolicy(),
+		Observer:  obs,
+		Logger:    logger,
 	})
 }
 
@@ -124,7 +132,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)
 }
 
-func newServer(lc fx.Lifecycle, cfg Config, handler http.Handler, stream *httpapi.StreamHandler, logger *slog.Logger) *Server {
+func newServer(cfg Config, handler http.Handler, stream *httpapi.StreamHandler, logger *slog.Logger) *Server {
 	s := &Server{
 		http: &http.Server{
 			Addr:              cfg.Addr,
@@ -137,7 +145,6 @@ func newServer(lc fx.Lifecycle, cfg Config, handler http.Handler, stream *httpap
 		stream: stream,
 		logger: logger,
 	}
-	lc.Append(fx.Hook{OnStart: s.start, OnStop: s.stop})
 	return s
 }
 
@@ -158,13 +165,45 @@ func (s *Server) start(context.Context) error {
 	return nil
 }
 
+// stopStep is one step of a graceful stop.
+type stopStep struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// stopSequence is the order of a graceful stop:
+//  1. the front end: stop accepting, let plain requests finish, and close
+//     open streams with 1001, each stream closing its inference session;
+//  2. the inference backend, once no session uses it any more;
+//  3. the notifier's idle connections, once no request can send.
+func stopSequence(s *Server, closeBackend func() error, closeNotifier func()) []stopStep {
+	return []stopStep{
+		{"http server and streams", s.stop},
+		{"inference backend", func(context.Context) error { return closeBackend() }},
+		{"notifier", func(context.Context) error { closeNotifier(); return nil }},
+	}
+}
+
+// runStop runs steps in order. Every step runs even when an earlier one
+// failed or the deadline has passed (the later ones only release resources
+// and are quick), and each sees what is left of ctx.
+func runStop(ctx context.Context, steps []stopStep, logger *slog.Logger) error {
+	var errs []error
+	for _, step := range steps {
+		if err := step.run(ctx); err != nil {
+			logger.Warn("stop step failed", "step", step.name, "err", err)
+			errs = append(errs, fmt.Errorf("%s: %w", step.name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // stop stops accepting, closes open streams with 1001 and waits for their
 // inference sessions to close, all within ctx.
 func (s *Server) stop(ctx context.Context) error {
 	s.logger.Info("shutting down", "active_streams", s.stream.ActiveStreams())
-	// The streams get a little less than the whole budget, so the hooks
-	// after this one (Modal clients, Poke connections) still run: fx skips
-	// them once the stop context has ended.
+	// The streams get a little less than the whole budget, so the steps
+	// after this one (the backend, the notifier) still run in time.
 	streamCtx := ctx
 	if deadline, ok := ctx.Deadline(); ok {
 		reserve := min(2*time.Second, time.Until(deadline)/4)

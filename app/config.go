@@ -1,7 +1,6 @@
 package app
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/foresight-vision/foresight/adapters/trust"
 	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/internal/settings"
 )
 
 // Config is everything the server reads from its environment and flags.
@@ -53,32 +54,29 @@ type Config struct {
 	Pprof   bool
 }
 
-// Setting is one configuration knob: its flag, its environment variables
-// (first non-empty wins) and its default. A flag given on the command line
-// beats the environment.
-type Setting struct {
-	Flag    string // empty: environment only (secrets never go on a command line)
-	Envs    []string
-	Default string
-	Help    string
-	Secret  bool
-	apply   func(c *Config, v string) error
-}
+// Setting is one configuration knob of `foresight serve` (internal/settings).
+type Setting = settings.Setting[Config]
 
 // Settings lists every knob of `foresight serve`, in the order --help and
 // docs/configuration.md show them.
 var Settings = []Setting{
 	{Flag: "addr", Envs: []string{"FORESIGHT_ADDR"}, Default: ":8080", Help: "listen address; when unset and PORT is set, \":$PORT\"",
-		apply: func(c *Config, v string) error { c.Addr = v; return nil }},
+		Fallback: func(getenv func(string) string) (string, string) {
+			if port := strings.TrimSpace(getenv("PORT")); port != "" {
+				return ":" + port, "PORT"
+			}
+			return "", ""
+		},
+		Apply: func(c *Config, v string) error { c.Addr = v; return nil }},
 	{Flag: "shutdown-timeout", Envs: []string{"FORESIGHT_SHUTDOWN_TIMEOUT"}, Default: "15s", Help: "graceful shutdown limit on SIGINT/SIGTERM",
-		apply: duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 	{Flag: "log-level", Envs: []string{"FORESIGHT_LOG_LEVEL"}, Default: "info", Help: "debug, info, warn or error",
-		apply: func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
+		Apply: func(c *Config, v string) error { return c.LogLevel.UnmarshalText([]byte(v)) }},
 	{Flag: "log-format", Envs: []string{"FORESIGHT_LOG_FORMAT"}, Default: "text", Help: "text or json",
-		apply: oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
+		Apply: settings.OneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 
 	{Flag: "chunk-seconds", Envs: []string{"VISION_CHUNK_SECONDS"}, Default: "1.0", Help: "least seconds between chunk cuts (min 0)",
-		apply: func(c *Config, v string) error {
+		Apply: func(c *Config, v string) error {
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 				return fmt.Errorf("not a number of seconds: %q", v)
@@ -90,66 +88,62 @@ var Settings = []Setting{
 			return nil
 		}},
 	{Flag: "max-buffer-frames", Envs: []string{"VISION_MAX_BUFFER_FRAMES"}, Default: "120", Help: "frames kept for the next chunk, oldest dropped first (min 1)",
-		apply: func(c *Config, v string) error {
+		Apply: func(c *Config, v string) error {
 			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("not a whole number: %q", v)
+			}
 			c.MaxBufferFrames = max(n, 1)
-			return err
+			return nil
 		}},
 	{Flag: "max-buffer-bytes", Envs: []string{"VISION_MAX_BUFFER_BYTES"}, Default: "67108864", Help: "bytes kept for the next chunk (64 MiB), oldest dropped first",
-		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxBufferBytes })},
+		Apply: settings.PositiveInt64(func(c *Config) *int64 { return &c.MaxBufferBytes })},
 	{Flag: "max-total-buffer-bytes", Envs: []string{"FORESIGHT_MAX_TOTAL_BUFFER_BYTES"}, Default: "2147483648", Help: "frame bytes all streams together may hold (2 GiB): buffers, chunks in flight, messages being read",
-		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxTotalBufferBytes })},
+		Apply: settings.PositiveInt64(func(c *Config) *int64 { return &c.MaxTotalBufferBytes })},
 	{Flag: "prompt", Envs: []string{"VISION_PROMPT"}, Default: domain.DefaultPrompt, Help: "instruction sent with every chunk",
-		apply: func(c *Config, v string) error { c.Prompt = v; return nil }},
+		Apply: func(c *Config, v string) error { c.Prompt = v; return nil }},
 	{Flag: "inference-timeout", Envs: []string{"FORESIGHT_INFERENCE_TIMEOUT"}, Default: "30s", Help: "limit on opening an inference session and on each call",
-		apply: duration(func(c *Config) *time.Duration { return &c.InferenceTimeout })},
+		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.InferenceTimeout })},
 	{Flag: "max-frame-bytes", Envs: []string{"FORESIGHT_MAX_FRAME_BYTES"}, Default: "16777216", Help: "largest WebSocket message (16 MiB); larger gets close 1009",
-		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxFrameBytes })},
+		Apply: settings.PositiveInt64(func(c *Config) *int64 { return &c.MaxFrameBytes })},
 	{Flag: "ws-idle-timeout", Envs: []string{"FORESIGHT_WS_IDLE_TIMEOUT"}, Default: "60s", Help: "close a stream silent this long",
-		apply: duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
+		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
 	{Flag: "max-streams", Envs: []string{"FORESIGHT_MAX_STREAMS"}, Default: "10000", Help: "concurrent streams; more get 503",
-		apply: func(c *Config, v string) error {
-			n, err := strconv.Atoi(v)
-			if err == nil && n < 1 {
-				err = errors.New("must be at least 1")
-			}
-			c.MaxStreams = n
-			return err
-		}},
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.MaxStreams })},
 
 	{Flag: "poke-url", Envs: []string{"FORESIGHT_POKE_URL"}, Default: "https://poke.com/api/v1/inbound-sms/webhook", Help: "Poke inbound webhook",
-		apply: func(c *Config, v string) error { c.PokeURL = v; return nil }},
+		Apply: func(c *Config, v string) error { c.PokeURL = v; return nil }},
 	{Flag: "poke-timeout", Envs: []string{"FORESIGHT_POKE_TIMEOUT"}, Default: "10s", Help: "limit on one Poke call",
-		apply: duration(func(c *Config) *time.Duration { return &c.PokeTimeout })},
+		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.PokeTimeout })},
 	{Envs: []string{"FORESIGHT_POKE_API_KEY"}, Secret: true, Help: "the server's Poke API key; without it the x-poke-api-key header is used",
-		apply: func(c *Config, v string) error { c.PokeAPIKey = v; return nil }},
+		Apply: func(c *Config, v string) error { c.PokeAPIKey = v; return nil }},
 
 	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
-		apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
+		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
 	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: "/,/health,/metrics", Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
-		apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
+		Apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",
-		apply: boolean(func(c *Config) *bool { return &c.TrustClientCredentials })},
+		Apply: settings.Bool(func(c *Config) *bool { return &c.TrustClientCredentials })},
 
 	{Flag: "inference-backend", Envs: []string{"FORESIGHT_INFERENCE_BACKEND"}, Default: "gemma3", Help: "gemma3, streamingvlm or none; Modal is used only with credentials (server env or trusted headers)",
-		apply: oneOf(func(c *Config) *string { return &c.InferenceBackend }, "gemma3", "streamingvlm", "none")},
+		Apply: settings.OneOf(func(c *Config) *string { return &c.InferenceBackend }, "gemma3", "streamingvlm", "none")},
 	{Envs: []string{"MODAL_TOKEN_ID", "FORESIGHT_MODAL_TOKEN_ID"}, Secret: true, Help: "Modal token id",
-		apply: func(c *Config, v string) error { c.ModalTokenID = v; return nil }},
+		Apply: func(c *Config, v string) error { c.ModalTokenID = v; return nil }},
 	{Envs: []string{"MODAL_TOKEN_SECRET", "FORESIGHT_MODAL_TOKEN_SECRET"}, Secret: true, Help: "Modal token secret",
-		apply: func(c *Config, v string) error { c.ModalTokenSecret = v; return nil }},
+		Apply: func(c *Config, v string) error { c.ModalTokenSecret = v; return nil }},
 	{Flag: "modal-app", Envs: []string{"MODAL_APP_NAME", "FORESIGHT_MODAL_APP_NAME"}, Help: "Modal app name (default: the backend's, foresight-gemma3-vlm or foresight-streamingvlm)",
-		apply: func(c *Config, v string) error { c.ModalAppName = v; return nil }},
+		Apply: func(c *Config, v string) error { c.ModalAppName = v; return nil }},
 	{Flag: "modal-class", Envs: []string{"MODAL_CLASS_NAME", "FORESIGHT_MODAL_CLASS_NAME"}, Help: "Modal class name (default: Gemma3VLMSession or StreamingVLMSession)",
-		apply: func(c *Config, v string) error { c.ModalClassName = v; return nil }},
+		Apply: func(c *Config, v string) error { c.ModalClassName = v; return nil }},
 	{Flag: "modal-environment", Envs: []string{"FORESIGHT_MODAL_ENVIRONMENT", "MODAL_ENVIRONMENT"}, Help: "Modal environment (default: the SDK's profile default)",
-		apply: func(c *Config, v string) error { c.ModalEnvironment = v; return nil }},
+		Apply: func(c *Config, v string) error { c.ModalEnvironment = v; return nil }},
 	{Flag: "modal-send-session-id", Envs: []string{"FORESIGHT_MODAL_SEND_SESSION_ID"}, Default: "true", Help: "send the per-stream session_id keyword; false for apps deployed from the original code",
-		apply: boolean(func(c *Config) *bool { return &c.ModalSendSessionID })},
+		Apply: settings.Bool(func(c *Config) *bool { return &c.ModalSendSessionID })},
 
 	{Flag: "metrics", Envs: []string{"FORESIGHT_METRICS"}, Default: "true", Help: "serve Prometheus metrics at /metrics",
-		apply: boolean(func(c *Config) *bool { return &c.Metrics })},
+		Apply: settings.Bool(func(c *Config) *bool { return &c.Metrics })},
 	{Flag: "pprof", Envs: []string{"FORESIGHT_PPROF"}, Default: "false", Help: "serve /debug/pprof (behind the magic word when one is set)",
-		apply: boolean(func(c *Config) *bool { return &c.Pprof })},
+		Apply: settings.Bool(func(c *Config) *bool { return &c.Pprof })},
 }
 
 // LoadConfig reads the settings from args (flags) and getenv. It returns
@@ -157,36 +151,13 @@ var Settings = []Setting{
 func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
 	fs := flag.NewFlagSet("foresight serve", flag.ContinueOnError)
 	fs.SetOutput(out)
-	given := make([]*flagValue, len(Settings))
-	for i, s := range Settings {
-		if s.Flag != "" {
-			given[i] = &flagValue{value: s.Default, isBool: s.Default == "true" || s.Default == "false"}
-			fs.Var(given[i], s.Flag, s.Help)
-		}
-	}
 	fs.Usage = func() { PrintUsage(out) }
-	if err := fs.Parse(args); err != nil {
+	var c Config
+	if err := settings.Load(&c, Settings, fs, args, getenv); err != nil {
 		return Config{}, err
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
-	explicit := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
-
-	var c Config
-	for i, s := range Settings {
-		v, from := s.Default, "default"
-		if s.Flag != "" && explicit[s.Flag] {
-			v, from = given[i].value, "--"+s.Flag
-		} else if env, name := firstEnv(getenv, s.Envs); env != "" {
-			v, from = env, name
-		} else if s.Flag == "addr" && strings.TrimSpace(getenv("PORT")) != "" {
-			v, from = ":"+strings.TrimSpace(getenv("PORT")), "PORT"
-		}
-		if err := s.apply(&c, v); err != nil {
-			return Config{}, fmt.Errorf("config %s: %w", from, err)
-		}
 	}
 	if c.MaxTotalBufferBytes < c.MaxFrameBytes {
 		// Otherwise a message larger than the whole budget would be told
@@ -197,45 +168,17 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	return c, nil
 }
 
-func firstEnv(getenv func(string) string, names []string) (value, name string) {
-	for _, n := range names {
-		if v := strings.TrimSpace(getenv(n)); v != "" {
-			return v, n
-		}
-	}
-	return "", ""
-}
-
 // PrintUsage writes the serve command's flags and environment variables.
 func PrintUsage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: foresight [serve] [flags]")
 	fmt.Fprintln(w, "\nEvery setting can come from a flag or from the environment; a flag wins.")
 	fmt.Fprintln(w, "Secrets come from the environment only.")
 	fmt.Fprintln(w)
-	for _, s := range Settings {
-		name := "(env only)"
-		if s.Flag != "" {
-			name = "--" + s.Flag
-		}
-		def := s.Default
-		if def == "" {
-			def = "unset"
-		}
-		fmt.Fprintf(w, "  %-28s %s\n", name, strings.Join(s.Envs, ", "))
-		fmt.Fprintf(w, "      %s (default: %s)\n", s.Help, def)
-	}
+	settings.PrintTable(w, Settings)
 }
 
-// flagValue holds a setting's flag as text, parsed later by the setting.
-// Boolean settings accept a bare --flag, as the flag package's own bools do.
-type flagValue struct {
-	value  string
-	isBool bool
-}
-
-func (f *flagValue) String() string     { return f.value }
-func (f *flagValue) Set(v string) error { f.value = v; return nil }
-func (f *flagValue) IsBoolFlag() bool   { return f.isBool }
+// trustPolicy is the rule for client-supplied credentials (adapters/trust).
+func (c Config) trustPolicy() trust.Policy { return trust.New(c.TrustClientCredentials) }
 
 // ModalHeld reports whether the server has its own Modal credentials.
 func (c Config) ModalHeld() bool { return c.ModalTokenID != "" && c.ModalTokenSecret != "" }
@@ -248,58 +191,4 @@ func splitList(v string) []string {
 		}
 	}
 	return out
-}
-
-func duration(field func(*Config) *time.Duration) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			// Plain numbers are seconds, as hosting platforms often write them.
-			f, ferr := strconv.ParseFloat(v, 64)
-			if ferr != nil {
-				return fmt.Errorf("not a duration: %q", v)
-			}
-			d = time.Duration(f * float64(time.Second))
-		}
-		if d <= 0 {
-			return fmt.Errorf("must be positive: %q", v)
-		}
-		*field(c) = d
-		return nil
-	}
-}
-
-func positiveInt64(field func(*Config) *int64) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("not a positive whole number: %q", v)
-		}
-		*field(c) = n
-		return nil
-	}
-}
-
-func boolean(field func(*Config) *bool) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("not true or false: %q", v)
-		}
-		*field(c) = b
-		return nil
-	}
-}
-
-func oneOf(field func(*Config) *string, allowed ...string) func(*Config, string) error {
-	return func(c *Config, v string) error {
-		v = strings.ToLower(v)
-		for _, a := range allowed {
-			if v == a {
-				*field(c) = v
-				return nil
-			}
-		}
-		return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
-	}
 }

@@ -6,26 +6,31 @@ import (
 	"net/http"
 	"net/http/pprof"
 
-	"go.uber.org/fx"
-
 	"github.com/foresight-vision/foresight/adapters/httpapi"
 	"github.com/foresight-vision/foresight/adapters/metrics"
 	"github.com/foresight-vision/foresight/adapters/modal"
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
 	"github.com/foresight-vision/foresight/adapters/noop"
 	"github.com/foresight-vision/foresight/adapters/webui"
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// inferenceBackend is the backend streams open their sessions on.
-type inferenceBackend = ports.InferenceBackend
+// inference is the backend streams open their sessions on, how a stream's
+// upgrade request becomes its vetted per-stream options, and how the
+// backend is closed at stop.
+type inference struct {
+	backend        ports.InferenceBackend
+	sessionOptions func(*http.Request) map[string]string // nil: none
+	close          func() error
+}
 
 // newInferenceBackend picks the model backend. The Modal backend is used
 // even without server credentials, because trusted client headers (or a
 // gateway in front) may supply them per stream; without any, its sessions
 // are no-ops.
-func newInferenceBackend(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (inferenceBackend, error) {
+func newInferenceBackend(cfg Config, logger *slog.Logger) (inference, error) {
 	if cfg.InferenceBackend == modal.PresetNone {
-		return noop.Backend{}, nil
+		return inference{backend: noop.Backend{}, close: func() error { return nil }}, nil
 	}
 	mc := modal.DefaultConfig()
 	mc.Preset = cfg.InferenceBackend
@@ -38,12 +43,15 @@ func newInferenceBackend(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (infe
 	mc.Logger = logger
 	backend, err := modal.New(mc)
 	if err != nil {
-		return nil, fmt.Errorf("modal backend: %w", err)
+		return inference{}, fmt.Errorf("modal backend: %w", err)
 	}
-	// Appended before the server's hook, so it runs after the streams (and
-	// their sessions) have closed.
-	lc.Append(fx.StopHook(backend.Close))
-	return backend, nil
+	inf := inference{backend: backend, close: backend.Close}
+	// A stranger must not swap the model or spend another account when the
+	// server holds its own credentials: the trust policy decides.
+	if cfg.trustPolicy().HonourClient(cfg.ModalHeld()) {
+		inf.sessionOptions = func(r *http.Request) map[string]string { return modalheader.SessionOptions(r.Header) }
+	}
+	return inf, nil
 }
 
 // newObserver returns the Prometheus metrics when they are on.

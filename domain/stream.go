@@ -21,19 +21,23 @@ var ErrInferenceTimeout = errors.New("inference timed out")
 // errStreamClosed is the cause given to a call's context when its stream ends.
 var errStreamClosed = errors.New("stream closed")
 
-// Outcomes passed to ports.StreamObserver.InferenceDone.
-const (
-	OutcomeOK      = "ok"
-	OutcomeError   = "error"
-	OutcomeTimeout = "timeout"
-)
-
-// Ack answers one frame. Result, when not nil, is a finished inference result
-// (or {"inference_error": ...}) delivered on this ack and no other.
+// Ack answers one frame. At most one of Result and InferenceError is set:
+// a finished call's reply, or the text of its failure, delivered on this ack
+// and no other.
 type Ack struct {
-	Frame  int64
-	Bytes  int
+	Frame int64
+	Bytes int
+	// Result is a successful call's non-empty reply.
 	Result ports.Result
+	// InferenceError says why a call (or opening the session) failed;
+	// empty when none did.
+	InferenceError string
+}
+
+// report is what a finished call leaves for the next ack.
+type report struct {
+	result ports.Result
+	err    string
 }
 
 // Summary describes a finished stream.
@@ -66,10 +70,11 @@ type Stream struct {
 	session  ports.InferenceSession // nil until opened
 	disabled bool                   // no session (no model, or the open failed): no more inference
 	call     *call                  // the one call in flight (open or infer), if any
-	pending  ports.Result           // a result waiting for the next ack
+	pending  report                 // a result or failure waiting for the next ack
 
-	summary Summary
-	closed  bool
+	summary    Summary
+	closed     bool
+	lateFrames int64 // frames handed in after Close, only numbered
 }
 
 // call is a background open or infer call.
@@ -123,8 +128,16 @@ func (s *Stream) launch(open bool, fn func(ctx context.Context) outcome) *call {
 	return c
 }
 
-// HandleFrame takes one frame and returns its ack at once.
+// HandleFrame takes one frame and returns its ack at once. After Close it
+// only numbers the frame.
 func (s *Stream) HandleFrame(frame []byte) Ack {
+	if s.closed {
+		// A closed stream still answers, but keeps and counts nothing: no
+		// later Close would release the budget its frames took, and its
+		// summary is final.
+		s.lateFrames++
+		return Ack{Frame: s.summary.Frames + s.lateFrames, Bytes: len(frame)}
+	}
 	s.summary.Frames++
 	s.summary.Bytes += int64(len(frame))
 	if !s.disabled {
@@ -140,8 +153,8 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 			s.cut(now)
 		}
 	}
-	ack := Ack{Frame: s.summary.Frames, Bytes: len(frame), Result: s.pending}
-	s.pending = nil
+	ack := Ack{Frame: s.summary.Frames, Bytes: len(frame), Result: s.pending.result, InferenceError: s.pending.err}
+	s.pending = report{}
 	return ack
 }
 
@@ -219,9 +232,9 @@ func (s *Stream) finish(o outcome) {
 		s.fail(o.err, elapsed)
 		return
 	}
-	s.cfg.Observer.InferenceDone(OutcomeOK, elapsed)
+	s.cfg.Observer.InferenceDone(ports.OutcomeOK, elapsed)
 	if len(o.result) > 0 {
-		s.pending = o.result
+		s.pending = report{result: o.result}
 	}
 }
 
@@ -233,13 +246,13 @@ func (s *Stream) disable() {
 
 func (s *Stream) fail(err error, elapsed time.Duration) {
 	s.summary.InferenceFailures++
-	outcome := OutcomeError
+	outcome := ports.OutcomeError
 	if errors.Is(err, ErrInferenceTimeout) {
 		s.summary.InferenceTimeouts++
-		outcome = OutcomeTimeout
+		outcome = ports.OutcomeTimeout
 	}
 	s.cfg.Observer.InferenceDone(outcome, elapsed)
-	s.pending = ports.Result{"inference_error": err.Error()}
+	s.pending = report{err: err.Error()}
 }
 
 // cut hands every buffered frame to the model as one chunk.

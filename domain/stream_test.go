@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -53,13 +54,13 @@ type countingObserver struct {
 
 func (o *countingObserver) FramesDropped(n int, _ int64) { o.dropped.Add(int64(n)) }
 func (o *countingObserver) ChunkCut(int, int64)          { o.chunks.Add(1) }
-func (o *countingObserver) InferenceDone(outcome string, _ time.Duration) {
+func (o *countingObserver) InferenceDone(outcome ports.Outcome, _ time.Duration) {
 	switch outcome {
-	case domain.OutcomeOK:
+	case ports.OutcomeOK:
 		o.outcomes[0].Add(1)
-	case domain.OutcomeError:
+	case ports.OutcomeError:
 		o.outcomes[1].Add(1)
-	case domain.OutcomeTimeout:
+	case ports.OutcomeTimeout:
 		o.outcomes[2].Add(1)
 	}
 }
@@ -210,15 +211,16 @@ func TestOneCallInFlight(t *testing.T) {
 
 func TestResultAttachment(t *testing.T) {
 	tests := []struct {
-		name   string
-		result ports.Result
-		err    error
-		want   ports.Result
+		name    string
+		result  ports.Result
+		err     error
+		want    ports.Result
+		wantErr string
 	}{
-		{"caption on one later ack", ports.Result{"caption": "a dog", "latency_ms": 120}, nil, ports.Result{"caption": "a dog", "latency_ms": 120}},
-		{"empty result adds nothing", ports.Result{}, nil, nil},
-		{"nil result adds nothing", nil, nil, nil},
-		{"failure becomes inference_error", nil, errors.New("boom"), ports.Result{"inference_error": "boom"}},
+		{"caption on one later ack", ports.Result{"caption": "a dog", "latency_ms": 120}, nil, ports.Result{"caption": "a dog", "latency_ms": 120}, ""},
+		{"empty result adds nothing", ports.Result{}, nil, nil, ""},
+		{"nil result adds nothing", nil, nil, nil, ""},
+		{"failure becomes the ack's error", nil, errors.New("boom"), nil, "boom"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -229,8 +231,12 @@ func TestResultAttachment(t *testing.T) {
 			first := h.frame(1) // cuts the chunk; its result cannot be on its own ack
 			assert.Nil(t, first.Result)
 			h.stream.AwaitCall()
-			assert.Equal(t, tt.want, h.frame(1).Result)
-			assert.Nil(t, h.frame(1).Result, "a result is attached to exactly one ack")
+			ack := h.frame(1)
+			assert.Equal(t, tt.want, ack.Result)
+			assert.Equal(t, tt.wantErr, ack.InferenceError)
+			again := h.frame(1)
+			assert.Nil(t, again.Result, "a result is attached to exactly one ack")
+			assert.Empty(t, again.InferenceError, "an error is attached to exactly one ack")
 			sum := h.stream.Close(context.Background())
 			wantFailures := int64(0)
 			if tt.err != nil {
@@ -251,30 +257,33 @@ func TestFailureThenStreamGoesOn(t *testing.T) {
 	})
 	h.frame(1)
 	h.stream.AwaitCall()
-	assert.Equal(t, ports.Result{"inference_error": "model crashed"}, h.frame(1).Result) // and cuts the next chunk
+	assert.Equal(t, "model crashed", h.frame(1).InferenceError) // and cuts the next chunk
 	h.stream.AwaitCall()
 	assert.Equal(t, ports.Result{"caption": "fine"}, h.frame(1).Result)
 	assert.Equal(t, int64(1), h.obs.outcomes[1].Load())
 }
 
 func TestInferenceTimeout(t *testing.T) {
-	gate := domaintest.NewGate()
-	h := newHarness(t, domain.Config{ChunkInterval: -1, InferenceTimeout: 5 * time.Second}, gate.Infer)
-	h.frame(1)
-	h.clock.Advance(4 * time.Second)
-	h.frame(1)
-	assert.True(t, h.stream.Busy(), "not timed out yet")
-	h.clock.Advance(time.Second) // fires the timeout, which cancels the call
-	h.stream.AwaitCall()
-	ack := h.frame(1) // gets the error and cuts the next chunk at once
-	assert.Equal(t, ports.Result{"inference_error": "inference timed out after 5s"}, ack.Result)
-	assert.True(t, h.stream.Busy(), "the next chunk went")
-	require.Eventually(t, func() bool { return len(h.session().Chunks()) == 2 }, 5*time.Second, time.Millisecond)
-	assert.Len(t, h.session().Chunks()[1].Frames, 2)
-	sum := h.stream.Close(context.Background())
-	assert.Equal(t, int64(1), sum.InferenceTimeouts)
-	assert.Equal(t, int64(1), h.obs.outcomes[2].Load())
-	assert.Zero(t, h.clock.PendingTimers())
+	synctest.Test(t, func(t *testing.T) {
+		gate := domaintest.NewGate()
+		h := newHarness(t, domain.Config{ChunkInterval: -1, InferenceTimeout: 5 * time.Second}, gate.Infer)
+		h.frame(1)
+		h.clock.Advance(4 * time.Second)
+		h.frame(1)
+		assert.True(t, h.stream.Busy(), "not timed out yet")
+		h.clock.Advance(time.Second) // fires the timeout, which cancels the call
+		h.stream.AwaitCall()
+		ack := h.frame(1) // gets the error and cuts the next chunk at once
+		assert.Equal(t, "inference timed out after 5s", ack.InferenceError)
+		assert.True(t, h.stream.Busy(), "the next chunk went")
+		synctest.Wait()
+		require.Len(t, h.session().Chunks(), 2)
+		assert.Len(t, h.session().Chunks()[1].Frames, 2)
+		sum := h.stream.Close(context.Background())
+		assert.Equal(t, int64(1), sum.InferenceTimeouts)
+		assert.Equal(t, int64(1), h.obs.outcomes[2].Load())
+		assert.Zero(t, h.clock.PendingTimers())
+	})
 }
 
 func TestOpenFailure(t *testing.T) {
@@ -284,7 +293,7 @@ func TestOpenFailure(t *testing.T) {
 	}}
 	s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: clock, ChunkInterval: -1})
 	s.AwaitCall()
-	assert.Equal(t, ports.Result{"inference_error": "open inference session: class Gemma3VLMSession not found"}, s.HandleFrame([]byte{1}).Result)
+	assert.Equal(t, "open inference session: class Gemma3VLMSession not found", s.HandleFrame([]byte{1}).InferenceError)
 	for range 5 {
 		clock.Advance(time.Second)
 		ack := s.HandleFrame([]byte{1})
@@ -308,7 +317,7 @@ func TestOpenTimeout(t *testing.T) {
 	s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: clock, InferenceTimeout: time.Second})
 	clock.Advance(time.Second)
 	s.AwaitCall()
-	assert.Equal(t, ports.Result{"inference_error": "open inference session: inference timed out after 1s"}, s.HandleFrame(nil).Result)
+	assert.Equal(t, "open inference session: inference timed out after 1s", s.HandleFrame(nil).InferenceError)
 	s.Close(context.Background())
 }
 
@@ -369,20 +378,22 @@ func TestClose(t *testing.T) {
 		assert.Zero(t, sum.InferenceFailures)
 	})
 	t.Run("close during open closes the session it opened", func(t *testing.T) {
-		release := make(chan struct{})
-		backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error {
-			<-release
-			return nil
-		}}
-		s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: domaintest.NewClock()})
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel() // give up waiting at once
-		s.Close(ctx)
-		close(release)
-		require.Eventually(t, func() bool {
+		synctest.Test(t, func(t *testing.T) {
+			release := make(chan struct{})
+			backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error {
+				<-release
+				return nil
+			}}
+			s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: domaintest.NewClock()})
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // give up waiting at once
+			s.Close(ctx)
+			close(release)
+			synctest.Wait()
 			ss := backend.Sessions()
-			return len(ss) == 1 && ss[0].Closes() == 1
-		}, 5*time.Second, time.Millisecond)
+			require.Len(t, ss, 1)
+			require.Equal(t, 1, ss[0].Closes())
+		})
 	})
 	t.Run("close error is reported", func(t *testing.T) {
 		s := domain.StartStream(failingCloseBackend{}, ports.SessionRequest{}, domain.Config{})
@@ -479,63 +490,71 @@ func TestBudgetReleasedOnClose(t *testing.T) {
 }
 
 func TestTimeoutReportedWhenSessionIgnoresCancellation(t *testing.T) {
-	release := make(chan struct{})
-	h := newHarness(t, domain.Config{ChunkInterval: -1, InferenceTimeout: time.Second}, func(context.Context, ports.Chunk) (ports.Result, error) {
-		<-release // ignores ctx
-		return ports.Result{"caption": "too late"}, nil
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		h := newHarness(t, domain.Config{ChunkInterval: -1, InferenceTimeout: time.Second}, func(context.Context, ports.Chunk) (ports.Result, error) {
+			<-release // ignores ctx
+			return ports.Result{"caption": "too late"}, nil
+		})
+		h.frame(1)
+		h.clock.Advance(time.Second)
+		ack := h.frame(1)
+		assert.Equal(t, "inference timed out after 1s", ack.InferenceError)
+		assert.True(t, h.stream.Busy(), "no new call while the old one has not returned")
+		assert.Nil(t, h.frame(1).Result, "reported once")
+		close(release)
+		h.stream.AwaitCall()
+		assert.Nil(t, h.frame(1).Result, "the late result is dropped")
+		synctest.Wait()
+		require.Len(t, h.session().Chunks(), 2)
+		assert.Equal(t, 1, h.session().MaxConcurrentCalls())
 	})
-	h.frame(1)
-	h.clock.Advance(time.Second)
-	ack := h.frame(1)
-	assert.Equal(t, ports.Result{"inference_error": "inference timed out after 1s"}, ack.Result)
-	assert.True(t, h.stream.Busy(), "no new call while the old one has not returned")
-	assert.Nil(t, h.frame(1).Result, "reported once")
-	close(release)
-	h.stream.AwaitCall()
-	assert.Nil(t, h.frame(1).Result, "the late result is dropped")
-	require.Eventually(t, func() bool { return len(h.session().Chunks()) == 2 }, 5*time.Second, time.Millisecond)
-	assert.Equal(t, 1, h.session().MaxConcurrentCalls())
 }
 
 func TestOpenTimeoutReportedWhenBackendIgnoresCancellation(t *testing.T) {
-	clock := domaintest.NewClock()
-	release := make(chan struct{})
-	backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error {
-		<-release // ignores ctx
-		return nil
-	}}
-	s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: clock, InferenceTimeout: time.Second})
-	clock.Advance(time.Second)
-	assert.Equal(t, ports.Result{"inference_error": "open inference session: inference timed out after 1s"}, s.HandleFrame([]byte{1}).Result)
-	frames, _ := s.Buffered()
-	assert.Zero(t, frames, "no inference: frames are not kept")
-	close(release)
-	s.AwaitCall()
-	assert.Nil(t, s.HandleFrame([]byte{1}).Result)
-	require.Eventually(t, func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		clock := domaintest.NewClock()
+		release := make(chan struct{})
+		backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error {
+			<-release // ignores ctx
+			return nil
+		}}
+		s := domain.StartStream(backend, ports.SessionRequest{}, domain.Config{Clock: clock, InferenceTimeout: time.Second})
+		clock.Advance(time.Second)
+		assert.Equal(t, "open inference session: inference timed out after 1s", s.HandleFrame([]byte{1}).InferenceError)
+		frames, _ := s.Buffered()
+		assert.Zero(t, frames, "no inference: frames are not kept")
+		close(release)
+		s.AwaitCall()
+		assert.Nil(t, s.HandleFrame([]byte{1}).Result)
+		synctest.Wait()
 		ss := backend.Sessions()
-		return len(ss) == 1 && ss[0].Closes() == 1
-	}, 5*time.Second, time.Millisecond, "the late session is closed, not used")
-	assert.Empty(t, backend.Sessions()[0].Chunks())
-	s.Close(context.Background())
+		require.Len(t, ss, 1)
+		require.Equal(t, 1, ss[0].Closes(), "the late session is closed, not used")
+		assert.Empty(t, backend.Sessions()[0].Chunks())
+		s.Close(context.Background())
+	})
 }
 
 func TestCloseNeverClosesTheSessionUnderARunningCall(t *testing.T) {
-	release := make(chan struct{})
-	h := newHarness(t, domain.Config{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
-		<-release // ignores cancellation
-		return nil, nil
+	synctest.Test(t, func(t *testing.T) {
+		release := make(chan struct{})
+		h := newHarness(t, domain.Config{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
+			<-release // ignores cancellation
+			return nil, nil
+		})
+		h.frame(1)
+		synctest.Wait()
+		require.Len(t, h.session().Chunks(), 1)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the caller will not wait
+		sum := h.stream.Close(ctx)
+		assert.Error(t, sum.CloseErr)
+		assert.Zero(t, h.session().Closes(), "not while the call runs")
+		close(release)
+		synctest.Wait()
+		require.Equal(t, 1, h.session().Closes(), "closed once the call is back")
 	})
-	h.frame(1)
-	require.Eventually(t, func() bool { return len(h.session().Chunks()) == 1 }, 5*time.Second, time.Millisecond)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // the caller will not wait
-	sum := h.stream.Close(ctx)
-	assert.Error(t, sum.CloseErr)
-	assert.Zero(t, h.session().Closes(), "not while the call runs")
-	close(release)
-	require.Eventually(t, func() bool { return h.session().Closes() == 1 }, 5*time.Second, time.Millisecond,
-		"closed once the call is back")
 }
 
 func TestDropBuffered(t *testing.T) {
@@ -553,4 +572,36 @@ func TestDropBuffered(t *testing.T) {
 	sum := s.Close(context.Background())
 	assert.Equal(t, int64(2), sum.DroppedFrames)
 	assert.Equal(t, int64(30), sum.DroppedBytes)
+}
+
+func TestHandleFrameAfterCloseKeepsNothing(t *testing.T) {
+	budget := domain.NewMemoryBudget(1 << 20)
+	clock := domaintest.NewClock()
+	s := domain.StartStream(&domaintest.Backend{}, ports.SessionRequest{},
+		domain.Config{Clock: clock, ChunkInterval: time.Hour, Budget: budget})
+	s.AwaitCall()
+	s.HandleFrame(make([]byte, 10))
+	sum := s.Close(context.Background())
+	ack := s.HandleFrame(make([]byte, 100))
+	assert.Equal(t, int64(2), ack.Frame, "still numbered")
+	assert.Equal(t, 100, ack.Bytes)
+	frames, _ := s.Buffered()
+	assert.Zero(t, frames, "a closed stream buffers nothing")
+	assert.Zero(t, budget.Used(), "a closed stream takes no budget")
+	assert.Equal(t, sum, s.Close(context.Background()), "the summary is final")
+}
+
+// TestHandleFrameAllocatesNothing backs docs/benchmarks.md: the per-frame path
+// with a call in flight (buffer, drops once full, poll, ack) allocates nothing.
+func TestHandleFrameAllocatesNothing(t *testing.T) {
+	gate := domaintest.NewGate()
+	s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
+		domain.Config{Clock: domaintest.NewClock(), ChunkInterval: -1, MaxBufferFrames: 4})
+	s.AwaitCall()
+	frame := make([]byte, 1000)
+	s.HandleFrame(frame) // cuts a chunk whose call hangs until Close
+	s.HandleFrame(frame) // allocates the ring
+	allocs := testing.AllocsPerRun(100, func() { s.HandleFrame(frame) })
+	assert.Zero(t, allocs)
+	s.Close(context.Background())
 }

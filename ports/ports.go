@@ -2,6 +2,10 @@
 // an inference backend that opens one InferenceSession per stream, a Notifier
 // that reaches the wearer's phone, and a StreamObserver for metrics.
 //
+// It names no provider and no transport: what a particular backend reads
+// from a client is that backend's business, and reaches it here only as
+// opaque per-stream options.
+//
 // It imports only the standard library, so adapters and tests can implement
 // the interfaces without pulling in any outside dependency.
 package ports
@@ -31,8 +35,23 @@ type Chunk struct {
 
 // Result is a model reply. Its non-null fields are merged into the next ack
 // as they are (typically caption, latency_ms, chunk_start_s, chunk_end_s,
-// tokens_generated). Values must be JSON-encodable.
+// tokens_generated, and whatever else a backend adds). Values must be
+// JSON-encodable. A failed call is not a Result: it is an error, which the
+// domain reports on the ack in a field of its own.
 type Result map[string]any
+
+// Outcome is how one inference call ended, as told to StreamObserver.
+type Outcome string
+
+// The outcomes of an inference call.
+const (
+	OutcomeOK      Outcome = "ok"
+	OutcomeError   Outcome = "error"
+	OutcomeTimeout Outcome = "timeout"
+)
+
+// Outcomes lists every Outcome, for observers that pre-register them.
+func Outcomes() []Outcome { return []Outcome{OutcomeOK, OutcomeError, OutcomeTimeout} }
 
 // InferenceSession runs a model over the chunks of one stream.
 // Calls are never concurrent: the domain keeps at most one in flight.
@@ -49,20 +68,12 @@ type InferenceSession interface {
 type SessionRequest struct {
 	// StreamID is unique per stream; backends use it to scope model state.
 	StreamID string
-	// Overrides are per-stream settings supplied by the client and already
-	// vetted by the caller's trust policy, keyed by lower-case name without
-	// any transport prefix (for Modal: "token-id", "token-secret",
-	// "app-name", "class-name"). Empty means the backend's own defaults.
-	Overrides map[string]string
+	// Options are per-stream settings for the backend, already vetted by
+	// the caller's trust policy. Their keys and meaning belong to the
+	// backend that reads them; the domain passes them on untouched. Empty
+	// means the backend's own defaults.
+	Options map[string]string
 }
-
-// Override keys of SessionRequest.Overrides that the inference backends read.
-const (
-	OverrideTokenID     = "token-id"
-	OverrideTokenSecret = "token-secret"
-	OverrideAppName     = "app-name"
-	OverrideClassName   = "class-name"
-)
 
 // InferenceBackend opens inference sessions, one per stream.
 type InferenceBackend interface {
@@ -86,14 +97,13 @@ type StreamObserver interface {
 	FramesDropped(frames int, bytes int64)
 	// ChunkCut reports a chunk handed to the model.
 	ChunkCut(frames int, bytes int64)
-	// InferenceDone reports a finished call: outcome is "ok", "error" or
-	// "timeout"; d is the measured round trip.
-	InferenceDone(outcome string, d time.Duration)
+	// InferenceDone reports a finished call and its measured round trip.
+	InferenceDone(outcome Outcome, d time.Duration)
 }
 
 // NopObserver is a StreamObserver that ignores everything.
 type NopObserver struct{}
 
-func (NopObserver) FramesDropped(int, int64)            {}
-func (NopObserver) ChunkCut(int, int64)                 {}
-func (NopObserver) InferenceDone(string, time.Duration) {}
+func (NopObserver) FramesDropped(int, int64)             {}
+func (NopObserver) ChunkCut(int, int64)                  {}
+func (NopObserver) InferenceDone(Outcome, time.Duration) {}

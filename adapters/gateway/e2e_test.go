@@ -19,6 +19,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/gateway"
 	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )
@@ -71,9 +72,10 @@ func TestEndToEnd(t *testing.T) {
 	backend := &recBackend{}
 	notifier := &recNotifier{}
 	stream := httpapi.NewStreamHandler(httpapi.StreamConfig{
-		Backend:               backend,
-		Session:               domain.Config{ChunkInterval: -1},
-		AcceptClientOverrides: true, // the server holds no Modal token
+		Backend: backend,
+		Session: domain.Config{ChunkInterval: -1},
+		// The server holds no Modal token, so it honours the headers.
+		SessionOptions: func(r *http.Request) map[string]string { return modalheader.SessionOptions(r.Header) },
 	})
 	poke := httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: notifier})
 	server := httptest.NewServer(httpapi.NewRouter(stream, poke))
@@ -123,7 +125,7 @@ func TestEndToEnd(t *testing.T) {
 	require.Len(t, reqs, 1)
 	assert.Equal(t, map[string]string{
 		"token-id": "ak-id", "token-secret": "as-secret", "app-name": "app", "class-name": "Cls",
-	}, reqs[0].Overrides, "the gateway's credentials reach the stream's session; the client's do not")
+	}, reqs[0].Options, "the gateway's credentials reach the stream's session; the client's do not")
 
 	// A normal close: the server echoes the client's code through the gateway.
 	require.NoError(t, ws.WriteFrame(c.rw, ws.MaskFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")))))
@@ -155,14 +157,4 @@ func TestEndToEnd(t *testing.T) {
 
 	require.Eventually(t, func() bool { return stream.ActiveStreams() == 0 }, 5*time.Second, 5*time.Millisecond,
 		fmt.Sprintf("streams still open: %d", stream.ActiveStreams()))
-}
-
-// TestHeaderNamesMatchTheServer keeps the gateway's secret header names the
-// ones the server reads; the gateway does not import the server to get them.
-func TestHeaderNamesMatchTheServer(t *testing.T) {
-	assert.Equal(t, httpapi.HeaderPokeAPIKey, gateway.HeaderPokeAPIKey)
-	assert.Equal(t, httpapi.HeaderModalTokenID, gateway.HeaderModalTokenID)
-	assert.Equal(t, httpapi.HeaderModalTokenSecret, gateway.HeaderModalTokenSecret)
-	assert.Equal(t, httpapi.HeaderModalAppName, gateway.HeaderModalAppName)
-	assert.Equal(t, httpapi.HeaderModalClassName, gateway.HeaderModalClassName)
 }

@@ -24,18 +24,19 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
+	"github.com/foresight-vision/foresight/adapters/trust"
 	"github.com/foresight-vision/foresight/adapters/wire"
 )
 
-// Names of the headers that carry secrets to the upstream. The Poke key's
-// name is shared through adapters/wire; the Modal names must equal the
-// server's (adapters/httpapi today), which the e2e test checks.
+// Names of the headers that carry secrets to the upstream: the shared wire
+// name for Poke and the Modal adapter's own list, so they cannot drift apart.
 const (
 	HeaderPokeAPIKey       = wire.HeaderPokeAPIKey
-	HeaderModalTokenID     = "X-Modal-Token-Id"
-	HeaderModalTokenSecret = "X-Modal-Token-Secret"
-	HeaderModalAppName     = "X-Modal-App-Name"
-	HeaderModalClassName   = "X-Modal-Class-Name"
+	HeaderModalTokenID     = modalheader.TokenID
+	HeaderModalTokenSecret = modalheader.TokenSecret
+	HeaderModalAppName     = modalheader.AppName
+	HeaderModalClassName   = modalheader.ClassName
 )
 
 // Environment variables the gateway reads its secrets from (see SecretsFromEnv).
@@ -212,7 +213,9 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
-			stripCredentialHeaders(pr.Out.Header)
+			if !trust.Gateway().ForwardClient() {
+				stripCredentialHeaders(pr.Out.Header)
+			}
 			for _, kv := range secrets {
 				pr.Out.Header[kv[0]] = []string{kv[1]}
 			}

@@ -8,34 +8,49 @@ import (
 	"github.com/foresight-vision/foresight/domain"
 )
 
+// InferenceErrorField is the ack field that carries a failed call's error
+// text (domain.Ack.InferenceError), as the original server named it.
+const InferenceErrorField = "inference_error"
+
 // AppendAck appends the JSON form of ack to dst: {"frame":n,"bytes":b}
-// followed by the result's non-null fields in key order. The frame and
-// bytes fields always come from the server, never from a model reply. The
-// common case, an ack without a result, allocates nothing.
+// followed, in key order, by the result's non-null fields or by
+// "inference_error". The frame and bytes fields always come from the server,
+// never from a model reply, and so does inference_error when a call failed.
+// The common case, an ack without a result, allocates nothing.
 func AppendAck(dst []byte, ack domain.Ack) []byte {
 	dst = append(dst, `{"frame":`...)
 	dst = strconv.AppendInt(dst, ack.Frame, 10)
 	dst = append(dst, `,"bytes":`...)
 	dst = strconv.AppendInt(dst, int64(ack.Bytes), 10)
-	if len(ack.Result) > 0 {
-		keys := make([]string, 0, len(ack.Result))
-		for k, v := range ack.Result {
-			if v != nil && k != "frame" && k != "bytes" {
-				keys = append(keys, k)
-			}
+	if len(ack.Result) == 0 && ack.InferenceError == "" {
+		return append(dst, '}')
+	}
+	keys := make([]string, 0, len(ack.Result)+1)
+	for k, v := range ack.Result {
+		if v != nil && k != "frame" && k != "bytes" && (k != InferenceErrorField || ack.InferenceError == "") {
+			keys = append(keys, k)
 		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			value, err := json.Marshal(ack.Result[k])
-			if err != nil {
-				continue // a field we cannot encode is left out rather than breaking the ack
-			}
-			name, _ := json.Marshal(k)
-			dst = append(dst, ',')
-			dst = append(dst, name...)
-			dst = append(dst, ':')
-			dst = append(dst, value...)
+	}
+	if ack.InferenceError != "" {
+		keys = append(keys, InferenceErrorField)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		var v any
+		if k == InferenceErrorField && ack.InferenceError != "" {
+			v = ack.InferenceError
+		} else {
+			v = ack.Result[k]
 		}
+		value, err := json.Marshal(v)
+		if err != nil {
+			continue // a field we cannot encode is left out rather than breaking the ack
+		}
+		name, _ := json.Marshal(k)
+		dst = append(dst, ',')
+		dst = append(dst, name...)
+		dst = append(dst, ':')
+		dst = append(dst, value...)
 	}
 	return append(dst, '}')
 }

@@ -7,9 +7,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
+	"github.com/foresight-vision/foresight/adapters/trust"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -25,10 +29,10 @@ type PokeConfig struct {
 	Notifier ports.Notifier
 	// ServerKey is the server's own Poke API key (FORESIGHT_POKE_API_KEY).
 	ServerKey string
-	// TrustClientKey lets the client's x-poke-api-key header win even when
-	// the server holds a key (FORESIGHT_TRUST_CLIENT_CREDENTIALS). Without a
-	// server key the header is always used, as in the original.
-	TrustClientKey bool
+	// Trust decides whether the client's x-poke-api-key header may win over
+	// ServerKey (adapters/trust; FORESIGHT_TRUST_CLIENT_CREDENTIALS). The
+	// zero value uses the header only when the server has no key.
+	Trust trust.Policy
 	// MaxBodyBytes bounds the request body; zero means 64 KiB.
 	MaxBodyBytes int64
 	Observer     Observer
@@ -52,13 +56,9 @@ func NewPokeHandler(cfg PokeConfig) *PokeHandler {
 	return &PokeHandler{cfg: cfg}
 }
 
-// apiKey picks the key per the precedence in docs/security.md.
+// apiKey picks the key per the trust policy (docs/security.md).
 func (h *PokeHandler) apiKey(r *http.Request) string {
-	client := strings.TrimSpace(r.Header.Get(HeaderPokeAPIKey))
-	if h.cfg.ServerKey == "" || (h.cfg.TrustClientKey && client != "") {
-		return client
-	}
-	return h.cfg.ServerKey
+	return h.cfg.Trust.Pick(h.cfg.ServerKey, strings.TrimSpace(r.Header.Get(HeaderPokeAPIKey)))
 }
 
 func (h *PokeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -138,5 +138,54 @@ func parseMessage(body []byte) (string, *validationError) {
 	if !ok {
 		return "", &validationError{Type: "string_type", Loc: []any{"body", "message"}, Msg: "Input should be a valid string", Input: raw}
 	}
+	// encoding/json turns bytes that are not UTF-8, and escaped lone
+	// surrogates, into U+FFFD; the original refused such a message.
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil || !validUnicodeString(fields["message"]) {
+		return "", &validationError{Type: "string_unicode", Loc: []any{"body", "message"},
+			Msg: "Input should be a valid string, unable to parse raw data as a unicode string", Input: message}
+	}
 	return message, nil
+}
+
+// validUnicodeString reports whether a raw JSON string literal holds only
+// Unicode text: valid UTF-8, and every \u escape of a surrogate paired.
+func validUnicodeString(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++
+		if i >= len(raw) || raw[i] != 'u' {
+			continue // a one-letter escape; \\ is skipped whole
+		}
+		r, ok := hex4(raw, i+1)
+		if !ok {
+			return false
+		}
+		i += 4
+		switch {
+		case utf16.IsSurrogate(r) && r < 0xDC00: // a high surrogate needs a low one next
+			low, ok := hex4(raw, i+3)
+			if i+2 >= len(raw) || raw[i+1] != '\\' || raw[i+2] != 'u' || !ok || low < 0xDC00 || low > 0xDFFF {
+				return false
+			}
+			i += 6
+		case utf16.IsSurrogate(r): // a low surrogate alone
+			return false
+		}
+	}
+	return true
+}
+
+// hex4 reads the four hex digits at raw[i:].
+func hex4(raw []byte, i int) (rune, bool) {
+	if i < 0 || i+4 > len(raw) {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(raw[i:i+4]), 16, 32)
+	return rune(n), err == nil
 }

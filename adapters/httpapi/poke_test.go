@@ -16,6 +16,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/httpapi"
 	"github.com/foresight-vision/foresight/adapters/poke"
 	"github.com/foresight-vision/foresight/adapters/poke/poketest"
+	"github.com/foresight-vision/foresight/adapters/trust"
 )
 
 type pokeEnv struct {
@@ -86,7 +87,7 @@ func TestPokeKeyPrecedence(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newPokeEnv(t, httpapi.PokeConfig{ServerKey: tt.serverKey, TrustClientKey: tt.trust}, time.Second)
+			e := newPokeEnv(t, httpapi.PokeConfig{ServerKey: tt.serverKey, Trust: trust.New(tt.trust)}, time.Second)
 			var hdr http.Header
 			if tt.header != "" {
 				hdr = keyHeader(tt.header)
@@ -116,6 +117,10 @@ func TestPokeValidation(t *testing.T) {
 		{"message not a string", `{"message": 5}`, "string_type", []any{"body", "message"}},
 		{"not an object", `["x"]`, "model_attributes_type", []any{"body"}},
 		{"empty body", ``, "missing", []any{"body"}},
+		{"message not UTF-8", "{\"message\": \"caf\xe9\"}", "string_unicode", []any{"body", "message"}},
+		{"message with a lone high surrogate", `{"message": "a\ud800b"}`, "string_unicode", []any{"body", "message"}},
+		{"message with a lone low surrogate", `{"message": "\udc00"}`, "string_unicode", []any{"body", "message"}},
+		{"high surrogate at the end", `{"message": "\ud83d"}`, "string_unicode", []any{"body", "message"}},
 	}
 	e := newPokeEnv(t, httpapi.PokeConfig{}, time.Second)
 	for _, tt := range tests {
@@ -132,6 +137,19 @@ func TestPokeValidation(t *testing.T) {
 		})
 	}
 	assert.Empty(t, e.fake.Requests(), "nothing is sent upstream for a bad body")
+}
+
+func TestPokeUnicodeMessagesPass(t *testing.T) {
+	e := newPokeEnv(t, httpapi.PokeConfig{}, time.Second)
+	for _, body := range []string{
+		`{"message": "café ☕ 😀"}`,
+		`{"message": "\ud83d\ude00 and \\ud800 (an escaped backslash, not a surrogate)"}`,
+		`{"message": "\ufffd is a real character", "other": "\ud800"}`,
+	} {
+		status, resp := e.post(t, body, keyHeader("k"))
+		assert.Equal(t, http.StatusOK, status, "%s: %v", body, resp)
+	}
+	assert.Len(t, e.fake.Requests(), 3)
 }
 
 func TestPokeUpstreamFailures(t *testing.T) {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,25 +40,9 @@ const (
 	progressEvery = 30
 )
 
-// Request headers that carry a client's (or a gateway's) credentials; the
-// gateway sets exactly these.
-const (
-	HeaderPokeAPIKey       = wire.HeaderPokeAPIKey
-	HeaderModalTokenID     = "X-Modal-Token-Id"
-	HeaderModalTokenSecret = "X-Modal-Token-Secret"
-	HeaderModalAppName     = "X-Modal-App-Name"
-	HeaderModalClassName   = "X-Modal-Class-Name"
-)
-
-// ModalOverrideHeaders maps the request headers a client may use to choose
-// its own inference credentials and model onto ports.SessionRequest
-// override keys.
-var ModalOverrideHeaders = map[string]string{
-	HeaderModalTokenID:     ports.OverrideTokenID,
-	HeaderModalTokenSecret: ports.OverrideTokenSecret,
-	HeaderModalAppName:     ports.OverrideAppName,
-	HeaderModalClassName:   ports.OverrideClassName,
-}
+// HeaderPokeAPIKey carries a client's (or a gateway's) Poke API key. The
+// inference backend's own headers belong to its adapter.
+const HeaderPokeAPIKey = wire.HeaderPokeAPIKey
 
 // StreamConfig configures the /vision/stream handler. The zero value works:
 // no inference, default limits.
@@ -81,10 +64,10 @@ type StreamConfig struct {
 	// MaxStreams caps concurrent streams (FORESIGHT_MAX_STREAMS); upgrades
 	// past it get 503.
 	MaxStreams int
-	// AcceptClientOverrides passes the client's x-modal-* headers to the
-	// backend. The app turns it off when the server holds its own
-	// credentials (see docs/security.md).
-	AcceptClientOverrides bool
+	// SessionOptions turns the upgrade request into the stream's per-stream
+	// backend options, already vetted by the trust policy (adapters/trust):
+	// the app builds it from the backend's own header list. nil means none.
+	SessionOptions func(*http.Request) map[string]string
 	// Observer is told about streams and frames; nil means none.
 	Observer Observer
 	// Logger receives structured logs; nil means slog.Default().
@@ -174,8 +157,8 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.active.Add(-1)
 
 	req := ports.SessionRequest{StreamID: rand.Text()}
-	if h.cfg.AcceptClientOverrides {
-		req.Overrides = overridesFromHeader(r.Header)
+	if h.cfg.SessionOptions != nil {
+		req.Options = h.cfg.SessionOptions(r)
 	}
 	conn, rw, _, err := h.upgrader.Upgrade(r, w)
 	if err != nil {
@@ -196,7 +179,7 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.untrack(conn)
 
-	logger := h.cfg.Logger.With("stream", req.StreamID, "remote", r.RemoteAddr)
+	logger := h.cfg.Logger.With("stream_id", req.StreamID, "remote", r.RemoteAddr)
 	s := &wsStream{
 		h:      h,
 		frames: frames,
@@ -238,19 +221,6 @@ func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
 // stopWriteTimeout bounds each write once a shutdown began.
 func (h *StreamHandler) stopWriteTimeout() time.Duration {
 	return min(h.cfg.WriteTimeout, shutdownWriteTimeout)
-}
-
-func overridesFromHeader(hdr http.Header) map[string]string {
-	var out map[string]string
-	for name, key := range ModalOverrideHeaders {
-		if v := strings.TrimSpace(hdr.Get(name)); v != "" {
-			if out == nil {
-				out = make(map[string]string, len(ModalOverrideHeaders))
-			}
-			out[key] = v
-		}
-	}
-	return out
 }
 
 func (h *StreamHandler) track(c net.Conn) bool {
@@ -354,10 +324,8 @@ func (s *wsStream) handleFrame(frame []byte) error {
 	if ack.Frame%progressEvery == 0 {
 		s.logger.Debug("stream progress", "frames", ack.Frame)
 	}
-	if ack.Result != nil {
-		if msg, ok := ack.Result["inference_error"]; ok {
-			s.logger.Warn("inference failed", "frame", ack.Frame, "err", msg)
-		}
+	if ack.InferenceError != "" {
+		s.logger.Warn("inference failed", "frame", ack.Frame, "err", ack.InferenceError)
 	}
 	return nil
 }

@@ -406,21 +406,27 @@ func TestShutdownClosesOpenStreams(t *testing.T) {
 	assert.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 }
 
-func TestClientOverridesReachTheBackendOnlyWhenAccepted(t *testing.T) {
+func TestSessionOptionsReachTheBackend(t *testing.T) {
 	for _, accept := range []bool{true, false} {
 		t.Run(fmt.Sprint(accept), func(t *testing.T) {
 			backend := &domaintest.Backend{}
-			s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, AcceptClientOverrides: accept})
-			c := s.dial(http.Header{"x-modal-app-name": {" my-app "}, "X-Modal-Token-Id": {"id1"}})
+			cfg := httpapi.StreamConfig{Backend: backend}
+			if accept {
+				cfg.SessionOptions = func(r *http.Request) map[string]string {
+					return map[string]string{"app-name": strings.TrimSpace(r.Header.Get("X-Test-App")), "token-id": "id1"}
+				}
+			}
+			s := newStreamServer(t, cfg)
+			c := s.dial(http.Header{"x-test-app": {" my-app "}})
 			c.send([]byte{1})
 			c.readAck()
 			require.Eventually(t, func() bool { return len(backend.Sessions()) == 1 }, 5*time.Second, time.Millisecond)
 			req := backend.Sessions()[0].Request()
 			assert.NotEmpty(t, req.StreamID)
 			if accept {
-				assert.Equal(t, map[string]string{"app-name": "my-app", "token-id": "id1"}, req.Overrides)
+				assert.Equal(t, map[string]string{"app-name": "my-app", "token-id": "id1"}, req.Options)
 			} else {
-				assert.Empty(t, req.Overrides)
+				assert.Empty(t, req.Options)
 			}
 		})
 	}

@@ -26,11 +26,19 @@ var InferenceBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60}
 // "other" so a bug or a hostile client cannot create unbounded series.
 var (
 	rejectReasons     = []string{"limit", "shutdown", "handshake"}
-	inferenceOutcomes = []string{"ok", "error", "timeout"}
+	inferenceOutcomes = outcomeLabels(ports.Outcomes())
 	pokeOutcomes      = []string{"ok", "no_key", "bad_request", "upstream_error"}
 )
 
 const other = "other"
+
+func outcomeLabels(outcomes []ports.Outcome) []string {
+	labels := make([]string, len(outcomes))
+	for i, o := range outcomes {
+		labels[i] = string(o)
+	}
+	return labels
+}
 
 // Metrics is a Prometheus implementation of httpapi.Observer. All methods are
 // safe for concurrent use and do not allocate on the hot path.
@@ -184,9 +192,9 @@ func (m *Metrics) ChunkCut(frames int, bytes int64) {
 }
 
 // InferenceDone counts a finished call and records its duration.
-func (m *Metrics) InferenceDone(outcome string, d time.Duration) {
-	pick(m.inference, outcome).Inc()
-	pick(m.inferenceLat, outcome).Observe(d.Seconds())
+func (m *Metrics) InferenceDone(outcome ports.Outcome, d time.Duration) {
+	pick(m.inference, string(outcome)).Inc()
+	pick(m.inferenceLat, string(outcome)).Observe(d.Seconds())
 }
 
 // WatchFrameMemory exports the shared frame-memory budget (a

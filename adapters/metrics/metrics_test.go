@@ -18,6 +18,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/httpapi"
 	"github.com/foresight-vision/foresight/adapters/metrics"
 	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/ports"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -97,9 +98,9 @@ func TestObserverMethodsShowInScrape(t *testing.T) {
 	m.ChunkCut(3, 300)
 	m.ChunkCut(2, 200)
 	m.FramesDropped(4, 4000)
-	m.InferenceDone("ok", 70*time.Millisecond)
-	m.InferenceDone("ok", 3*time.Second)
-	m.InferenceDone("timeout", 45*time.Second)
+	m.InferenceDone(ports.OutcomeOK, 70*time.Millisecond)
+	m.InferenceDone(ports.OutcomeOK, 3*time.Second)
+	m.InferenceDone(ports.OutcomeTimeout, 45*time.Second)
 	m.InferenceDone("weird", time.Second)
 	m.PokeSent("ok")
 	m.PokeSent("no_key")

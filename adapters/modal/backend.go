@@ -20,6 +20,7 @@ import (
 
 	modalsdk "github.com/modal-labs/libmodal/modal-go"
 
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -82,10 +83,12 @@ type target struct {
 	tokenID, tokenSecret, app, class string
 }
 
-// resolve applies "override, then Config, then preset default" per field.
-func (b *Backend) resolve(overrides map[string]string) target {
+// resolve applies "stream option, then Config, then preset default" per
+// field. The options were vetted by the caller's trust policy (adapters/trust)
+// before they got here; modalheader.SessionOptions is how they are read.
+func (b *Backend) resolve(options map[string]string) target {
 	pick := func(key, fromConfig, fromPreset string) string {
-		if v := strings.TrimSpace(overrides[key]); v != "" {
+		if v := strings.TrimSpace(options[key]); v != "" {
 			return v
 		}
 		if fromConfig != "" {
@@ -94,10 +97,10 @@ func (b *Backend) resolve(overrides map[string]string) target {
 		return fromPreset
 	}
 	return target{
-		tokenID:     pick(ports.OverrideTokenID, b.cfg.TokenID, ""),
-		tokenSecret: pick(ports.OverrideTokenSecret, b.cfg.TokenSecret, ""),
-		app:         pick(ports.OverrideAppName, b.cfg.AppName, b.preset.app),
-		class:       pick(ports.OverrideClassName, b.cfg.ClassName, b.preset.class),
+		tokenID:     pick(modalheader.OptionTokenID, b.cfg.TokenID, ""),
+		tokenSecret: pick(modalheader.OptionTokenSecret, b.cfg.TokenSecret, ""),
+		app:         pick(modalheader.OptionAppName, b.cfg.AppName, b.preset.app),
+		class:       pick(modalheader.OptionClassName, b.cfg.ClassName, b.preset.class),
 	}
 }
 
@@ -109,7 +112,7 @@ func (b *Backend) OpenSession(ctx context.Context, req ports.SessionRequest) (po
 	if b.preset == (preset{}) {
 		return nil, ports.ErrNoInference
 	}
-	t := b.resolve(req.Overrides)
+	t := b.resolve(req.Options)
 	if t.tokenID == "" || t.tokenSecret == "" {
 		b.log.DebugContext(ctx, "no Modal credentials: inference disabled for stream", "stream_id", req.StreamID)
 		return nil, ports.ErrNoInference

@@ -32,8 +32,9 @@ const (
 	DefaultCloseTimeout  = 10 * time.Second
 )
 
-// Config configures the Modal backend. Start from DefaultConfig (or
-// ConfigFromEnv): the zero value does not send session ids.
+// Config configures the Modal backend. Start from DefaultConfig: the zero
+// value does not send session ids. (The server fills it from its settings
+// in app.)
 //
 // The Modal SDK keeps reading its own environment: MODAL_SERVER_URL (where
 // the control plane is; how tests point it at modaltest), MODAL_ENVIRONMENT

@@ -17,7 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
 	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
+	"github.com/foresight-vision/foresight/internal/testlog"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -27,24 +29,6 @@ const (
 	testTokenID     = "ak-test"
 	testTokenSecret = "as-very-secret"
 )
-
-// lockedBuffer collects logs from concurrent goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 type fixture struct {
 	srv *modaltest.Server
@@ -62,7 +46,7 @@ func setup(t *testing.T, mutate func(*Config)) *fixture {
 	t.Setenv("MODAL_TOKEN_ID", "")
 	t.Setenv("MODAL_TOKEN_SECRET", "")
 
-	logs := &lockedBuffer{}
+	logs := &testlog.Buffer{}
 	cfg := DefaultConfig()
 	cfg.TokenID, cfg.TokenSecret = testTokenID, testTokenSecret
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -80,7 +64,7 @@ func setup(t *testing.T, mutate func(*Config)) *fixture {
 
 func (f *fixture) open(t *testing.T, streamID string, overrides map[string]string) ports.InferenceSession {
 	t.Helper()
-	s, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: streamID, Overrides: overrides})
+	s, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: streamID, Options: overrides})
 	require.NoError(t, err)
 	return s
 }
@@ -304,7 +288,7 @@ func TestOpenSessionErrors(t *testing.T) {
 	t.Run("unknown class", func(t *testing.T) {
 		f := setup(t, nil)
 		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{
-			StreamID: "s", Overrides: map[string]string{ports.OverrideClassName: "NoSuchClass"},
+			StreamID: "s", Options: map[string]string{modalheader.OptionClassName: "NoSuchClass"},
 		})
 		require.Error(t, err)
 		var nf modalsdk.NotFoundError
@@ -395,7 +379,7 @@ func TestSessionsShareOneClientAndSendOwnIDs(t *testing.T) {
 	assert.Equal(t, 1, f.srv.AuthTokenGets(), "one SDK client (one auth handshake) for both streams")
 
 	// Other credentials get their own client.
-	c := f.open(t, "stream-c", map[string]string{ports.OverrideTokenID: "ak-2", ports.OverrideTokenSecret: "as-2"})
+	c := f.open(t, "stream-c", map[string]string{modalheader.OptionTokenID: "ak-2", modalheader.OptionTokenSecret: "as-2"})
 	_, err = c.InferChunk(context.Background(), chunk([]byte("c")))
 	require.NoError(t, err)
 	assert.Equal(t, 2, f.b.clientCount())
@@ -447,7 +431,7 @@ func TestConcurrentStreams(t *testing.T) {
 func TestIdleClientsBeyondBoundAreClosed(t *testing.T) {
 	f := setup(t, func(c *Config) { c.MaxClients = 1 })
 	a := f.open(t, "a", nil)
-	b := f.open(t, "b", map[string]string{ports.OverrideTokenID: "ak-2", ports.OverrideTokenSecret: "as-2"})
+	b := f.open(t, "b", map[string]string{modalheader.OptionTokenID: "ak-2", modalheader.OptionTokenSecret: "as-2"})
 	assert.Equal(t, 2, f.b.clientCount(), "clients in use are kept over the bound")
 	require.NoError(t, a.Close(context.Background()))
 	assert.Equal(t, 1, f.b.clientCount())
@@ -499,8 +483,8 @@ func TestResolutionOrder(t *testing.T) {
 
 	cfgSession := f.open(t, "s1", nil)
 	hdrSession := f.open(t, "s2", map[string]string{
-		ports.OverrideAppName: " hdr-app ", ports.OverrideClassName: "HdrClass",
-		ports.OverrideTokenID: "ak-hdr", ports.OverrideTokenSecret: "as-hdr",
+		modalheader.OptionAppName: " hdr-app ", modalheader.OptionClassName: "HdrClass",
+		modalheader.OptionTokenID: "ak-hdr", modalheader.OptionTokenSecret: "as-hdr",
 	})
 	_, err := cfgSession.InferChunk(context.Background(), chunk())
 	require.NoError(t, err)
@@ -535,17 +519,17 @@ func TestNoCredentialsMeansNoInference(t *testing.T) {
 	f := setup(t, func(c *Config) { c.TokenID, c.TokenSecret = "", "" })
 	noModel := func(overrides map[string]string) {
 		t.Helper()
-		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s", Overrides: overrides})
+		_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s", Options: overrides})
 		require.ErrorIs(t, err, ports.ErrNoInference)
 	}
 	noModel(nil)
-	noModel(map[string]string{ports.OverrideTokenSecret: "as-x"}) // a secret without an id is no credentials
+	noModel(map[string]string{modalheader.OptionTokenSecret: "as-x"}) // a secret without an id is no credentials
 	assert.Empty(t, f.srv.Calls())
 	assert.Empty(t, f.srv.Lookups())
 	assert.Equal(t, 0, f.b.clientCount())
 
 	// Header credentials alone are enough.
-	s := f.open(t, "s", map[string]string{ports.OverrideTokenID: "ak-h", ports.OverrideTokenSecret: "as-h"})
+	s := f.open(t, "s", map[string]string{modalheader.OptionTokenID: "ak-h", modalheader.OptionTokenSecret: "as-h"})
 	_, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
 	require.NoError(t, s.Close(context.Background()))

@@ -171,7 +171,7 @@ func (s *session) cancel(ctx context.Context, fc *modalsdk.FunctionCall) {
 	cctx, stop := context.WithTimeout(context.WithoutCancel(ctx), s.backend.cfg.CancelTimeout)
 	defer stop()
 	if err := fc.Cancel(cctx, nil); err != nil {
-		s.log.WarnContext(ctx, "cancel Modal call failed", "function_call_id", fc.FunctionCallID, "error", err)
+		s.log.WarnContext(ctx, "cancel Modal call failed", "function_call_id", fc.FunctionCallID, "err", err)
 		return
 	}
 	s.log.DebugContext(ctx, "cancelled Modal call", "function_call_id", fc.FunctionCallID)
@@ -217,7 +217,7 @@ func (s *session) Close(ctx context.Context) error {
 	ctx, stop := context.WithTimeout(ctx, s.backend.cfg.CloseTimeout)
 	defer stop()
 	if _, err := s.call(ctx, s.closeFn, nil); err != nil {
-		s.log.WarnContext(ctx, "remote close failed", "error", err)
+		s.log.WarnContext(ctx, "remote close failed", "err", err)
 		return fmt.Errorf("modal close: %w", err)
 	}
 	return nil

@@ -39,14 +39,6 @@ const (
 	logBodyBytes = 512
 )
 
-// Environment variable names the application maps onto Config. The package
-// itself never reads the environment; they are exported so app/ and docs use
-// the same spelling.
-const (
-	EnvURL     = "FORESIGHT_POKE_URL"     // Config.URL
-	EnvTimeout = "FORESIGHT_POKE_TIMEOUT" // Config.Timeout (Go duration, e.g. "10s")
-)
-
 // Config configures a Client. The zero value is usable: every empty field
 // takes its default.
 type Config struct {
@@ -286,14 +278,23 @@ func (c *Client) fail(status int, reason string, cause error, body []byte, apiKe
 		slog.Duration("elapsed", time.Since(start)),
 	}
 	if len(body) > 0 {
-		if len(body) > logBodyBytes {
-			body = body[:logBodyBytes]
-		}
-		attrs = append(attrs, slog.String("body", strings.ReplaceAll(string(body), apiKey, "[redacted]")))
+		attrs = append(attrs, slog.String("body", redactThenCut(string(body), apiKey, logBodyBytes)))
 	}
 	if cause != nil {
-		attrs = append(attrs, slog.String("error", strings.ReplaceAll(cause.Error(), apiKey, "[redacted]")))
+		attrs = append(attrs, slog.String("err", redactThenCut(cause.Error(), apiKey, logBodyBytes)))
 	}
 	c.log.LogAttrs(context.Background(), slog.LevelWarn, "poke request failed", attrs...)
 	return &UpstreamError{Status: status, Reason: reason, cause: cause}
+}
+
+// redactThenCut hides secret in s and only then cuts it to at most limit
+// bytes: cutting first would leave a secret straddling the cut unredacted.
+func redactThenCut(s, secret string, limit int) string {
+	if secret != "" {
+		s = strings.ReplaceAll(s, secret, "[redacted]")
+	}
+	if len(s) > limit {
+		s = s[:limit]
+	}
+	return s
 }

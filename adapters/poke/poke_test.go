@@ -1,7 +1,6 @@
 package poke_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/poke"
 	"github.com/foresight-vision/foresight/adapters/poke/poketest"
+	"github.com/foresight-vision/foresight/internal/testlog"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -27,28 +27,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const testKey = "pk_live_SUPERSECRET_123"
 
-// syncBuffer is a log sink the race detector accepts.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type fixture struct {
 	srv  *poketest.Server
 	c    *poke.Client
-	logs *syncBuffer
+	logs *testlog.Buffer
 }
 
 func newFixture(t *testing.T, cfg poke.Config) fixture {
@@ -58,7 +40,7 @@ func newFixture(t *testing.T, cfg poke.Config) fixture {
 	if cfg.URL == "" {
 		cfg.URL = srv.URL()
 	}
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := poke.New(cfg, logger)
 	require.NoError(t, err)
@@ -80,8 +62,34 @@ func requireUpstream(t *testing.T, f fixture, err error, status int, text string
 	return uerr
 }
 
+// TestClientIsNotifier uses the client through the port the server holds
+// it by, and checks the message arrives.
 func TestClientIsNotifier(t *testing.T) {
-	var _ ports.Notifier = (*poke.Client)(nil)
+	f := newFixture(t, poke.Config{})
+	var n ports.Notifier = f.c
+	data, err := n.Notify(context.Background(), testKey, "through the port")
+	require.NoError(t, err)
+	assert.JSONEq(t, poketest.DefaultReply, string(data))
+	reqs := f.srv.Requests()
+	require.Len(t, reqs, 1)
+	assert.Equal(t, "through the port", reqs[0].Message)
+}
+
+// TestFailureLogNeverHoldsTheKey puts the key at every offset around the
+// point where the logged body excerpt is cut.
+func TestFailureLogNeverHoldsTheKey(t *testing.T) {
+	const cut = 512 // logBodyBytes
+	for offset := cut - len(testKey) - 2; offset <= cut+2; offset++ {
+		f := newFixture(t, poke.Config{})
+		body := strings.Repeat("x", offset) + testKey + strings.Repeat("y", 100)
+		f.srv.SetStatus(http.StatusInternalServerError, body)
+		_, err := f.c.Notify(context.Background(), testKey, "hi")
+		require.Error(t, err)
+		logs := f.logs.String()
+		for i := 0; i+6 <= len(testKey); i++ {
+			require.NotContains(t, logs, testKey[i:i+6], "offset %d: part of the key is in the log", offset)
+		}
+	}
 }
 
 func TestNotifySuccess(t *testing.T) {

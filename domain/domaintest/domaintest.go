@@ -1,6 +1,6 @@
 // Package domaintest provides fakes for testing code built on the domain:
 // a Clock the test moves by hand and a scriptable inference backend that
-// records what it is asked. Like net/http/httptest, it is meant to be
+// records what it is asked. Like the standard library's *test packages, it is meant to be
 // imported by tests.
 package domaintest
 

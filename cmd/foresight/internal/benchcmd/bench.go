@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/internal/settings"
 )
 
 // Options are the load settings; flags fill them.
@@ -115,47 +116,62 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// Settings is the bench command's settings table (internal/settings,
+// docs/configuration.md).
+var Settings = []settings.Setting[Options]{
+	{Flag: "url", Default: "ws://127.0.0.1:8080/vision/stream", Help: "WebSocket URL of /vision/stream",
+		Apply: settings.String(func(o *Options) *string { return &o.URL })},
+	{Flag: "conns", Default: "10", Help: "concurrent streams",
+		Apply: settings.IntAtLeast(1, func(o *Options) *int { return &o.Conns })},
+	{Flag: "fps", Default: "10", Help: "frames per second per stream",
+		Apply: func(o *Options, v string) error {
+			if err := settings.Float(0, func(o *Options) *float64 { return &o.FPS })(o, v); err != nil {
+				return err
+			}
+			if o.FPS <= 0 {
+				return fmt.Errorf("must be positive: %q", v)
+			}
+			return nil
+		}},
+	{Flag: "frame-bytes", Default: "20000", Help: "bytes per frame",
+		Apply: settings.IntAtLeast(0, func(o *Options) *int { return &o.FrameBytes })},
+	{Flag: "duration", Default: "10s", Help: "how long to stream",
+		Apply: settings.Duration(func(o *Options) *time.Duration { return &o.Duration })},
+	{Flag: "mode", Default: ModeLockstep, Help: "lockstep (wait for each ack) or pipelined (send at --fps, match acks by frame number)",
+		Apply: func(o *Options, v string) error {
+			if v != ModeLockstep && v != ModePipelined {
+				return fmt.Errorf("--mode must be %s or %s, not %q", ModeLockstep, ModePipelined, v)
+			}
+			o.Mode = v
+			return nil
+		}},
+	// The flag has no default: --help must never print the secret.
+	{Flag: "magic-word", Envs: []string{"MAGIC_WORD"}, Secret: true, Help: "magic word, sent as query param",
+		Apply: settings.String(func(o *Options) *string { return &o.MagicWord })},
+	{Flag: "ramp", Default: "0s", Help: "spread connection set-up over this long (use ~1s per 500 conns)",
+		Apply: settings.NonNegativeDuration(func(o *Options) *time.Duration { return &o.Ramp })},
+	{Flag: "idle", Default: "0s", Help: "keep the connected streams idle this long before streaming",
+		Apply: settings.NonNegativeDuration(func(o *Options) *time.Duration { return &o.Idle })},
+	{Flag: "json", Default: "false", Help: "print the report as one JSON object",
+		Apply: settings.Bool(func(o *Options) *bool { return &o.JSON })},
+}
+
 func parse(args []string, stderr io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("foresight bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o Options
-	fs.StringVar(&o.URL, "url", "ws://127.0.0.1:8080/vision/stream", "WebSocket URL of /vision/stream")
-	fs.IntVar(&o.Conns, "conns", 10, "concurrent streams")
-	fs.Float64Var(&o.FPS, "fps", 10, "frames per second per stream")
-	fs.IntVar(&o.FrameBytes, "frame-bytes", 20000, "bytes per frame")
-	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long to stream")
-	fs.StringVar(&o.Mode, "mode", ModeLockstep, "lockstep (wait for each ack) or pipelined (send at --fps, match acks by frame number)")
-	fs.StringVar(&o.MagicWord, "magic-word", "", "magic word, sent as query param (or set MAGIC_WORD)")
-	fs.DurationVar(&o.Ramp, "ramp", 0, "spread connection set-up over this long (use ~1s per 500 conns)")
-	fs.DurationVar(&o.Idle, "idle", 0, "keep the connected streams idle this long before streaming")
-	fs.BoolVar(&o.JSON, "json", false, "print the report as one JSON object")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: foresight bench [flags]\n\nLoad-test /vision/stream and report ack latency and throughput.\n\n")
-		fs.PrintDefaults()
+		settings.PrintTable(fs.Output(), Settings)
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
+	var o Options
+	if err := settings.Load(&o, Settings, fs, args, os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("bench: %w", err)
 	}
-	if o.MagicWord == "" {
-		// Read after parsing, not as the flag's default, so --help never
-		// prints the secret.
-		o.MagicWord = os.Getenv("MAGIC_WORD")
-	}
-	switch {
-	case fs.NArg() > 0:
+	if fs.NArg() > 0 {
 		return o, fmt.Errorf("bench: unexpected arguments %q", fs.Args())
-	case o.Conns < 1:
-		return o, errors.New("bench: --conns must be at least 1")
-	case o.FPS <= 0 || math.IsInf(o.FPS, 0) || math.IsNaN(o.FPS):
-		return o, errors.New("bench: --fps must be positive")
-	case o.FrameBytes < 0:
-		return o, errors.New("bench: --frame-bytes must not be negative")
-	case o.Duration <= 0:
-		return o, errors.New("bench: --duration must be positive")
-	case o.Ramp < 0 || o.Idle < 0:
-		return o, errors.New("bench: --ramp and --idle must not be negative")
-	case o.Mode != ModeLockstep && o.Mode != ModePipelined:
-		return o, fmt.Errorf("bench: --mode must be %s or %s, not %q", ModeLockstep, ModePipelined, o.Mode)
 	}
 	u, err := visionclient.NormalizeURL(o.URL)
 	if err != nil {
@@ -277,7 +293,9 @@ func bench(ctx context.Context, o Options, stderr io.Writer) (Report, error) {
 	if s := r.firstErr.Load(); s != nil {
 		rep.FirstError = *s
 	}
-	if secs := o.Duration.Seconds(); secs > 0 {
+	// Over the measured time: the requested duration leaves out waiting
+	// for the last acks, and a cancelled run streams for less.
+	if secs := elapsed.Seconds(); secs > 0 {
 		rep.FramesPerS = float64(rep.Acks) / secs
 		rep.MBPerS = float64(rep.Acks) * float64(o.FrameBytes) / 1e6 / secs
 	}

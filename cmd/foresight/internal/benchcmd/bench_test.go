@@ -73,6 +73,7 @@ func TestBenchBothModes(t *testing.T) {
 			assert.LessOrEqual(t, rep.Latency.P50, rep.Latency.P99)
 			assert.LessOrEqual(t, rep.Latency.P99, rep.Latency.Max)
 			assert.Positive(t, rep.FramesPerS)
+			assert.InEpsilon(t, float64(rep.Acks)/rep.ElapsedS, rep.FramesPerS, 1e-9, "throughput is over the measured time")
 			assert.InDelta(t, rep.FramesPerS*1000/1e6, rep.MBPerS, 1e-9)
 			assert.NotContains(t, rep.URL, "shh")
 			assert.True(t, strings.HasSuffix(rep.URL, "/vision/stream"), rep.URL)

@@ -1,17 +1,9 @@
 package replaycmd
 
 import (
-	"bytes"
-	"context"
 	"testing"
 
-	"github.com/stretchr/testify/assert"
+	"github.com/foresight-vision/foresight/cmd/foresight/internal/clitest"
 )
 
-func TestHelpDoesNotPrintTheMagicWord(t *testing.T) {
-	t.Setenv("MAGIC_WORD", "hunter2")
-	var out bytes.Buffer
-	_ = Run(context.Background(), []string{"--help"}, &out, &out)
-	assert.Contains(t, out.String(), "magic-word")
-	assert.NotContains(t, out.String(), "hunter2")
-}
+func TestHelpDoesNotPrintTheMagicWord(t *testing.T) { clitest.HelpHidesMagicWord(t, Run) }

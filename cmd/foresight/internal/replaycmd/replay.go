@@ -10,12 +10,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/internal/settings"
 )
 
 // Options are the replay settings; flags and env vars fill them.
@@ -60,31 +63,51 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return replay(ctx, opts, stdout)
 }
 
+// Settings is the replay command's settings table (internal/settings,
+// docs/configuration.md): the original script's options and defaults.
+var Settings = []settings.Setting[Options]{
+	{Flag: "url", Envs: []string{"VISION_WS_URL"}, Help: "WebSocket URL for /vision/stream; http(s):// is turned into ws(s)://",
+		Apply: settings.String(func(o *Options) *string { return &o.URL })},
+	{Flag: "video", Envs: []string{"VIDEO_PATH"}, Help: "local video path, decoded with ffmpeg",
+		Apply: settings.String(func(o *Options) *string { return &o.Video })},
+	{Flag: "frames", Help: "folder of .jpg/.jpeg files to send in name order instead of --video (no ffmpeg needed)",
+		Apply: settings.String(func(o *Options) *string { return &o.FramesDir })},
+	// The flag has no default: --help must never print the secret.
+	{Flag: "magic-word", Envs: []string{"MAGIC_WORD"}, Secret: true, Help: "magic word to pass as query param ?magic_word=...",
+		Apply: settings.String(func(o *Options) *string { return &o.MagicWord })},
+	{Flag: "fps", Default: "3", Help: "sample/send FPS; <= 0 uses the video's rate",
+		Apply: settings.Float(math.Inf(-1), func(o *Options) *float64 { return &o.FPS })},
+	{Flag: "jpeg-quality", Default: "85", Help: "JPEG quality [0-100], mapped to ffmpeg -q:v 31..2",
+		Apply: func(o *Options, v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return fmt.Errorf("not a whole number: %q", v)
+			}
+			o.JPEGQuality = n // clamped to 0-100 where it is used, as the original
+			return nil
+		}},
+	{Flag: "max-frames", Default: "0", Help: "stop after N frames (0 = no limit)",
+		Apply: settings.IntAtLeast(0, func(o *Options) *int { return &o.MaxFrames })},
+	{Flag: "log-every", Default: "30", Help: "print ack every N frames (0 = never)",
+		Apply: settings.IntAtLeast(0, func(o *Options) *int { return &o.LogEvery })},
+	{Flag: "no-sleep", Default: "false", Help: "send as fast as possible instead of realtime cadence",
+		Apply: settings.Bool(func(o *Options) *bool { return &o.NoSleep })},
+}
+
 func parse(args []string, stderr io.Writer) (Options, error) {
 	fs := flag.NewFlagSet("foresight replay", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var o Options
-	fs.StringVar(&o.URL, "url", os.Getenv("VISION_WS_URL"), "WebSocket URL for /vision/stream (or set VISION_WS_URL); http(s):// is turned into ws(s)://")
-	fs.StringVar(&o.Video, "video", os.Getenv("VIDEO_PATH"), "local video path, decoded with ffmpeg (or set VIDEO_PATH)")
-	fs.StringVar(&o.FramesDir, "frames", "", "folder of .jpg/.jpeg files to send in name order instead of --video (no ffmpeg needed)")
-	fs.StringVar(&o.MagicWord, "magic-word", "", "magic word to pass as query param ?magic_word=... (or set MAGIC_WORD)")
-	fs.Float64Var(&o.FPS, "fps", 3, "sample/send FPS; <= 0 uses the video's rate")
-	fs.IntVar(&o.JPEGQuality, "jpeg-quality", 85, "JPEG quality [0-100], mapped to ffmpeg -q:v 31..2")
-	fs.IntVar(&o.MaxFrames, "max-frames", 0, "stop after N frames (0 = no limit)")
-	fs.IntVar(&o.LogEvery, "log-every", 30, "print ack every N frames (0 = never)")
-	fs.BoolVar(&o.NoSleep, "no-sleep", false, "send as fast as possible instead of realtime cadence")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: foresight replay --url URL (--video FILE | --frames DIR) [flags]\n\n"+
 			"Replay a local video or folder of JPEG frames to the /vision/stream websocket endpoint.\n\n")
-		fs.PrintDefaults()
+		settings.PrintTable(fs.Output(), Settings)
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if o.MagicWord == "" {
-		// Read after parsing, not as the flag's default, so --help never
-		// prints the secret.
-		o.MagicWord = os.Getenv("MAGIC_WORD")
+	var o Options
+	if err := settings.Load(&o, Settings, fs, args, os.Getenv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, err
+		}
+		return o, fmt.Errorf("replay: %w", err)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("replay: unexpected arguments %q", fs.Args())

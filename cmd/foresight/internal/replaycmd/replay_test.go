@@ -250,7 +250,8 @@ func TestReplayUsageErrors(t *testing.T) {
 		{[]string{"--url", "ftp://h", "--frames", dir}, "unsupported URL scheme"},
 		{[]string{"--url", "ws://127.0.0.1:1", "--frames", dir, "--video", "v.mp4"}, "either --video or --frames"},
 		{[]string{"--url", "ws://127.0.0.1:1", "--frames", t.TempDir()}, "no .jpg or .jpeg files"},
-		{[]string{"--fps", "abc"}, "invalid value"},
+		{[]string{"--fps", "abc"}, `config --fps (set by --fps): not a number: "abc"`},
+		{[]string{"--max-frames", "-1"}, "--max-frames"},
 		{[]string{"--url", "ws://127.0.0.1:1", "--frames", dir, "extra"}, "unexpected arguments"},
 	} {
 		_, _, err := run(t, tc.args...)

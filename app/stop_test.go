@@ -1,0 +1,48 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestStopSequenceOrder(t *testing.T) {
+	steps := stopSequence(&Server{}, func() error { return nil }, func() {})
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.name)
+	}
+	assert.Equal(t, []string{"http server and streams", "inference backend", "notifier"}, names,
+		"streams close their sessions before the backend closes; nothing sends once the notifier is closed")
+}
+
+func TestRunStopRunsEveryStepInOrderWithTheDeadline(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	want, _ := ctx.Deadline()
+	var order []string
+	step := func(name string, err error) stopStep {
+		return stopStep{name, func(c context.Context) error {
+			got, ok := c.Deadline()
+			assert.True(t, ok)
+			assert.Equal(t, want, got, "each step is bounded by the stop's deadline")
+			order = append(order, name)
+			return err
+		}}
+	}
+	err := runStop(ctx, []stopStep{
+		step("front", errors.New("streams: deadline")),
+		step("backend", nil),
+		step("notifier", errors.New("boom")),
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	assert.Equal(t, []string{"front", "backend", "notifier"}, order, "a failed step does not skip the later ones")
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "front: streams: deadline")
+	assert.ErrorContains(t, err, "notifier: boom")
+}
