@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"math"
 	"time"
 
 	"github.com/foresight-vision/foresight/ports"
@@ -23,7 +24,7 @@ const (
 	// DefaultBlurSharpness is the variance of the Laplacian, in squared luma
 	// levels on the analyzer's reduced grid, below which a frame is blurred
 	// (FORESIGHT_BLUR_SHARPNESS).
-	DefaultBlurSharpness = 12.0
+	DefaultBlurSharpness = 60.0
 )
 
 // SceneConfig tunes a SceneGate. The zero value switches both features off:
@@ -186,9 +187,11 @@ func (g *SceneGate) Review(now time.Time, frames [][]byte) SceneDecision {
 		d.Analyzed++
 		class := g.classify(sig, err)
 		counts[class]++
-		if class == classUsable {
-			rep, repFound = sig, true // picks ascend: the last usable wins
-		} else if g.cfg.RejectUnusable {
+		switch {
+		case class == classUsable || (err == nil && !g.cfg.RejectUnusable):
+			// Picks ascend: the last one sent to the model wins.
+			rep, repFound = sig, true
+		case g.cfg.RejectUnusable:
 			rejected = append(rejected, i)
 		}
 	}
@@ -210,8 +213,7 @@ func (g *SceneGate) Review(now time.Time, frames [][]byte) SceneDecision {
 		frames = without(frames, rejected)
 	}
 
-	if g.cfg.SkipUnchanged && repFound && g.seen &&
-		rep.Distance(g.ref) <= g.cfg.ChangeThreshold && now.Sub(g.lastCall) < g.cfg.MaxSkip {
+	if g.cfg.SkipUnchanged && repFound && g.seen && g.sameScene(rep, g.ref) && now.Sub(g.lastCall) < g.cfg.MaxSkip {
 		d.Skip = SkipUnchanged
 		return d
 	}
@@ -224,6 +226,25 @@ func (g *SceneGate) Review(now time.Time, frames [][]byte) SceneDecision {
 	g.lastCall = now
 	d.Frames = frames
 	return d
+}
+
+// flatLumaTolerance is how far apart in mean luma two featureless frames may
+// be and still count as one scene.
+const flatLumaTolerance = 8.0
+
+// sameScene reports whether b shows what a shows: hashes within the
+// threshold, or both featureless (below the blur threshold) at about the same
+// brightness, since a flat picture's hash bits are sensor noise (a dark
+// scene's chunks measured 28–36 bits apart on the calibration clip).
+func (g *SceneGate) sameScene(a, b ports.FrameSignature) bool {
+	if a.Distance(b) <= g.cfg.ChangeThreshold {
+		return true
+	}
+	flat := g.cfg.BlurSharpness
+	if flat <= 0 {
+		flat = DefaultBlurSharpness
+	}
+	return a.Sharpness < flat && b.Sharpness < flat && math.Abs(a.MeanLuma-b.MeanLuma) <= flatLumaTolerance
 }
 
 func (g *SceneGate) setCamera(s CameraState) CameraState {

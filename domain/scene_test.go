@@ -43,7 +43,9 @@ func newFakeAnalyzer() *fakeAnalyzer {
 	return &fakeAnalyzer{sigs: map[string]ports.FrameSignature{
 		"a": usable(sceneA), "a2": usable(sceneANear), "a3": usable(sceneAFar), "b": usable(sceneB),
 		"dark":    {Hash: sceneB, MeanLuma: 5, Sharpness: 0.5},
-		"dim":     {Hash: sceneA, MeanLuma: 30, Sharpness: 40}, // a dim room: usable
+		"dark2":   {Hash: sceneA, MeanLuma: 9, Sharpness: 0.7},   // another noise hash
+		"dim":     {Hash: sceneA, MeanLuma: 30, Sharpness: 100},  // a dim room: usable
+		"grey":    {Hash: sceneAFar, MeanLuma: 60, Sharpness: 2}, // a featureless wall
 		"blurred": {Hash: sceneA, MeanLuma: 120, Sharpness: 3},
 	}}
 }
@@ -121,8 +123,16 @@ func TestSceneGate(t *testing.T) {
 			{at: 2 * time.Second, frames: []string{"a", "junk"}, analyzed: 1},
 			{at: 3 * time.Second, frames: []string{"a"}, skip: domain.SkipUnchanged, analyzed: 1},
 		}},
-		{"skip only: dark frames are not rejected", domain.SceneConfig{SkipUnchanged: true}, []step{
-			{at: 0, frames: []string{"dark"}, analyzed: 1},
+		{"skip only: dark frames are not rejected and become the reference", domain.SceneConfig{SkipUnchanged: true}, []step{
+			{at: 0, frames: []string{"a"}, analyzed: 1},
+			{at: 1 * time.Second, frames: []string{"dark"}, analyzed: 1},
+			// Same flat brightness, another noise hash: unchanged.
+			{at: 2 * time.Second, frames: []string{"dark2"}, skip: domain.SkipUnchanged, analyzed: 1},
+			// Flat too, but brighter by more than the tolerance: changed.
+			{at: 3 * time.Second, frames: []string{"grey"}, analyzed: 1},
+			{at: 4 * time.Second, frames: []string{"a"}, analyzed: 1},
+			// Blurred: flat, but the hash alone says unchanged.
+			{at: 5 * time.Second, frames: []string{"blurred"}, skip: domain.SkipUnchanged, analyzed: 1},
 		}},
 		{"reject only: unusable frames left out, camera reported once per change", domain.SceneConfig{RejectUnusable: true}, []step{
 			{at: 0, frames: []string{"a", "dark", "a", "junk"}, kept: []string{"a", "a"}, analyzed: 4},
