@@ -18,7 +18,7 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// The calibration clip: 320×240 at 10 fps, temporal sensor-like noise over
+// The calibration clip: 320×240 or 640×480 at 10 fps, temporal sensor-like noise over
 // everything, cut into 1 s chunks of 10 frames. Segments start on whole
 // seconds so each scene change falls on a chunk boundary.
 const (
@@ -30,7 +30,9 @@ type segment struct {
 	name    string
 	from    int // second the segment starts
 	seconds int
-	source  string // lavfi graph producing exactly seconds of 320×240 at 10 fps
+	// source is a lavfi graph producing exactly seconds of {W}×{H} at 10 fps;
+	// the braces are filled in by clipSize.
+	source string
 	// kind tells the assertions what the segment is.
 	kind segmentKind
 }
@@ -52,20 +54,26 @@ func freeze(src string, n int) string {
 }
 
 var clipSegments = []segment{
-	{"still bars", 0, 12, "smptebars=s=320x240:r=10:d=12", kindStill},
+	{"still bars", 0, 12, "smptebars=s={W}x{H}:r=10:d=12", kindStill},
 	// 50 px/s across a still picture: a slow head turn. It starts 160 px in:
 	// the picture's left and right edges are a smooth, featureless gradient
 	// that reads as blurred (sharpness 14–25, as low as the blurred card).
-	{"slow pan", 12, 8, freeze("mandelbrot=s=960x240:r=10", 8) + ",crop=320:240:x='160+t*50':y=0", kindPan},
-	{"still test card", 20, 6, freeze("testsrc2=s=320x240:r=10", 6), kindStill},
-	{"dark", 26, 4, "color=c=0x0a0a0a:s=320x240:r=10:d=4", kindDark},
-	{"test card again", 30, 3, freeze("testsrc2=s=320x240:r=10", 3), kindReturn},
-	{"blurred test card", 33, 4, freeze("testsrc2=s=320x240:r=10", 4) + ",boxblur=8", kindBlurred},
-	{"still cells", 37, 4, freeze("cellauto=s=320x240:r=10:rule=18,trim=start_frame=200,setpts=PTS-STARTPTS", 4), kindStill},
+	{"slow pan", 12, 8, freeze("mandelbrot=s={3W}x{H}:r=10", 8) + ",crop={W}:{H}:x='{W/2}+t*{W/6.4}':y=0", kindPan},
+	{"still test card", 20, 6, freeze("testsrc2=s={W}x{H}:r=10", 6), kindStill},
+	{"dark", 26, 4, "color=c=0x0a0a0a:s={W}x{H}:r=10:d=4", kindDark},
+	{"test card again", 30, 3, freeze("testsrc2=s={W}x{H}:r=10", 3), kindReturn},
+	{"blurred test card", 33, 4, freeze("testsrc2=s={W}x{H}:r=10", 4) + ",boxblur={W/40}", kindBlurred},
+	{"still cells", 37, 4, freeze("cellauto=s={W}x{H}:r=10:rule=18,trim=start_frame=200,setpts=PTS-STARTPTS", 4), kindStill},
 }
 
-// makeClip renders the clip with ffmpeg and returns its JPEG frames in order.
-func makeClip(t *testing.T) [][]byte {
+// clipSize fills a segment's source for a w×h clip (4:3).
+func clipSize(source string, w, h int) string {
+	return strings.NewReplacer("{W}", fmt.Sprint(w), "{H}", fmt.Sprint(h), "{3W}", fmt.Sprint(3*w),
+		"{W/2}", fmt.Sprint(w/2), "{W/6.4}", fmt.Sprint(w*10/64), "{W/40}", fmt.Sprint(w/40)).Replace(source)
+}
+
+// makeClip renders the w×h clip with ffmpeg and returns its JPEG frames in order.
+func makeClip(t *testing.T, w, h int) [][]byte {
 	t.Helper()
 	if _, err := exec.LookPath("ffmpeg"); err != nil {
 		t.Skip("ffmpeg is not on PATH: install it (apt-get install ffmpeg; `make test-deps` does) to calibrate on video")
@@ -74,7 +82,7 @@ func makeClip(t *testing.T) [][]byte {
 	args := []string{"-hide_banner", "-loglevel", "error", "-nostdin"}
 	var graph, labels strings.Builder
 	for i, s := range clipSegments {
-		args = append(args, "-f", "lavfi", "-i", s.source)
+		args = append(args, "-f", "lavfi", "-i", clipSize(s.source, w, h))
 		fmt.Fprintf(&graph, "[%d]format=yuv420p,setsar=1[s%d];", i, i)
 		fmt.Fprintf(&labels, "[s%d]", i)
 	}
@@ -145,7 +153,17 @@ func runClip(frames [][]byte, cfg domain.SceneConfig, analyzer ports.FrameAnalyz
 // setting, logs what it measured (the numbers in docs/benchmarks.md) and
 // checks the behaviour issue 14 asks for with the default thresholds.
 func TestCalibrationOnVideo(t *testing.T) {
-	frames := makeClip(t)
+	for _, size := range []struct{ w, h int }{{320, 240}, {640, 480}} {
+		t.Run(fmt.Sprintf("%dx%d", size.w, size.h), func(t *testing.T) {
+			if raceEnabled && size.w > 320 {
+				t.Skip("skipped under -race (decoding is ~10× slower); run without -race for this size")
+			}
+			calibrate(t, makeClip(t, size.w, size.h))
+		})
+	}
+}
+
+func calibrate(t *testing.T, frames [][]byte) {
 	analyzer := &memoAnalyzer{inner: jpegscene.Analyzer{}, sigs: map[*byte]ports.FrameSignature{}, errs: map[*byte]error{}}
 
 	logSignatures(t, frames, analyzer)
