@@ -120,6 +120,10 @@ type SceneDecision struct {
 // model. It keeps the signature of the last chunk the model saw and the
 // camera state last reported. It is not safe for concurrent use; calls must
 // be ordered (one stream's chunk path, or its one call goroutine at a time).
+//
+// Review decodes frames (milliseconds each), so a stream should call it at
+// the start of the chunk's background call with the cut time, not on the
+// ack path: a skipped chunk then ends its call at once with no result.
 type SceneGate struct {
 	cfg      SceneConfig
 	analyzer ports.FrameAnalyzer
