@@ -189,7 +189,7 @@ func signatureOf(g grid) ports.FrameSignature {
 	}
 	if n > 0 {
 		mean := sum / float64(n)
-		sig.Sharpness = sumSq/float64(n) - mean*mean
+		sig.Sharpness = max(0, sumSq/float64(n)-mean*mean) // no rounding below zero
 	}
 	return sig
 }

@@ -158,6 +158,24 @@ func TestUndecodableFrames(t *testing.T) {
 	require.ErrorIs(t, err, ports.ErrUndecodableFrame)
 }
 
+// FuzzAnalyze: any input yields a signature in range or ErrUndecodableFrame,
+// never a panic.
+func FuzzAnalyze(f *testing.F) {
+	f.Add(encode(f, scene(64, 48, 1, 0), 85))
+	f.Add(encode(f, image.NewGray(image.Rect(0, 0, 16, 16)), 50))
+	f.Add([]byte{0xFF, 0xD8, 0xFF})
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		sig, err := jpegscene.Analyzer{MaxPixels: 1 << 20}.Analyze(frame)
+		if err != nil {
+			require.ErrorIs(t, err, ports.ErrUndecodableFrame)
+			return
+		}
+		require.GreaterOrEqual(t, sig.MeanLuma, 0.0)
+		require.LessOrEqual(t, sig.MeanLuma, 255.0)
+		require.GreaterOrEqual(t, sig.Sharpness, 0.0)
+	})
+}
+
 var sizes = []struct{ w, h int }{{320, 240}, {640, 480}, {1280, 720}}
 
 // BenchmarkAnalyze is the cost of one frame's signature; Decode and
