@@ -1,0 +1,5 @@
+//go:build !race
+
+package jpegscene_test
+
+const raceEnabled = false
