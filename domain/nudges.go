@@ -155,7 +155,7 @@ func NewNudgeLoop(p NudgePorts, cfg NudgeConfig) (*NudgeLoop, error) {
 func (l *NudgeLoop) Config() NudgeConfig { return l.cfg }
 
 // Start runs the loop in the background: the first evaluation is at the next
-// interval boundary. Starting a started loop does nothing.
+// interval boundary. Starting a started (or stopped) loop does nothing.
 func (l *NudgeLoop) Start() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -335,7 +335,7 @@ func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention) ports.I
 		if err := l.p.Store.UpdateDelivery(ctx, rec.ID, ports.DeliveryUpdate{Status: rec.Status, Attempts: attempt, Error: rec.Error}); err != nil {
 			// Unmarked, an attempt could end up repeated by nobody knows
 			// whom: stop here. The store most likely still says "pending".
-			rec.Status, rec.Error = ports.DeliveryFailed, fmt.Sprintf("mark sending: %v", err)
+			rec.Status, rec.Attempts, rec.Error = ports.DeliveryFailed, attempt-1, fmt.Sprintf("mark sending: %v", err)
 			return rec
 		}
 		_, err := l.p.Notifier.Notify(ctx, l.cfg.APIKey, l.cfg.Prefix+rec.Nudge)
