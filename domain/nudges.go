@@ -1,0 +1,469 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// Defaults of NudgeConfig.
+const (
+	DefaultNudgeInterval = 60 * time.Second
+	DefaultNudgeCooldown = 10 * time.Minute
+	// DefaultNudgePrefix goes before every nudge: Poke is itself an
+	// assistant and rewrites what it gets unless told not to.
+	DefaultNudgePrefix       = "Send the following message to the user verbatim, without rewording it: "
+	DefaultNudgeConcurrency  = 4
+	DefaultNudgeMaxAttempts  = 5
+	DefaultNudgeRetryBackoff = 2 * time.Second
+	// nudgeStoreWriteBudget bounds a status write made after the
+	// evaluation's own deadline has passed, so the record still tells the
+	// truth about the delivery.
+	nudgeStoreWriteBudget = 5 * time.Second
+)
+
+var (
+	// ErrNoCaptions: the device has no captions in the window, so there is
+	// nothing to decide on and no decider was asked.
+	ErrNoCaptions = errors.New("no captions in the window")
+	// ErrEvaluationBusy: another evaluation of the device (here or on
+	// another instance) holds this interval.
+	ErrEvaluationBusy = errors.New("an evaluation of this device is already running or done for this interval")
+	errNudgeDeadline  = errors.New("nudge evaluation ran out of its interval")
+	errNudgeStopped   = errors.New("nudge loop stopped")
+)
+
+// NudgeConfig tunes the nudge loop. A zero field takes its default.
+type NudgeConfig struct {
+	// Interval is the time between two evaluations of a device
+	// (FORESIGHT_NUDGE_INTERVAL).
+	Interval time.Duration
+	// Window is how far back the captions of one evaluation reach
+	// (FORESIGHT_NUDGE_WINDOW); zero means Interval.
+	Window time.Duration
+	// Cooldown is the least time between two delivered nudges to a device
+	// (FORESIGHT_NUDGE_COOLDOWN), whatever the decider says.
+	Cooldown time.Duration
+	// Prefix goes before the message sent to the notifier
+	// (FORESIGHT_NUDGE_PREFIX); empty means DefaultNudgePrefix.
+	Prefix string
+	// APIKey is the server's notifier key (FORESIGHT_POKE_API_KEY). Empty:
+	// decisions are recorded, delivery is "skipped: no key".
+	APIKey string
+	// Engine names the decider in records of failed decisions, whose
+	// NudgeDecision is empty.
+	Engine string
+	// Concurrency bounds the devices evaluated at once.
+	Concurrency int
+	// MaxAttempts bounds the notifier calls for one decision; RetryBackoff
+	// is the wait after the first failure, doubled after each. Retries stop
+	// at the end of the interval, whichever comes first.
+	MaxAttempts  int
+	RetryBackoff time.Duration
+	// Clock supplies time; nil means the system clock.
+	Clock Clock
+	// Observer is told about decisions, deliveries and model calls.
+	Observer ports.NudgeObserver
+	// Logger receives failures that have no record to land in (a caption
+	// source or store outage); nil discards them.
+	Logger *slog.Logger
+}
+
+func (c NudgeConfig) withDefaults() NudgeConfig {
+	if c.Interval <= 0 {
+		c.Interval = DefaultNudgeInterval
+	}
+	if c.Window <= 0 {
+		c.Window = c.Interval
+	}
+	if c.Cooldown < 0 { // negative: no cooldown at all
+		c.Cooldown = 0
+	} else if c.Cooldown == 0 {
+		c.Cooldown = DefaultNudgeCooldown
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultNudgePrefix
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultNudgeConcurrency
+	}
+	if c.MaxAttempts <= 0 {
+		c.MaxAttempts = DefaultNudgeMaxAttempts
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = DefaultNudgeRetryBackoff
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Observer == nil {
+		c.Observer = ports.NopNudgeObserver{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// NudgePorts are what the nudge loop drives.
+type NudgePorts struct {
+	Captions ports.CaptionSource
+	Decider  ports.NudgeDecider
+	Store    ports.InterventionStore
+	// Lock makes evaluations exclusive; nil means a LocalEvaluationLock,
+	// right for a single instance.
+	Lock     ports.EvaluationLock
+	Notifier ports.Notifier
+}
+
+// NudgeLoop evaluates every device with recent captions once per interval,
+// records each decision and delivers the nudges it allows.
+type NudgeLoop struct {
+	cfg NudgeConfig
+	p   NudgePorts
+
+	mu            sync.Mutex
+	lastDelivered map[string]time.Time // backs up the store for the cooldown
+	cancel        context.CancelCauseFunc
+	done          chan struct{}
+}
+
+// NewNudgeLoop checks the ports and returns a loop that is not yet started.
+func NewNudgeLoop(p NudgePorts, cfg NudgeConfig) (*NudgeLoop, error) {
+	switch {
+	case p.Captions == nil:
+		return nil, errors.New("nudge loop: no caption source")
+	case p.Decider == nil:
+		return nil, errors.New("nudge loop: no decider")
+	case p.Store == nil:
+		return nil, errors.New("nudge loop: no intervention store")
+	case p.Notifier == nil:
+		return nil, errors.New("nudge loop: no notifier")
+	}
+	if p.Lock == nil {
+		p.Lock = NewLocalEvaluationLock()
+	}
+	return &NudgeLoop{cfg: cfg.withDefaults(), p: p, lastDelivered: map[string]time.Time{}}, nil
+}
+
+// Config returns the configuration in use, defaults filled.
+func (l *NudgeLoop) Config() NudgeConfig { return l.cfg }
+
+// Start runs the loop in the background: the first evaluation is at the next
+// interval boundary. Starting a started (or stopped) loop does nothing.
+func (l *NudgeLoop) Start() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done != nil {
+		return
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	l.cancel, l.done = cancel, make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		l.run(ctx)
+	}(l.done)
+}
+
+// Stop ends the loop and waits for its evaluations to finish, or for ctx to
+// end (then it returns ctx's error; the evaluations were cancelled and end
+// on their own). Stopping a loop that never started does nothing.
+func (l *NudgeLoop) Stop(ctx context.Context) error {
+	l.mu.Lock()
+	cancel, done := l.cancel, l.done
+	l.mu.Unlock()
+	if done == nil {
+		return nil
+	}
+	cancel(errNudgeStopped)
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stop nudge loop: %w", ctx.Err())
+	}
+}
+
+func (l *NudgeLoop) run(ctx context.Context) {
+	for {
+		next := l.cfg.Clock.Now().Truncate(l.cfg.Interval).Add(l.cfg.Interval)
+		if !sleepClock(ctx, l.cfg.Clock, next.Sub(l.cfg.Clock.Now())) {
+			return
+		}
+		l.tick(ctx, next)
+	}
+}
+
+// tick evaluates every active device for the interval starting at slot.
+func (l *NudgeLoop) tick(ctx context.Context, slot time.Time) {
+	devices, err := l.p.Captions.ActiveDevices(ctx, slot.Add(-l.cfg.Window))
+	if err != nil {
+		l.cfg.Logger.Warn("nudge loop: list active devices", "err", err)
+		return
+	}
+	sem := make(chan struct{}, l.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for _, device := range devices {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			_, err := l.evaluate(ctx, device, slot)
+			if err != nil && !errors.Is(err, ErrNoCaptions) && !errors.Is(err, ErrEvaluationBusy) {
+				l.cfg.Logger.Warn("nudge loop: evaluation", "device", device, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// RunOnce evaluates device now, outside the schedule (POST
+// /interventions/run), under the same rules: lock, cooldown, delivery. It
+// returns the stored record. With no captions in the window it returns
+// ErrNoCaptions; while another evaluation holds the device,
+// ErrEvaluationBusy.
+func (l *NudgeLoop) RunOnce(ctx context.Context, device string) (ports.Intervention, error) {
+	return l.evaluate(ctx, device, time.Time{})
+}
+
+// evaluate runs one evaluation of device for the interval starting at slot
+// (zero for a manual run). It returns the record as it was last written.
+func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time) (ports.Intervention, error) {
+	// Everything, retries included, ends before the next interval starts,
+	// so the next evaluation of the device finds the lock free.
+	ctx, cancel := withClockTimeout(ctx, l.cfg.Clock, l.cfg.Interval*9/10, errNudgeDeadline)
+	defer cancel()
+
+	release, ok, err := l.p.Lock.TryAcquire(ctx, device, slot)
+	if err != nil {
+		return ports.Intervention{}, fmt.Errorf("acquire evaluation lock: %w", err)
+	}
+	if !ok {
+		return ports.Intervention{}, ErrEvaluationBusy
+	}
+	defer release()
+
+	now := l.cfg.Clock.Now()
+	captions, err := l.p.Captions.RecentCaptions(ctx, device, now.Add(-l.cfg.Window))
+	if err != nil {
+		return ports.Intervention{}, fmt.Errorf("read captions: %w", err)
+	}
+	if len(captions) == 0 {
+		return ports.Intervention{}, ErrNoCaptions
+	}
+	last, err := l.p.Store.LastDelivered(ctx, device)
+	if err != nil {
+		// Without it the cooldown cannot be kept: decide nothing.
+		return ports.Intervention{}, fmt.Errorf("read last delivery: %w", err)
+	}
+	l.mu.Lock()
+	if mem := l.lastDelivered[device]; mem.After(last) {
+		last = mem
+	}
+	l.mu.Unlock()
+
+	started := l.cfg.Clock.Now()
+	dec, decErr := l.p.Decider.Decide(ctx, ports.NudgeInput{Device: device, Now: now, Captions: captions, LastDelivered: last})
+	engine := dec.Engine
+	if engine == "" {
+		engine = l.cfg.Engine
+	}
+	l.cfg.Observer.NudgeModelCall(engine, l.cfg.Clock.Now().Sub(started), dec.PromptTokens, dec.CompletionTokens)
+	if decErr == nil && dec.Deliver && dec.Message == "" {
+		decErr = errors.New("decider chose to deliver an empty message")
+	}
+
+	rec := ports.Intervention{
+		Device:           device,
+		Time:             now,
+		Engine:           engine,
+		Reasoning:        dec.Reasoning,
+		CaptionIDs:       captionIDs(captions),
+		Model:            dec.Model,
+		PromptTokens:     dec.PromptTokens,
+		CompletionTokens: dec.CompletionTokens,
+		Status:           ports.DeliveryNone,
+	}
+	switch {
+	case decErr != nil:
+		rec.Verdict, rec.Error = ports.VerdictError, decErr.Error()
+	case !dec.Deliver:
+		rec.Verdict = ports.VerdictNo
+	default:
+		rec.Verdict, rec.Nudge = ports.VerdictYes, dec.Message
+		switch {
+		case !last.IsZero() && now.Sub(last) < l.cfg.Cooldown:
+			rec.Status = ports.DeliverySuppressedCooldown
+		case l.cfg.APIKey == "":
+			rec.Status = ports.DeliverySkippedNoKey
+		default:
+			rec.Status = ports.DeliveryPending
+		}
+	}
+
+	stored, err := l.p.Store.CreateIntervention(ctx, rec)
+	if err != nil {
+		// Unrecorded, a delivery could not be kept to once: send nothing.
+		l.cfg.Observer.NudgeDecided(engine, "error")
+		return rec, fmt.Errorf("record decision: %w", err)
+	}
+	rec = stored
+	if rec.Status == ports.DeliveryPending {
+		rec = l.deliver(ctx, rec)
+	}
+	l.cfg.Observer.NudgeDecided(engine, decisionOutcome(rec))
+	return rec, nil
+}
+
+// deliver sends rec's nudge, retrying with backoff until it succeeds, the
+// attempts run out or the evaluation's deadline comes. The store is told
+// before each attempt, so a record is never sent twice: one found "sending"
+// after a crash is not retried.
+func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention) ports.Intervention {
+	backoff := l.cfg.RetryBackoff
+	for attempt := 1; ; attempt++ {
+		rec.Status, rec.Attempts = ports.DeliverySending, attempt
+		if err := l.p.Store.UpdateDelivery(ctx, rec.ID, ports.DeliveryUpdate{Status: rec.Status, Attempts: attempt, Error: rec.Error}); err != nil {
+			// Unmarked, an attempt could end up repeated by nobody knows
+			// whom: stop here. The store most likely still says "pending".
+			rec.Status, rec.Attempts, rec.Error = ports.DeliveryFailed, attempt-1, fmt.Sprintf("mark sending: %v", err)
+			return rec
+		}
+		_, err := l.p.Notifier.Notify(ctx, l.cfg.APIKey, l.cfg.Prefix+rec.Nudge)
+		if err == nil {
+			l.cfg.Observer.NudgeDeliveryAttempt("ok")
+			rec.Status, rec.DeliveredAt, rec.Error = ports.DeliveryDelivered, l.cfg.Clock.Now(), ""
+			l.mu.Lock()
+			if rec.DeliveredAt.After(l.lastDelivered[rec.Device]) {
+				l.lastDelivered[rec.Device] = rec.DeliveredAt
+			}
+			l.mu.Unlock()
+			l.writeDelivery(ctx, rec)
+			return rec
+		}
+		l.cfg.Observer.NudgeDeliveryAttempt("error")
+		rec.Error = fmt.Sprintf("deliver: %v", err)
+		if attempt >= l.cfg.MaxAttempts || !sleepClock(ctx, l.cfg.Clock, backoff) {
+			rec.Status = ports.DeliveryFailed
+			l.writeDelivery(ctx, rec)
+			return rec
+		}
+		backoff *= 2
+		rec.Status = ports.DeliveryPending
+		l.writeDelivery(ctx, rec)
+	}
+}
+
+// writeDelivery stores rec's delivery state, even when ctx has just ended.
+func (l *NudgeLoop) writeDelivery(ctx context.Context, rec ports.Intervention) {
+	wctx, cancel := withClockTimeout(context.WithoutCancel(ctx), l.cfg.Clock, nudgeStoreWriteBudget, errNudgeDeadline)
+	defer cancel()
+	u := ports.DeliveryUpdate{Status: rec.Status, DeliveredAt: rec.DeliveredAt, Attempts: rec.Attempts, Error: rec.Error}
+	if err := l.p.Store.UpdateDelivery(wctx, rec.ID, u); err != nil {
+		l.cfg.Logger.Warn("nudge loop: record delivery", "device", rec.Device, "intervention", rec.ID, "status", string(rec.Status), "err", err)
+	}
+}
+
+func decisionOutcome(rec ports.Intervention) string {
+	switch rec.Status {
+	case ports.DeliveryDelivered:
+		return "delivered"
+	case ports.DeliveryFailed:
+		return "failed"
+	case ports.DeliverySuppressedCooldown:
+		return "suppressed_cooldown"
+	case ports.DeliverySkippedNoKey:
+		return "skipped_no_key"
+	}
+	if rec.Verdict == ports.VerdictError {
+		return "error"
+	}
+	return "no"
+}
+
+func captionIDs(cs []ports.CaptionRef) []string {
+	ids := make([]string, len(cs))
+	for i, c := range cs {
+		ids[i] = c.ID
+	}
+	return ids
+}
+
+// sleepClock waits d on clock; false when ctx ended first.
+func sleepClock(ctx context.Context, clock Clock, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	fired := make(chan struct{})
+	stop := clock.AfterFunc(d, func() { close(fired) })
+	select {
+	case <-fired:
+		return true
+	case <-ctx.Done():
+		stop()
+		return false
+	}
+}
+
+// withClockTimeout is context.WithTimeout on the domain's Clock.
+func withClockTimeout(parent context.Context, clock Clock, d time.Duration, cause error) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(parent)
+	stop := clock.AfterFunc(d, func() { cancel(cause) })
+	return ctx, func() {
+		stop()
+		cancel(context.Canceled)
+	}
+}
+
+// LocalEvaluationLock is the in-process ports.EvaluationLock: right when a
+// single instance runs the loop (SQLite). It keeps one small entry per
+// device ever evaluated.
+type LocalEvaluationLock struct {
+	mu      sync.Mutex
+	devices map[string]*localSlot
+}
+
+type localSlot struct {
+	running bool
+	claimed time.Time // latest slot claimed
+}
+
+// NewLocalEvaluationLock returns an empty lock.
+func NewLocalEvaluationLock() *LocalEvaluationLock {
+	return &LocalEvaluationLock{devices: map[string]*localSlot{}}
+}
+
+// TryAcquire implements ports.EvaluationLock.
+func (l *LocalEvaluationLock) TryAcquire(_ context.Context, device string, slot time.Time) (func(), bool, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.devices[device]
+	if s == nil {
+		s = &localSlot{}
+		l.devices[device] = s
+	}
+	if s.running || (!slot.IsZero() && !slot.After(s.claimed)) {
+		return nil, false, nil
+	}
+	s.running = true
+	if !slot.IsZero() {
+		s.claimed = slot
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			s.running = false
+			l.mu.Unlock()
+		})
+	}, true, nil
+}
