@@ -126,7 +126,7 @@ func Run(t *testing.T, h Harness) {
 		s := fresh(t)
 		var batch []ports.Caption
 		for i := range 100 {
-			c := Make(i/3, "kit", "s1", "coffee again") // three captions share each start: ties break on id
+			c := Make(i/3, "kit", "s1", "espresso shot") // three captions share each start: ties break on id
 			c.ID = fmt.Sprintf("cap-%03d", i)
 			batch = append(batch, c)
 		}
@@ -148,7 +148,7 @@ func Run(t *testing.T, h Harness) {
 				}
 			}
 		})
-		for _, q := range []ports.CaptionQuery{{Limit: 7, Until: base.Add(1000 * time.Second)}, {Limit: 7, Text: "again"}} {
+		for _, q := range []ports.CaptionQuery{{Limit: 7, Until: base.Add(1000 * time.Second)}, {Limit: 7, Text: "espresso"}} {
 			var got []string
 			for pages := 0; ; pages++ {
 				require.Less(t, pages, 100, "paging does not end")
