@@ -205,3 +205,21 @@ func (s *Store) DeleteCaptionsBefore(ctx context.Context, t time.Time, limit int
 	}
 	return int(tag.RowsAffected()), nil
 }
+
+// Analyze refreshes the planner's statistics of the captions table
+// (autovacuum does this on its own; benchmarks call it after a bulk load).
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "VACUUM ANALYZE captions"); err != nil {
+		return fmt.Errorf("analyze captions: %w", err)
+	}
+	return nil
+}
+
+// DiskBytes is what the captions table takes on disk, indexes included.
+func (s *Store) DiskBytes(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, "SELECT pg_total_relation_size('captions')").Scan(&n); err != nil {
+		return 0, fmt.Errorf("measure captions: %w", err)
+	}
+	return n, nil
+}
