@@ -30,6 +30,13 @@ var migrations embed.FS
 // BusyTimeout is how long a statement waits for another connection's lock.
 const BusyTimeout = 5 * time.Second
 
+// Read pool tuning: each reader maps up to ReadMmapBytes of the file and
+// caches up to ReadCacheKiB of pages.
+const (
+	ReadMmapBytes = 256 << 20
+	ReadCacheKiB  = 16 << 10
+)
+
 // readConns bounds the read pool.
 const readConns = 4
 
@@ -66,7 +73,11 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = write.Close()
 		return nil, err
 	}
-	pragmas["_pragma"] = append(pragmas["_pragma"], "query_only(1)")
+	// Readers map the file and cache more pages than the 2 MB default: a
+	// text search fetches one row per match, and with a large file read()
+	// calls for each page dominate.
+	pragmas["_pragma"] = append(pragmas["_pragma"], "query_only(1)",
+		fmt.Sprintf("mmap_size(%d)", ReadMmapBytes), fmt.Sprintf("cache_size(-%d)", ReadCacheKiB))
 	read, err := sql.Open("sqlite", "file:"+path+"?"+pragmas.Encode())
 	if err != nil {
 		_ = write.Close()
