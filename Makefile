@@ -4,8 +4,9 @@ GO      ?= go
 BIN     ?= bin/foresight
 PKGS    ?= ./...
 PYTHON  ?= python3
-# Debian packages some tests need: replay (ffmpeg) and the browser test (chromium).
-TEST_DEBS ?= ffmpeg chromium
+# Debian packages some tests need: replay (ffmpeg), the browser test (chromium)
+# and the caption store's Postgres tests (postgresql, via adapters/postgres/pgtest).
+TEST_DEBS ?= ffmpeg chromium postgresql
 
 .PHONY: run build check fmt-check vet test test-python test-models test-deps bench fuzz deploy-modal clean
 
@@ -30,7 +31,11 @@ vet:
 test-deps:
 	@missing=""; \
 	for pkg in $(TEST_DEBS); do \
-	  command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; \
+	  case $$pkg in \
+	    postgresql) ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+	      || missing="$$missing $$pkg";; \
+	    *) command -v $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg";; \
+	  esac; \
 	done; \
 	if command -v $(PYTHON) >/dev/null 2>&1; then :; else missing="$$missing python3"; fi; \
 	if command -v gcc >/dev/null 2>&1; then :; else missing="$$missing gcc libc6-dev"; fi; \

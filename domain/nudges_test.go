@@ -486,14 +486,14 @@ func TestInterventionsFakeListsNewestFirstWithCursor(t *testing.T) {
 	}
 	page, err := s.ListInterventions(ctx, ports.InterventionQuery{Device: "a", Limit: 2})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"5", "3"}, ids(page.Items))
+	assert.Equal(t, []string{"5", "3"}, interventionIDs(page.Items))
 	page, err = s.ListInterventions(ctx, ports.InterventionQuery{Device: "a", Limit: 2, Cursor: page.NextCursor})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"1"}, ids(page.Items))
+	assert.Equal(t, []string{"1"}, interventionIDs(page.Items))
 	assert.Empty(t, page.NextCursor)
 	page, err = s.ListInterventions(ctx, ports.InterventionQuery{Since: t0.Add(3 * time.Minute)})
 	require.NoError(t, err)
-	assert.Equal(t, []string{"5", "4"}, ids(page.Items))
+	assert.Equal(t, []string{"5", "4"}, interventionIDs(page.Items))
 }
 
 func statuses(us []ports.DeliveryUpdate) []ports.DeliveryStatus {
@@ -504,7 +504,7 @@ func statuses(us []ports.DeliveryUpdate) []ports.DeliveryStatus {
 	return out
 }
 
-func ids(rs []ports.Intervention) []string {
+func interventionIDs(rs []ports.Intervention) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
 		out[i] = r.ID

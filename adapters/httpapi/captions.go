@@ -1,0 +1,174 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// CaptionsPath is where the integrator mounts NewCaptionsHandler (GET).
+const CaptionsPath = "/captions"
+
+// Bounds on GET /captions parameters.
+const (
+	MaxCaptionQueryTextLen = 256
+	MaxCaptionStreamLen    = 128
+	// captionsQueryTimeout bounds one store query, so a stuck database
+	// does not hold the request.
+	captionsQueryTimeout = 10 * time.Second
+)
+
+// CaptionsHandler serves GET /captions: the stored captions, newest first.
+type CaptionsHandler struct {
+	reader ports.CaptionReader
+	logger *slog.Logger
+}
+
+// NewCaptionsHandler returns the GET /captions handler over reader; a nil
+// logger means slog.Default(). It belongs behind the magic word: captions
+// are what the wearer saw.
+func NewCaptionsHandler(reader ports.CaptionReader, logger *slog.Logger) *CaptionsHandler {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &CaptionsHandler{reader: reader, logger: logger}
+}
+
+// captionJSON is one caption in the response.
+type captionJSON struct {
+	ID          string  `json:"id"`
+	Device      string  `json:"device"`
+	StreamID    string  `json:"stream_id"`
+	Start       string  `json:"start"`
+	End         string  `json:"end"`
+	ChunkStartS float64 `json:"chunk_start_s"`
+	ChunkEndS   float64 `json:"chunk_end_s"`
+	Caption     string  `json:"caption"`
+	LatencyMS   float64 `json:"latency_ms"`
+	Tokens      int64   `json:"tokens_generated"`
+	Backend     string  `json:"backend"`
+	Model       string  `json:"model"`
+}
+
+type captionsJSON struct {
+	Captions   []captionJSON `json:"captions"`
+	NextCursor *string       `json:"next_cursor"`
+}
+
+func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q, problems := parseCaptionQuery(r)
+	if len(problems) > 0 {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": problems})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), captionsQueryTimeout)
+	defer cancel()
+	page, err := h.reader.QueryCaptions(ctx, q)
+	switch {
+	case errors.Is(err, ports.ErrBadCaptionCursor):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{badCursor(q.Cursor)}})
+		return
+	case err != nil:
+		if r.Context().Err() == nil {
+			h.logger.Error("caption query failed", "err", err)
+		}
+		writeDetail(w, http.StatusServiceUnavailable, "caption store unavailable")
+		return
+	}
+	body := captionsJSON{Captions: make([]captionJSON, 0, len(page.Captions))}
+	for _, c := range page.Captions {
+		body.Captions = append(body.Captions, captionJSON{
+			ID: c.ID, Device: c.Device, StreamID: c.StreamID,
+			Start: c.Start.UTC().Format(time.RFC3339Nano), End: c.End.UTC().Format(time.RFC3339Nano),
+			ChunkStartS: c.ChunkStartS, ChunkEndS: c.ChunkEndS, Caption: c.Text,
+			LatencyMS: c.LatencyMS, Tokens: c.Tokens, Backend: c.Backend, Model: c.Model,
+		})
+	}
+	if page.NextCursor != "" {
+		body.NextCursor = &page.NextCursor
+	}
+	w.Header().Set("Cache-Control", "no-store") // private: what the wearer saw
+	writeJSON(w, http.StatusOK, body)
+}
+
+// parseCaptionQuery reads the query string, reporting every bad parameter
+// the way FastAPI does.
+func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError) {
+	values := r.URL.Query()
+	var q ports.CaptionQuery
+	var problems []*validationError
+	loc := func(name string) []any { return []any{"query", name} }
+
+	if v := values.Get("device"); values.Has("device") {
+		if !domain.ValidDevice(v) {
+			problems = append(problems, &validationError{Type: "string_pattern_mismatch", Loc: loc("device"),
+				Msg: fmt.Sprintf("String should match pattern '%s'", domain.DevicePattern), Input: v,
+				Ctx: map[string]any{"pattern": domain.DevicePattern}})
+		}
+		q.Device = v
+	}
+	stringParam := func(name string, maxLen int) string {
+		v := values.Get(name)
+		if len(v) > maxLen {
+			problems = append(problems, &validationError{Type: "string_too_long", Loc: loc(name),
+				Msg: fmt.Sprintf("String should have at most %d characters", maxLen), Input: v[:maxLen] + "…",
+				Ctx: map[string]any{"max_length": maxLen}})
+		}
+		return v
+	}
+	q.StreamID = stringParam("stream", MaxCaptionStreamLen)
+	q.Text = stringParam("q", MaxCaptionQueryTextLen)
+
+	timeParam := func(name string) time.Time {
+		v := values.Get(name)
+		if v == "" {
+			return time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			problems = append(problems, &validationError{Type: "datetime_parsing", Loc: loc(name),
+				Msg: "Input should be a valid datetime, in RFC 3339 form such as 2026-05-01T09:00:00Z", Input: v})
+		}
+		return t
+	}
+	q.Since, q.Until = timeParam("since"), timeParam("until")
+
+	if v := values.Get("limit"); values.Has("limit") {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil:
+			problems = append(problems, &validationError{Type: "int_parsing", Loc: loc("limit"),
+				Msg: "Input should be a valid integer, unable to parse string as an integer", Input: v})
+		case n < 1:
+			problems = append(problems, &validationError{Type: "greater_than_equal", Loc: loc("limit"),
+				Msg: "Input should be greater than or equal to 1", Input: v, Ctx: map[string]any{"ge": 1}})
+		case n > ports.MaxCaptionLimit:
+			problems = append(problems, &validationError{Type: "less_than_equal", Loc: loc("limit"),
+				Msg: fmt.Sprintf("Input should be less than or equal to %d", ports.MaxCaptionLimit), Input: v,
+				Ctx: map[string]any{"le": ports.MaxCaptionLimit}})
+		}
+		q.Limit = n
+	}
+	if v := values.Get("cursor"); v != "" {
+		if _, err := ports.ParseCaptionCursor(v); err != nil {
+			problems = append(problems, badCursor(v))
+		}
+		q.Cursor = v
+	}
+	return q, problems
+}
+
+func badCursor(v string) *validationError {
+	if len(v) > 64 {
+		v = v[:64] + "…"
+	}
+	return &validationError{Type: "value_error", Loc: []any{"query", "cursor"},
+		Msg: "Value error, not a cursor this server gave out", Input: v}
+}

@@ -1,0 +1,232 @@
+// Package postgres keeps captions in PostgreSQL through pgx (pgxpool), for
+// deployments where several server instances share one history. Search is a
+// generated tsvector column with a GIN index, queried with
+// websearch_to_tsquery. The schema comes from versioned migrations embedded in
+// the binary (goose), applied under an advisory lock so instances starting
+// together do not race.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	"github.com/foresight-vision/foresight/ports"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrationLockID is the pg_advisory_lock key held while migrating
+// (arbitrary; "foresight" in ASCII, truncated to fit an int64).
+const migrationLockID int64 = 0x666f726573696768
+
+// SearchConfig is the text search configuration captions are indexed with.
+const SearchConfig = "english"
+
+// Store is a ports.CaptionStore on a PostgreSQL database.
+type Store struct{ pool *pgxpool.Pool }
+
+var _ ports.CaptionStore = (*Store)(nil)
+
+// Open connects with dsn (a postgres:// URL or key=value string) and applies
+// the migrations.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's message may echo the DSN, password included: say only what failed.
+		return nil, fmt.Errorf("parse the postgres connection string: invalid")
+	}
+	cfg.MinConns = 0
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to postgres: %w", err)
+	}
+	if err := migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// migrate applies the migrations while holding a session advisory lock, so
+// a second instance waits for the first and then finds nothing to do.
+func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	lockConn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("connect to postgres: %w", err)
+	}
+	defer lockConn.Release()
+	if _, err := lockConn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockID); err != nil {
+		return fmt.Errorf("take the migration lock: %w", err)
+	}
+	defer func() {
+		// A fresh context: the lock must go even when ctx has ended.
+		unlockCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := lockConn.Exec(unlockCtx, "SELECT pg_advisory_unlock($1)", migrationLockID); err != nil {
+			_ = lockConn.Conn().Close(unlockCtx) // closing the session drops the lock too
+		}
+	}()
+	db := stdlib.OpenDBFromPool(pool)
+	defer func() { _ = db.Close() }()
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, sub, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("postgres migrations: %w", err)
+	}
+	if _, err := provider.Up(ctx); err != nil {
+		return fmt.Errorf("apply postgres migrations: %w", err)
+	}
+	return nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	s.pool.Close()
+	return nil
+}
+
+// SaveCaptions implements ports.CaptionWriter: the whole batch in one
+// multi-row INSERT (arrays unnested server-side), one round trip, one
+// transaction.
+func (s *Store) SaveCaptions(ctx context.Context, captions []ports.Caption) error {
+	if len(captions) == 0 {
+		return nil
+	}
+	n := len(captions)
+	var (
+		ids, devices, streams, texts, backends, models = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		starts, ends                                   = make([]time.Time, n), make([]time.Time, n)
+		chunkStarts, chunkEnds, latencies              = make([]float64, n), make([]float64, n), make([]float64, n)
+		tokens                                         = make([]int64, n)
+	)
+	for i, c := range captions {
+		ids[i], devices[i], streams[i], texts[i], backends[i], models[i] = c.ID, c.Device, c.StreamID, c.Text, c.Backend, c.Model
+		starts[i], ends[i] = c.Start.UTC(), c.End.UTC()
+		chunkStarts[i], chunkEnds[i], latencies[i], tokens[i] = c.ChunkStartS, c.ChunkEndS, c.LatencyMS, c.Tokens
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO captions
+		(id, device, stream_id, start_at, end_at, chunk_start_s, chunk_end_s, caption, latency_ms, tokens, backend, model)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[],
+			$6::float8[], $7::float8[], $8::text[], $9::float8[], $10::int8[], $11::text[], $12::text[])
+		ON CONFLICT (id) DO NOTHING`,
+		ids, devices, streams, starts, ends, chunkStarts, chunkEnds, texts, latencies, tokens, backends, models)
+	if err != nil {
+		return fmt.Errorf("insert caption batch: %w", err)
+	}
+	return nil
+}
+
+// QueryCaptions implements ports.CaptionReader.
+func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.CaptionPage, error) {
+	var where []string
+	var args []any
+	arg := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args))
+	}
+	if q.Device != "" {
+		where = append(where, "device = "+arg(q.Device))
+	}
+	if q.StreamID != "" {
+		where = append(where, "stream_id = "+arg(q.StreamID))
+	}
+	if !q.Since.IsZero() {
+		where = append(where, "start_at >= "+arg(q.Since.UTC()))
+	}
+	if !q.Until.IsZero() {
+		where = append(where, "start_at < "+arg(q.Until.UTC()))
+	}
+	if q.Cursor != "" {
+		cur, err := ports.ParseCaptionCursor(q.Cursor)
+		if err != nil {
+			return ports.CaptionPage{}, err
+		}
+		where = append(where, fmt.Sprintf("(start_at, id) < (%s, %s)", arg(cur.Start), arg(cur.ID)))
+	}
+	searching := false
+	if text := strings.ToValidUTF8(strings.ReplaceAll(q.Text, "\x00", " "), " "); strings.TrimSpace(text) != "" {
+		searching = true
+		where = append(where, fmt.Sprintf("search @@ websearch_to_tsquery('%s', %s)", SearchConfig, arg(text)))
+	}
+	limit := q.EffectiveLimit()
+	const columns = `id, device, stream_id, start_at, end_at, chunk_start_s, chunk_end_s, caption, latency_ms, tokens, backend, model`
+	query := "SELECT " + columns + " FROM captions"
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	if searching {
+		// Left alone, the planner walks the time index newest first and tests
+		// each row against the words, hoping to fill the page early: fine for
+		// a common word, a full scan for a rare or absent one (0.3-0.7 s over
+		// a million rows). Materializing the matches first makes it take them
+		// from the GIN index, so the cost follows the number of matches.
+		query = "WITH matches AS MATERIALIZED (" + query + ") SELECT " + columns + " FROM matches"
+	}
+	query += " ORDER BY start_at DESC, id DESC LIMIT " + arg(limit+1) // one more says whether another page exists
+
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return ports.CaptionPage{}, fmt.Errorf("query captions: %w", err)
+	}
+	defer rows.Close()
+	page := ports.CaptionPage{Captions: make([]ports.Caption, 0, min(limit, 64))}
+	for rows.Next() {
+		var c ports.Caption
+		if err := rows.Scan(&c.ID, &c.Device, &c.StreamID, &c.Start, &c.End, &c.ChunkStartS, &c.ChunkEndS,
+			&c.Text, &c.LatencyMS, &c.Tokens, &c.Backend, &c.Model); err != nil {
+			return ports.CaptionPage{}, fmt.Errorf("read caption row: %w", err)
+		}
+		c.Start, c.End = c.Start.UTC(), c.End.UTC()
+		page.Captions = append(page.Captions, c)
+	}
+	if err := rows.Err(); err != nil {
+		return ports.CaptionPage{}, fmt.Errorf("query captions: %w", err)
+	}
+	if len(page.Captions) > limit {
+		page.Captions = page.Captions[:limit]
+		last := page.Captions[limit-1]
+		page.NextCursor = ports.CaptionCursor{Start: last.Start, ID: last.ID}.String()
+	}
+	return page, nil
+}
+
+// DeleteCaptionsBefore implements ports.CaptionPruner.
+func (s *Store) DeleteCaptionsBefore(ctx context.Context, t time.Time, limit int) (int, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM captions WHERE id IN
+		(SELECT id FROM captions WHERE start_at < $1 ORDER BY start_at LIMIT $2)`, t.UTC(), max(limit, 1))
+	if err != nil {
+		return 0, fmt.Errorf("delete old captions: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Analyze refreshes the planner's statistics of the captions table
+// (autovacuum does this on its own; benchmarks call it after a bulk load).
+func (s *Store) Analyze(ctx context.Context) error {
+	if _, err := s.pool.Exec(ctx, "VACUUM ANALYZE captions"); err != nil {
+		return fmt.Errorf("analyze captions: %w", err)
+	}
+	return nil
+}
+
+// DiskBytes is what the captions table takes on disk, indexes included.
+func (s *Store) DiskBytes(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.pool.QueryRow(ctx, "SELECT pg_total_relation_size('captions')").Scan(&n); err != nil {
+		return 0, fmt.Errorf("measure captions: %w", err)
+	}
+	return n, nil
+}

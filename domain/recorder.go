@@ -1,0 +1,464 @@
+package domain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// Recorder defaults.
+const (
+	DefaultRecorderQueueSize     = 10_000
+	DefaultRecorderBatchSize     = 256
+	DefaultRecorderFlushInterval = time.Second
+	DefaultRecorderRetryMin      = 100 * time.Millisecond
+	DefaultRecorderRetryMax      = 10 * time.Second
+)
+
+// RecorderObserver receives the recorder's counters. Calls come from the
+// Record caller and from the writer goroutine; they must be cheap and
+// safe for concurrent use.
+type RecorderObserver interface {
+	// CaptionRecorded counts one Record call (a caption handed in).
+	CaptionRecorded()
+	// CaptionsStored counts rows a batch wrote.
+	CaptionsStored(n int)
+	// CaptionsDropped counts rows given up: dropped for the bound, or
+	// still queued when Close ran out of time.
+	CaptionsDropped(n int)
+	// CaptionBatch reports one SaveCaptions call: its rows, how long it
+	// took and its error (nil on success).
+	CaptionBatch(rows int, took time.Duration, err error)
+	// CaptionQueueDepth reports the rows waiting, in flight included.
+	CaptionQueueDepth(n int)
+}
+
+// NopRecorderObserver ignores everything.
+type NopRecorderObserver struct{}
+
+func (NopRecorderObserver) CaptionRecorded()                       {}
+func (NopRecorderObserver) CaptionsStored(int)                     {}
+func (NopRecorderObserver) CaptionsDropped(int)                    {}
+func (NopRecorderObserver) CaptionBatch(int, time.Duration, error) {}
+func (NopRecorderObserver) CaptionQueueDepth(int)                  {}
+
+// RecorderConfig configures a Recorder. Zero fields take the defaults above.
+type RecorderConfig struct {
+	// QueueSize bounds the captions held in memory, the batch being
+	// written included. Past it the oldest are dropped.
+	QueueSize int
+	// BatchSize is the most rows one SaveCaptions call gets.
+	BatchSize int
+	// FlushInterval is the longest a caption waits for its batch to fill.
+	FlushInterval time.Duration
+	// RetryMin and RetryMax bound the backoff between failed batches.
+	RetryMin time.Duration
+	RetryMax time.Duration
+	Clock    Clock
+	Observer RecorderObserver
+	// Logger gets one line per drop burst and per store outage; nil discards.
+	Logger *slog.Logger
+}
+
+func (c RecorderConfig) withDefaults() RecorderConfig {
+	if c.QueueSize <= 0 {
+		c.QueueSize = DefaultRecorderQueueSize
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = DefaultRecorderBatchSize
+	}
+	c.BatchSize = min(c.BatchSize, c.QueueSize)
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = DefaultRecorderFlushInterval
+	}
+	if c.RetryMin <= 0 {
+		c.RetryMin = DefaultRecorderRetryMin
+	}
+	if c.RetryMax < c.RetryMin {
+		c.RetryMax = max(DefaultRecorderRetryMax, c.RetryMin)
+	}
+	if c.Clock == nil {
+		c.Clock = SystemClock{}
+	}
+	if c.Observer == nil {
+		c.Observer = NopRecorderObserver{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return c
+}
+
+// Recorder hands captions to a ports.CaptionWriter off the ack path: Record
+// only queues, and one goroutine writes batches, retrying with backoff while
+// the store fails. It is safe for concurrent use.
+type Recorder struct {
+	cfg    RecorderConfig
+	writer ports.CaptionWriter
+
+	mu        sync.Mutex
+	queue     captionRing     // waiting, oldest first
+	held      []ports.Caption // the batch being written or retried; older than queue
+	inFlight  bool            // a SaveCaptions call holds held: it may not shrink
+	flushDue  bool
+	timerOn   bool
+	stopTimer func() bool
+	closing   bool
+	stopped   bool // the writer has exited: Record drops
+	dropping  bool // inside a drop burst (since the last successful batch)
+	burst     int  // rows dropped in the current burst
+
+	wake    chan struct{} // pokes the writer; buffer 1
+	runCtx  context.Context
+	abandon context.CancelFunc // cancels runCtx when Close runs out of time
+	done    chan struct{}
+}
+
+// NewRecorder starts a recorder writing to w.
+func NewRecorder(w ports.CaptionWriter, cfg RecorderConfig) *Recorder {
+	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Recorder{
+		cfg:     cfg,
+		writer:  w,
+		queue:   newCaptionRing(cfg.QueueSize),
+		wake:    make(chan struct{}, 1),
+		runCtx:  ctx,
+		abandon: cancel,
+		done:    make(chan struct{}),
+	}
+	go r.run()
+	return r
+}
+
+// Record queues c for writing. It never blocks on the store: when the
+// queue is full the oldest caption not being written right now is dropped.
+func (r *Recorder) Record(c ports.Caption) {
+	r.cfg.Observer.CaptionRecorded()
+	r.mu.Lock()
+	if r.stopped {
+		r.mu.Unlock()
+		r.cfg.Observer.CaptionsDropped(1)
+		return
+	}
+	dropped := 0
+	if r.queue.len()+len(r.held) >= r.cfg.QueueSize {
+		dropped = 1
+		switch {
+		case !r.inFlight && len(r.held) > 0:
+			r.held = r.held[1:]
+			r.queue.push(c)
+		case r.queue.len() > 0:
+			r.queue.popFront()
+			r.queue.push(c)
+		default: // everything held is being written right now: the newcomer goes
+		}
+	} else {
+		r.queue.push(c)
+	}
+	firstDrop := false
+	if dropped > 0 {
+		r.burst += dropped
+		if !r.dropping {
+			r.dropping, firstDrop = true, true
+		}
+	}
+	depth := r.queue.len() + len(r.held)
+	r.mu.Unlock()
+	if dropped > 0 {
+		r.cfg.Observer.CaptionsDropped(dropped)
+		if firstDrop {
+			r.cfg.Logger.Warn("caption queue full: dropping the oldest captions until the store catches up",
+				"queue_size", r.cfg.QueueSize)
+		}
+	}
+	r.cfg.Observer.CaptionQueueDepth(depth)
+	r.poke()
+}
+
+// Close writes every queued caption and stops the writer. When ctx ends
+// first, the write in progress is abandoned, the rest are counted as
+// dropped and an error says how many were lost. Record after Close drops.
+func (r *Recorder) Close(ctx context.Context) error {
+	r.mu.Lock()
+	r.closing = true
+	r.mu.Unlock()
+	r.poke()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		r.abandon()
+		<-r.done
+	}
+	r.abandon()
+	r.mu.Lock()
+	lost := r.queue.len() + len(r.held)
+	r.queue = newCaptionRing(0)
+	r.held = nil
+	r.mu.Unlock()
+	if lost > 0 {
+		r.cfg.Observer.CaptionsDropped(lost)
+		r.cfg.Observer.CaptionQueueDepth(0)
+		return fmt.Errorf("caption recorder closed with %d captions unwritten: %w", lost, context.Cause(ctx))
+	}
+	return nil
+}
+
+func (r *Recorder) poke() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	defer func() {
+		r.mu.Lock()
+		r.stopped = true
+		if r.timerOn {
+			r.stopTimer()
+			r.timerOn = false
+		}
+		r.mu.Unlock()
+	}()
+	for {
+		if !r.nextBatch() {
+			return
+		}
+		if !r.writeHeld() {
+			return
+		}
+	}
+}
+
+// nextBatch waits until a batch is due and moves it into held. It reports
+// false when the recorder is closing with nothing left, or abandoned.
+func (r *Recorder) nextBatch() bool {
+	for {
+		r.mu.Lock()
+		n := r.queue.len()
+		if len(r.held) > 0 {
+			r.mu.Unlock()
+			return true
+		}
+		if n >= r.cfg.BatchSize || (n > 0 && (r.flushDue || r.closing)) {
+			r.held = r.queue.popN(min(n, r.cfg.BatchSize))
+			r.flushDue = false
+			if r.timerOn {
+				r.stopTimer()
+				r.timerOn = false
+			}
+			r.mu.Unlock()
+			return true
+		}
+		if n == 0 && r.closing {
+			r.stopped = true
+			r.mu.Unlock()
+			return false
+		}
+		if n > 0 && !r.timerOn {
+			r.timerOn = true
+			r.stopTimer = r.cfg.Clock.AfterFunc(r.cfg.FlushInterval, func() {
+				r.mu.Lock()
+				r.flushDue, r.timerOn = true, false
+				r.mu.Unlock()
+				r.poke()
+			})
+		}
+		r.mu.Unlock()
+		select {
+		case <-r.wake:
+		case <-r.runCtx.Done():
+			return false
+		}
+	}
+}
+
+// writeHeld writes held until it succeeds, is dropped to nothing, or the
+// recorder is abandoned (false).
+func (r *Recorder) writeHeld() bool {
+	backoff := r.cfg.RetryMin
+	failing := false
+	for {
+		r.mu.Lock()
+		if len(r.held) == 0 {
+			r.mu.Unlock()
+			return true
+		}
+		batch := r.held
+		r.inFlight = true
+		r.mu.Unlock()
+
+		start := r.cfg.Clock.Now()
+		err := r.writer.SaveCaptions(r.runCtx, batch)
+		took := r.cfg.Clock.Now().Sub(start)
+		r.cfg.Observer.CaptionBatch(len(batch), took, err)
+
+		r.mu.Lock()
+		r.inFlight = false
+		if err == nil {
+			r.held = nil
+			burst := r.burst
+			r.dropping, r.burst = false, 0
+			depth := r.queue.len()
+			r.mu.Unlock()
+			r.cfg.Observer.CaptionsStored(len(batch))
+			r.cfg.Observer.CaptionQueueDepth(depth)
+			if failing {
+				r.cfg.Logger.Info("caption store is back; writing the queued captions")
+			}
+			if burst > 0 {
+				r.cfg.Logger.Warn("caption drop burst ended", "dropped", burst)
+			}
+			return true
+		}
+		r.mu.Unlock()
+		if r.runCtx.Err() != nil {
+			return false
+		}
+		if !failing {
+			failing = true
+			r.cfg.Logger.Warn("caption store write failed; keeping the rows and retrying", "err", err, "rows", len(batch))
+		}
+		if !r.sleep(backoff) {
+			return false
+		}
+		backoff = min(2*backoff, r.cfg.RetryMax)
+	}
+}
+
+// sleep waits d on the Clock; false means the recorder was abandoned.
+func (r *Recorder) sleep(d time.Duration) bool {
+	fired := make(chan struct{})
+	stop := r.cfg.Clock.AfterFunc(d, func() { close(fired) })
+	select {
+	case <-fired:
+		return true
+	case <-r.runCtx.Done():
+		stop()
+		return false
+	}
+}
+
+// captionRing is a fixed-capacity FIFO of captions.
+type captionRing struct {
+	buf  []ports.Caption
+	head int
+	n    int
+}
+
+func newCaptionRing(capacity int) captionRing {
+	return captionRing{buf: make([]ports.Caption, capacity)}
+}
+
+func (q *captionRing) len() int { return q.n }
+
+func (q *captionRing) push(c ports.Caption) {
+	q.buf[(q.head+q.n)%len(q.buf)] = c
+	q.n++
+}
+
+func (q *captionRing) popFront() {
+	q.buf[q.head] = ports.Caption{}
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+}
+
+// popN removes and returns the k oldest captions in a fresh slice.
+func (q *captionRing) popN(k int) []ports.Caption {
+	out := make([]ports.Caption, k)
+	for i := range out {
+		out[i] = q.buf[q.head]
+		q.popFront()
+	}
+	return out
+}
+
+// DefaultDevice is the device of a stream that names none.
+const DefaultDevice = "default"
+
+// ErrBadDevice is wrapped by DeviceID's error.
+var ErrBadDevice = errors.New("device id must be 1-64 characters of A-Z a-z 0-9 . _ -")
+
+// DevicePattern is the rule for device ids, as a regular expression.
+const DevicePattern = `^[A-Za-z0-9._-]{1,64}$`
+
+// ValidDevice reports whether s is a well-formed device id (DevicePattern).
+func ValidDevice(s string) bool {
+	if len(s) < 1 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch b := s[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9', b == '.', b == '_', b == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// DeviceID vets the device a client named: empty means DefaultDevice.
+func DeviceID(raw string) (string, error) {
+	if raw == "" {
+		return DefaultDevice, nil
+	}
+	if !ValidDevice(raw) {
+		return "", ErrBadDevice
+	}
+	return raw, nil
+}
+
+// CaptionFromResult builds the caption to keep from a result delivered on
+// an ack of a stream that began at streamStart (wall clock). ok is false
+// when the result holds no caption: inference errors are not captions.
+func CaptionFromResult(res ports.Result, id, device, streamID string, streamStart time.Time, backend, model string) (c ports.Caption, ok bool) {
+	text, _ := res["caption"].(string)
+	if _, failed := res["inference_error"]; failed || text == "" {
+		return ports.Caption{}, false
+	}
+	startS, endS := number(res["chunk_start_s"]), number(res["chunk_end_s"])
+	return ports.Caption{
+		ID:          id,
+		Device:      device,
+		StreamID:    streamID,
+		Start:       streamStart.Add(time.Duration(startS * float64(time.Second))),
+		End:         streamStart.Add(time.Duration(endS * float64(time.Second))),
+		ChunkStartS: startS,
+		ChunkEndS:   endS,
+		Text:        text,
+		LatencyMS:   number(res["latency_ms"]),
+		Tokens:      int64(number(res["tokens_generated"])),
+		Backend:     backend,
+		Model:       model,
+	}, true
+}
+
+// number reads a JSON-ish number of whatever Go type a backend produced.
+func number(v any) float64 {
+	switch n := v.(type) {
+	case float64:
+		return n
+	case float32:
+		return float64(n)
+	case int:
+		return float64(n)
+	case int64:
+		return float64(n)
+	case int32:
+		return float64(n)
+	case uint64:
+		return float64(n)
+	case interface{ Float64() (float64, error) }: // json.Number
+		f, _ := n.Float64()
+		return f
+	}
+	return 0
+}
