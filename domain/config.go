@@ -29,6 +29,12 @@ type Config struct {
 	// (VISION_MAX_BUFFER_BYTES); the oldest frames are dropped first. A
 	// single frame larger than the budget is still kept, alone.
 	MaxBufferBytes int64
+	// MaxFramesPerChunk bounds the frames sent to the model per chunk
+	// (FORESIGHT_MAX_FRAMES_PER_CHUNK): SampleFrameIndices picks them evenly
+	// across the chunk, first and last included, and the others give their
+	// budget bytes back at once. Zero means DefaultMaxFramesPerChunk; a
+	// negative value means every buffered frame (the setting's 0).
+	MaxFramesPerChunk int
 	// Prompt is sent with every chunk (VISION_PROMPT).
 	Prompt string
 	// InferenceTimeout bounds opening the inference session and each call
@@ -56,6 +62,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBufferBytes <= 0 {
 		c.MaxBufferBytes = DefaultMaxBufferBytes
+	}
+	switch {
+	case c.MaxFramesPerChunk == 0:
+		c.MaxFramesPerChunk = DefaultMaxFramesPerChunk
+	case c.MaxFramesPerChunk < 0:
+		c.MaxFramesPerChunk = 0 // selectFrames keeps all
 	}
 	if c.Prompt == "" {
 		c.Prompt = DefaultPrompt

@@ -24,6 +24,8 @@ func (captioner) InferChunk(_ context.Context, c ports.Chunk) (ports.Result, err
 func (captioner) Close(context.Context) error { return nil }
 
 // Drive a stream with your own inference backend and a clock you control.
+// Each one-second chunk receives 10 frames; the model is sent 6 of them
+// (DefaultMaxFramesPerChunk), picked evenly, first and last included.
 func ExampleStartStream() {
 	ctx := context.Background()
 	clock := domaintest.NewClock()
@@ -42,6 +44,6 @@ func ExampleStartStream() {
 		stream.Await(ctx) // a real camera's pace gives calls time; here we wait
 	}
 	// Output:
-	// frame 11: 10 frames from 0.0s to 1.0s
-	// frame 21: 10 frames from 1.0s to 2.0s
+	// frame 11: 6 frames from 0.0s to 1.0s
+	// frame 21: 6 frames from 1.0s to 2.0s
 }

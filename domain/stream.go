@@ -255,12 +255,19 @@ func (s *Stream) fail(err error, elapsed time.Duration) {
 	s.pending = report{err: err.Error()}
 }
 
-// cut hands every buffered frame to the model as one chunk.
+// cut hands the buffered frames to the model as one chunk, at most
+// MaxFramesPerChunk of them; the frames left out give their bytes back now.
 func (s *Stream) cut(now time.Time) {
 	startS := max(s.windowStart.Sub(s.start).Seconds(), 0)
 	endS := max(now.Sub(s.start).Seconds(), startS)
-	frames, size := s.buf.take()
-	chunk := ports.Chunk{Frames: frames, StartS: startS, EndS: endS, Prompt: s.cfg.Prompt}
+	frames, received := s.buf.take()
+	receivedFrames := len(frames)
+	frames, size := selectFrames(frames, s.cfg.MaxFramesPerChunk)
+	s.cfg.Budget.Release(received - size)
+	chunk := ports.Chunk{
+		Frames: frames, StartS: startS, EndS: endS, Prompt: s.cfg.Prompt,
+		ReceivedFrames: receivedFrames, ReceivedBytes: received,
+	}
 	s.windowStart = now
 	s.summary.Chunks++
 	s.cfg.Observer.ChunkCut(len(chunk.Frames), size)

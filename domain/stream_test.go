@@ -189,7 +189,7 @@ func TestChunkFramesOldestFirst(t *testing.T) {
 
 func TestOneCallInFlight(t *testing.T) {
 	gate := domaintest.NewGate()
-	h := newHarness(t, domain.Config{ChunkInterval: -1}, gate.Infer)
+	h := newHarness(t, domain.Config{ChunkInterval: -1, MaxFramesPerChunk: -1}, gate.Infer)
 	h.frame(1) // cuts chunk 1
 	for range 10 {
 		h.clock.Advance(time.Second)
@@ -460,10 +460,11 @@ func TestSharedMemoryBudget(t *testing.T) {
 	assert.Equal(t, 0, frames, "b dropped its oldest, then the frame itself")
 	assert.Equal(t, int64(60), budget.Used())
 
-	// A chunk keeps its bytes until its call ends.
+	// A chunk keeps its bytes until its call ends; of its 7 frames the 6
+	// sent (DefaultMaxFramesPerChunk) hold 60, the other gave its 10 back.
 	clockA.Advance(time.Hour)
 	a.HandleFrame(make([]byte, 10))
-	assert.Equal(t, int64(70), budget.Used())
+	assert.Equal(t, int64(60), budget.Used())
 	gate.Release(ports.Result{}, nil)
 	a.AwaitCall()
 	assert.Equal(t, int64(0), budget.Used())

@@ -31,6 +31,10 @@ type Chunk struct {
 	EndS   float64
 	// Prompt is the instruction given to the model for this chunk.
 	Prompt string
+	// ReceivedFrames and ReceivedBytes count the frames buffered for this
+	// window before frame selection; Frames holds the ones sent.
+	ReceivedFrames int
+	ReceivedBytes  int64
 }
 
 // Result is a model reply. Its non-null fields are merged into the next ack
