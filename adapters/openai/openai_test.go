@@ -383,8 +383,8 @@ func TestStreamTimesOutAndRecovers(t *testing.T) {
 	clock.Advance(5 * time.Second)
 	require.True(t, st.Await(context.Background()))
 	ack := st.HandleFrame(jpeg("b")) // carries the timeout, cuts chunk 2
-	require.NotNil(t, ack.Result)
-	assert.Equal(t, "inference timed out after 5s", ack.Result["inference_error"])
+	assert.Nil(t, ack.Result)
+	assert.Equal(t, "inference timed out after 5s", ack.InferenceError)
 	require.True(t, st.Await(context.Background()))
 	ack = st.HandleFrame(jpeg("c"))
 	require.NotNil(t, ack.Result)
