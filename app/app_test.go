@@ -22,10 +22,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startServer runs the whole app on a loopback port.
+// startServer runs the whole app on a loopback port. It keeps no captions
+// unless env names a FORESIGHT_DATABASE_URL, so no test writes data/.
 func startServer(t *testing.T, env ...string) *app.Instance {
 	t.Helper()
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(env...), nil)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(append([]string{"FORESIGHT_DATABASE_URL", "none"}, env...)...), nil)
 	require.NoError(t, err)
 	inst, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -104,7 +105,7 @@ func TestMagicWordGate(t *testing.T) {
 }
 
 func TestStopClosesOpenStreams(t *testing.T) {
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(), nil)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf("FORESIGHT_DATABASE_URL", "none"), nil)
 	require.NoError(t, err)
 	inst, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)

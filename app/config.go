@@ -34,6 +34,12 @@ type Config struct {
 	IdleTimeout         time.Duration
 	MaxStreams          int
 
+	// DatabaseURL picks the caption store: sqlite:<path>, postgres://…, or
+	// none (see DatabaseKind).
+	DatabaseURL      string
+	CaptionRetention time.Duration // 0 keeps captions forever
+	CaptionQueue     int
+
 	PokeURL     string
 	PokeTimeout time.Duration
 	PokeAPIKey  string
@@ -110,6 +116,19 @@ var Settings = []Setting{
 		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
 	{Flag: "max-streams", Envs: []string{"FORESIGHT_MAX_STREAMS"}, Default: "10000", Help: "concurrent streams; more get 503",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.MaxStreams })},
+
+	{Flag: "database-url", Envs: []string{"FORESIGHT_DATABASE_URL"}, Default: DefaultDatabaseURL, Help: "caption store: sqlite:<path> (folder created), postgres://… or postgresql://…, or none to keep nothing",
+		Apply: func(c *Config, v string) error {
+			if _, _, err := ParseDatabaseURL(v); err != nil {
+				return err
+			}
+			c.DatabaseURL = v
+			return nil
+		}},
+	{Flag: "caption-retention", Envs: []string{"FORESIGHT_CAPTION_RETENTION"}, Default: "720h", Help: "delete stored captions older than this; 0 keeps them forever",
+		Apply: settings.NonNegativeDuration(func(c *Config) *time.Duration { return &c.CaptionRetention })},
+	{Flag: "caption-queue", Envs: []string{"FORESIGHT_CAPTION_QUEUE"}, Default: "10000", Help: "captions held in memory while the store is slow or down; past it the oldest are dropped",
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.CaptionQueue })},
 
 	{Flag: "poke-url", Envs: []string{"FORESIGHT_POKE_URL"}, Default: "https://poke.com/api/v1/inbound-sms/webhook", Help: "Poke inbound webhook",
 		Apply: func(c *Config, v string) error { c.PokeURL = v; return nil }},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -70,6 +71,12 @@ type StreamConfig struct {
 	SessionOptions func(*http.Request) map[string]string
 	// Observer is told about streams and frames; nil means none.
 	Observer Observer
+	// Captions is handed every caption delivered on an ack (the visual
+	// memory); nil keeps none. Record must not block.
+	Captions CaptionSink
+	// BackendName and ModelName label the captions kept.
+	BackendName string
+	ModelName   string
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -100,6 +107,11 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.Session.Observer = c.Observer
 	}
 	return c
+}
+
+// CaptionSink takes the captions delivered on acks; domain.Recorder is one.
+type CaptionSink interface {
+	Record(ports.Caption)
 }
 
 // StreamHandler serves GET /vision/stream: binary frames in, JSON acks out.
@@ -147,6 +159,12 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "handshake error: WebSocket needs HTTP/1.1 or later", http.StatusBadRequest)
 		return
 	}
+	device, err := deviceOf(r)
+	if err != nil {
+		h.cfg.Observer.StreamRejected("bad_device")
+		writeDetail(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if h.active.Add(1) > int64(h.cfg.MaxStreams) {
 		h.active.Add(-1)
 		h.cfg.Observer.StreamRejected("limit")
@@ -179,11 +197,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.untrack(conn)
 
-	logger := h.cfg.Logger.With("stream_id", req.StreamID, "remote", r.RemoteAddr)
+	logger := h.cfg.Logger.With("stream_id", req.StreamID, "device", device, "remote", r.RemoteAddr)
 	s := &wsStream{
 		h:      h,
 		frames: frames,
 		logger: logger,
+		id:     req.StreamID,
+		device: device,
+		start:  time.Now(),
 		stream: domain.StartStream(h.cfg.Backend, req, h.cfg.Session),
 	}
 	frames.SetShed(s.stream.DropBuffered)
@@ -283,6 +304,11 @@ type wsStream struct {
 	logger *slog.Logger
 	stream *domain.Stream
 	ackBuf []byte
+	id     string
+	device string
+	// start is the stream's wall-clock start: a caption's chunk offsets
+	// are counted from it.
+	start time.Time
 }
 
 // run reads frames until the stream ends and returns the close code seen
@@ -316,6 +342,10 @@ func (s *wsStream) loop() error {
 func (s *wsStream) handleFrame(frame []byte) error {
 	s.h.cfg.Observer.FrameReceived(len(frame))
 	ack := s.stream.HandleFrame(frame)
+	if ack.Result != nil && s.h.cfg.Captions != nil {
+		// Before the write: a caption the client sees is always handed on.
+		s.record(ack)
+	}
 	s.ackBuf = AppendAck(s.ackBuf[:0], ack)
 	if err := s.frames.WriteText(s.ackBuf); err != nil {
 		return err
@@ -328,4 +358,29 @@ func (s *wsStream) handleFrame(frame []byte) error {
 		s.logger.Warn("inference failed", "frame", ack.Frame, "err", ack.InferenceError)
 	}
 	return nil
+}
+
+// record hands the caption of ack's result to the visual memory. The id is
+// the stream's (random) id and the frame number, unique and stable, so a
+// retried batch is stored once.
+func (s *wsStream) record(ack domain.Ack) {
+	id := s.id + "-" + strconv.FormatInt(ack.Frame, 10)
+	c, ok := domain.CaptionFromResult(ack.Result, id, s.device, s.id, s.start, s.h.cfg.BackendName, s.h.cfg.ModelName)
+	if ok {
+		s.h.cfg.Captions.Record(c)
+	}
+}
+
+// deviceOf reads the stream's device from the upgrade request: the query
+// parameter, else the header, else domain.DefaultDevice.
+func deviceOf(r *http.Request) (string, error) {
+	raw := r.URL.Query().Get(wire.QueryDevice)
+	if raw == "" {
+		raw = r.Header.Get(wire.HeaderDevice)
+	}
+	device, err := domain.DeviceID(raw)
+	if err != nil {
+		return "", fmt.Errorf("invalid device: %w", err)
+	}
+	return device, nil
 }
