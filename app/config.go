@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/foresight-vision/foresight/adapters/wsframe"
 	"github.com/foresight-vision/foresight/domain"
 )
 
@@ -188,13 +189,28 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 			return Config{}, fmt.Errorf("config %s: %w", from, err)
 		}
 	}
-	if c.MaxTotalBufferBytes < c.MaxFrameBytes {
-		// Otherwise a message larger than the whole budget would be told
-		// "try again later" forever.
-		return Config{}, fmt.Errorf("config: FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d) must be at least FORESIGHT_MAX_FRAME_BYTES (%d)",
-			c.MaxTotalBufferBytes, c.MaxFrameBytes)
+	if err := c.checkMemory(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
+}
+
+// checkMemory refuses frame-memory settings that cannot work together.
+func (c Config) checkMemory() error {
+	if need := wsframe.ReadCost(c.MaxFrameBytes); c.MaxTotalBufferBytes < need {
+		// Otherwise the largest message allowed could never be read, even
+		// by a lone stream.
+		return fmt.Errorf("config: FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d) must be at least %d: reading a message of FORESIGHT_MAX_FRAME_BYTES (%d) takes that much frame memory at once",
+			c.MaxTotalBufferBytes, need, c.MaxFrameBytes)
+	}
+	if c.MaxBufferBytes > c.MaxTotalBufferBytes {
+		// A stream would fill the whole shared budget with frames waiting
+		// for its next chunk, leaving nothing for the chunk in flight or for
+		// reading the next message: it would see its frames dropped.
+		return fmt.Errorf("config: VISION_MAX_BUFFER_BYTES (%d) must not exceed FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d): one stream's buffer cannot be larger than the memory all streams share",
+			c.MaxBufferBytes, c.MaxTotalBufferBytes)
+	}
+	return nil
 }
 
 func firstEnv(getenv func(string) string, names []string) (value, name string) {

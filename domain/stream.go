@@ -145,6 +145,22 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 	return ack
 }
 
+// HandleDroppedFrame acks a frame of size bytes that the server could not
+// hold (the shared MemoryBudget was spent and the stream had nothing
+// buffered to give up): it is counted as received and dropped, and a
+// finished result still rides on its ack.
+func (s *Stream) HandleDroppedFrame(size int) Ack {
+	s.summary.Frames++
+	s.summary.Bytes += int64(size)
+	s.summary.DroppedFrames++
+	s.summary.DroppedBytes += int64(size)
+	s.cfg.Observer.FramesDropped(1, int64(size))
+	s.poll()
+	ack := Ack{Frame: s.summary.Frames, Bytes: size, Result: s.pending}
+	s.pending = nil
+	return ack
+}
+
 // poll collects the call in flight if it has finished.
 func (s *Stream) poll() {
 	if s.call == nil {
@@ -264,15 +280,24 @@ func (s *Stream) cut(now time.Time) {
 // shared MemoryBudget is spent, so a stream gives up its own frames before
 // it is refused a new message.
 func (s *Stream) DropBuffered() int64 {
+	var freed int64
+	if c := s.call; c != nil {
+		// A call that has come back frees its chunk first; its result
+		// stays for the next ack.
+		held := c.bytes
+		if s.poll(); s.call == nil {
+			freed = held
+		}
+	}
 	frames, size := s.buf.count, s.buf.bytes
 	if frames == 0 {
-		return 0
+		return freed
 	}
 	s.buf.clear()
 	s.summary.DroppedFrames += int64(frames)
 	s.summary.DroppedBytes += size
 	s.cfg.Observer.FramesDropped(frames, size)
-	return size
+	return freed + size
 }
 
 // Await waits until the call in flight (opening the session or inferring a

@@ -68,7 +68,9 @@ type StreamConfig struct {
 	Backend ports.InferenceBackend
 	// Session tunes each stream's domain session (chunking, buffer, prompt,
 	// inference timeout). Its Budget also bounds the messages being read:
-	// when it is spent, a stream is closed with 1013.
+	// when it is spent and the stream has no frames of its own to give up,
+	// the new message is read past, discarded and acked as dropped. A
+	// message larger than the whole budget gets close 1009.
 	Session domain.Config
 	// MaxFrameBytes is the largest message accepted
 	// (FORESIGHT_MAX_FRAME_BYTES); larger ones get close 1009 unread.
@@ -225,8 +227,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // frameConfig is the framing every stream of this handler gets.
 func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
+	maxMessage := h.cfg.MaxFrameBytes
+	if b := h.cfg.Session.Budget; b != nil {
+		// A message the budget could never hold is refused outright.
+		maxMessage = min(maxMessage, b.Limit())
+	}
 	return wsframe.ServerConfig{
-		MaxMessageBytes:  h.cfg.MaxFrameBytes,
+		MaxMessageBytes:  maxMessage,
+		DropWhenShort:    true,
 		IdleTimeout:      h.cfg.IdleTimeout,
 		WriteTimeout:     h.cfg.WriteTimeout,
 		Budget:           h.cfg.Session.Budget,
@@ -333,10 +341,17 @@ func (s *wsStream) run() wire.CloseCode {
 func (s *wsStream) loop() error {
 	for {
 		frame, err := s.frames.ReadMessage()
-		if err != nil {
-			return err
+		var dropped *wsframe.DroppedError
+		switch {
+		case errors.As(err, &dropped):
+			// Frame memory is spent and this stream has nothing buffered to
+			// give up: the frame is lost, but still acked and counted.
+			s.h.cfg.Observer.FrameReceived(int(dropped.Bytes))
+			err = s.ack(s.stream.HandleDroppedFrame(int(dropped.Bytes)))
+		case err == nil:
+			err = s.handleFrame(frame)
 		}
-		if err := s.handleFrame(frame); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -345,7 +360,11 @@ func (s *wsStream) loop() error {
 // handleFrame feeds one complete binary message to the domain and acks it.
 func (s *wsStream) handleFrame(frame []byte) error {
 	s.h.cfg.Observer.FrameReceived(len(frame))
-	ack := s.stream.HandleFrame(frame)
+	return s.ack(s.stream.HandleFrame(frame))
+}
+
+// ack writes one frame's ack.
+func (s *wsStream) ack(ack domain.Ack) error {
 	s.ackBuf = AppendAck(s.ackBuf[:0], ack)
 	if err := s.frames.WriteText(s.ackBuf); err != nil {
 		return err
