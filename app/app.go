@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -54,6 +55,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newHandler,
 			newServer,
 		),
+		fx.Invoke(applyMemoryLimit),
 		fx.Invoke(func(*Server) {}),
 	)
 }
@@ -74,6 +76,28 @@ func newNotifier(lc fx.Lifecycle, cfg Config, logger *slog.Logger) (*poke.Client
 	}
 	lc.Append(fx.StopHook(client.CloseIdleConnections))
 	return client, nil
+}
+
+// applyMemoryLimit sets the Go soft memory limit for the server's life
+// (unless GOMEMLIMIT already did): without it the collector lets garbage
+// grow to the size of the live heap, so RSS runs to twice the frame budget.
+func applyMemoryLimit(lc fx.Lifecycle, cfg Config, logger *slog.Logger) {
+	limit := cfg.SoftMemoryLimit()
+	if limit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	var previous int64
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			previous = debug.SetMemoryLimit(limit)
+			logger.Debug("soft memory limit set", "bytes", limit)
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			debug.SetMemoryLimit(previous)
+			return nil
+		},
+	})
 }
 
 // newFrameBudget is the frame memory all streams share; metrics watch it.

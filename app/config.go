@@ -28,11 +28,14 @@ type Config struct {
 	MaxBufferBytes  int64
 	// MaxTotalBufferBytes is shared by all streams (a domain.MemoryBudget).
 	MaxTotalBufferBytes int64
-	Prompt              string
-	InferenceTimeout    time.Duration
-	MaxFrameBytes       int64
-	IdleTimeout         time.Duration
-	MaxStreams          int
+	// MemoryLimit is the Go runtime's soft memory limit in bytes:
+	// MemoryLimitAuto derives it from MaxTotalBufferBytes, 0 leaves it off.
+	MemoryLimit      int64
+	Prompt           string
+	InferenceTimeout time.Duration
+	MaxFrameBytes    int64
+	IdleTimeout      time.Duration
+	MaxStreams       int
 
 	PokeURL     string
 	PokeTimeout time.Duration
@@ -100,6 +103,18 @@ var Settings = []Setting{
 		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxBufferBytes })},
 	{Flag: "max-total-buffer-bytes", Envs: []string{"FORESIGHT_MAX_TOTAL_BUFFER_BYTES"}, Default: "2147483648", Help: "frame bytes all streams together may hold (2 GiB): buffers, chunks in flight, messages being read",
 		apply: positiveInt64(func(c *Config) *int64 { return &c.MaxTotalBufferBytes })},
+	{Flag: "memory-limit", Envs: []string{"FORESIGHT_MEMORY_LIMIT"}, Default: "auto", Help: "Go soft memory limit in bytes, so the collector keeps RSS near the frame budget: auto (1.125 × the total buffer bytes + 32 MiB), off, or a number; GOMEMLIMIT, when set, wins",
+		apply: func(c *Config, v string) error {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "auto":
+				c.MemoryLimit = MemoryLimitAuto
+				return nil
+			case "off", "0":
+				c.MemoryLimit = 0
+				return nil
+			}
+			return positiveInt64(func(c *Config) *int64 { return &c.MemoryLimit })(c, v)
+		}},
 	{Flag: "prompt", Envs: []string{"VISION_PROMPT"}, Default: domain.DefaultPrompt, Help: "instruction sent with every chunk",
 		apply: func(c *Config, v string) error { c.Prompt = v; return nil }},
 	{Flag: "inference-timeout", Envs: []string{"FORESIGHT_INFERENCE_TIMEOUT"}, Default: "30s", Help: "limit on opening an inference session and on each call",
@@ -193,6 +208,21 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// MemoryLimitAuto in Config.MemoryLimit derives the soft memory limit from
+// the frame budget (see SoftMemoryLimit).
+const MemoryLimitAuto = -1
+
+// SoftMemoryLimit is the limit to hand debug.SetMemoryLimit, or 0 for none.
+// Auto is the budget, an eighth more for garbage the collector has not
+// reclaimed yet, and 32 MiB for everything that is not frames (measured in
+// docs/benchmarks.md: RSS then stays within 1.25 × budget + 64 MiB).
+func (c Config) SoftMemoryLimit() int64 {
+	if c.MemoryLimit == MemoryLimitAuto {
+		return c.MaxTotalBufferBytes + c.MaxTotalBufferBytes/8 + 32<<20
+	}
+	return max(c.MemoryLimit, 0)
 }
 
 // checkMemory refuses frame-memory settings that cannot work together.
