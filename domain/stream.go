@@ -317,6 +317,12 @@ func (s *Stream) Await(ctx context.Context) bool {
 	}
 }
 
+// RetainsFrames reports whether frames handed to HandleFrame may be kept
+// after it returns (for a chunk). Once false (no inference for this
+// stream) it stays false, and the caller may reuse a frame's memory as
+// soon as HandleFrame returns.
+func (s *Stream) RetainsFrames() bool { return !s.disabled }
+
 // Busy reports whether a call (opening the session or inferring a chunk) is
 // in flight.
 func (s *Stream) Busy() bool { return s.call != nil }

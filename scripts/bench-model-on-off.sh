@@ -9,7 +9,7 @@
 # env:   BIN (dir with foresight and modaldouble; default bin, see `make bench-tools`),
 #        DELAY (per model call, 300ms), CHUNK (VISION_CHUNK_SECONDS, 1),
 #        MODE (lockstep), SERVER_ENV (extra env for both servers, e.g.
-#        "FORESIGHT_MAX_TOTAL_BUFFER_BYTES=268435456"), ON_ONLY=1 (skip the no-model server)
+#        "FORESIGHT_MAX_TOTAL_BUFFER_BYTES=268435456"), ON_ONLY=1 / OFF_ONLY=1 (one server only)
 set -euo pipefail
 N=${1:-500}; FPS=${2:-10}; BYTES=${3:-20000}; DUR=${4:-8s}
 BIN=${BIN:-bin}; DELAY=${DELAY:-300ms}; CHUNK=${CHUNK:-1}; MODE=${MODE:-lockstep}
@@ -28,9 +28,15 @@ serve() { # name port env...
     "$BIN/foresight" serve --addr 127.0.0.1:"$port" --log-level error >"$tmp/$name.log" 2>&1 &
   pids+=($!); echo $! >"$tmp/$name.pid"
 }
-names=(on); [ "${ON_ONLY:-}" = 1 ] || names=(off on)
-[ "${ON_ONLY:-}" = 1 ] || serve off 18181 FORESIGHT_INFERENCE_BACKEND=none
-serve on 18182 MODAL_SERVER_URL="$url" MODAL_TOKEN_ID=ak-bench MODAL_TOKEN_SECRET=as-bench
+names=(off on)
+[ "${ON_ONLY:-}" = 1 ] && names=(on)
+[ "${OFF_ONLY:-}" = 1 ] && names=(off)
+for n in "${names[@]}"; do
+  case $n in
+  off) serve off 18181 FORESIGHT_INFERENCE_BACKEND=none ;;
+  on) serve on 18182 MODAL_SERVER_URL="$url" MODAL_TOKEN_ID=ak-bench MODAL_TOKEN_SECRET=as-bench ;;
+  esac
+done
 sleep 1
 rss() { awk '/VmRSS/{print $2}' /proc/"$1"/status; }
 hwm() { awk '/VmHWM/{print $2}' /proc/"$1"/status; }

@@ -360,7 +360,11 @@ func (s *wsStream) loop() error {
 // handleFrame feeds one complete binary message to the domain and acks it.
 func (s *wsStream) handleFrame(frame []byte) error {
 	s.h.cfg.Observer.FrameReceived(len(frame))
-	return s.ack(s.stream.HandleFrame(frame))
+	ack := s.stream.HandleFrame(frame)
+	if !s.stream.RetainsFrames() {
+		s.frames.Recycle(frame) // nothing keeps it: read the next frame into it
+	}
+	return s.ack(ack)
 }
 
 // ack writes one frame's ack.

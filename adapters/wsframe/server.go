@@ -127,6 +127,10 @@ type Server struct {
 	dropping bool           // the current message is being discarded
 	peerCode wire.CloseCode // the code of the client's close frame
 	held     int64          // budget bytes taken by the message being read
+	// spare is a message buffer given back with Recycle, read into next;
+	// spareHeld is the budget it holds meanwhile.
+	spare     []byte
+	spareHeld int64
 }
 
 // NewServer wraps an upgraded connection: conn for deadlines, br and bw its
@@ -358,10 +362,18 @@ func (s *Server) readFailure(err error) error {
 func (s *Server) readPayload(hdr ws.Header) ([]byte, error) {
 	length := hdr.Length
 	if length <= slabSize {
-		if ok, err := s.reserve(length, length); !ok {
-			return nil, s.dropRest(err, length)
+		var payload []byte
+		if int64(cap(s.spare)) >= length {
+			// Its budget share becomes the message's, released as usual.
+			payload, s.spare = s.spare[:length], nil
+			s.held += s.spareHeld
+			s.spareHeld = 0
+		} else {
+			if ok, err := s.reserve(length, length); !ok {
+				return nil, s.dropRest(err, length)
+			}
+			payload = make([]byte, length)
 		}
-		payload := make([]byte, length)
 		if _, err := io.ReadFull(&s.in, payload); err != nil {
 			return nil, midFrame(s.readFailure(err))
 		}
@@ -441,7 +453,12 @@ func (s *Server) reserve(n, unread int64) (bool, error) {
 	if b == nil {
 		return true, nil
 	}
-	if !b.TryAcquire(n) && (s.cfg.Shed == nil || s.cfg.Shed() == 0 || !b.TryAcquire(n)) {
+	got := b.TryAcquire(n)
+	if !got && s.spareHeld > 0 {
+		s.dropSpare() // a recycled buffer too small for this message goes first
+		got = b.TryAcquire(n)
+	}
+	if !got && (s.cfg.Shed == nil || s.cfg.Shed() == 0 || !b.TryAcquire(n)) {
 		if !s.cfg.DropWhenShort {
 			return false, &CloseError{Code: wire.CloseTryAgainLater, Reason: ReasonShortOfMemory, unread: unread}
 		}
@@ -458,6 +475,31 @@ func (s *Server) unreserve(n int64) {
 		s.cfg.Budget.Release(n)
 	}
 	s.held -= n
+}
+
+// Recycle gives back a message ReadMessage returned, once the caller holds
+// no reference to it, so the next message that fits is read into it
+// instead of a new allocation: a stream that keeps no frames then reads
+// without allocating. Only one buffer of up to 64 KiB is kept, and it
+// holds its size in the budget while it waits (none is kept if the budget
+// cannot take it).
+func (s *Server) Recycle(msg []byte) {
+	size := int64(cap(msg))
+	if s.spare != nil || size == 0 || size > slabSize {
+		return
+	}
+	if b := s.cfg.Budget; b != nil && !b.TryAcquire(size) {
+		return
+	}
+	s.spare, s.spareHeld = msg[:0], size
+}
+
+// dropSpare lets go of the recycled buffer and its budget share.
+func (s *Server) dropSpare() {
+	if s.cfg.Budget != nil {
+		s.cfg.Budget.Release(s.spareHeld)
+	}
+	s.spare, s.spareHeld = nil, 0
 }
 
 // release gives the bytes of the message just read back to the budget.
@@ -554,6 +596,7 @@ func (s *Server) WriteClose(code wire.CloseCode, reason string) error {
 // frame and waits for the client's close; after ErrPeerClosed it is the
 // client's code; otherwise 1006. The caller then closes TCP.
 func (s *Server) End(err error) wire.CloseCode {
+	s.dropSpare()
 	var ce *CloseError
 	switch {
 	case errors.As(err, &ce):

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -306,4 +307,29 @@ func FuzzParseClose(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRecycledBufferIsReadIntoAndHoldsItsBudget(t *testing.T) {
+	input := append(clientFrame(ws.OpBinary, true, []byte("first")), clientFrame(ws.OpBinary, true, []byte("two"))...)
+	input = append(input, clientFrame(ws.OpBinary, true, []byte("a longer one"))...)
+	b := &capBudget{limit: 1 << 20}
+	var w bytes.Buffer
+	s := wsframe.NewServer(noDeadlines{}, bufio.NewReader(bytes.NewReader(input)), bufio.NewWriter(&w), wsframe.ServerConfig{Budget: b})
+	first, err := s.ReadMessage()
+	require.NoError(t, err)
+	assert.Zero(t, b.used)
+	s.Recycle(first)
+	assert.Equal(t, int64(cap(first)), b.used, "a recycled buffer is counted while it waits")
+	second, err := s.ReadMessage()
+	require.NoError(t, err)
+	assert.Equal(t, "two", string(second))
+	assert.Same(t, &first[:1][0], &second[:1][0], "read into the recycled buffer")
+	assert.Zero(t, b.used)
+	s.Recycle(second)
+	third, err := s.ReadMessage() // too large for it: a fresh buffer
+	require.NoError(t, err)
+	assert.Equal(t, "a longer one", string(third))
+	assert.Equal(t, int64(cap(second)), b.used)
+	s.End(io.EOF)
+	assert.Zero(t, b.used, "End gives the recycled buffer's share back")
 }
