@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -55,6 +56,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newHandler,
 			newServer,
 		),
+		fx.Invoke(applyMemoryLimit),
 		fx.Invoke(registerLifecycle),
 	)
 }
@@ -95,6 +97,28 @@ func newNotifier(cfg Config, logger *slog.Logger) (*poke.Client, error) {
 		return nil, fmt.Errorf("poke client: %w", err)
 	}
 	return client, nil
+}
+
+// applyMemoryLimit sets the Go soft memory limit for the server's life
+// (unless GOMEMLIMIT already did): without it the collector lets garbage
+// grow to the size of the live heap, so RSS runs to twice the frame budget.
+func applyMemoryLimit(lc fx.Lifecycle, cfg Config, logger *slog.Logger) {
+	limit := cfg.SoftMemoryLimit()
+	if limit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	var previous int64
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			previous = debug.SetMemoryLimit(limit)
+			logger.Debug("soft memory limit set", "bytes", limit)
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			debug.SetMemoryLimit(previous)
+			return nil
+		},
+	})
 }
 
 // newFrameBudget is the frame memory all streams share; metrics watch it.

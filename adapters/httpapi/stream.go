@@ -52,7 +52,9 @@ type StreamConfig struct {
 	Backend ports.InferenceBackend
 	// Session tunes each stream's domain session (chunking, buffer, prompt,
 	// inference timeout). Its Budget also bounds the messages being read:
-	// when it is spent, a stream is closed with 1013.
+	// when it is spent and the stream has no frames of its own to give up,
+	// the new message is read past, discarded and acked as dropped. A
+	// message larger than the whole budget gets close 1009.
 	Session domain.Config
 	// MaxFrameBytes is the largest message accepted
 	// (FORESIGHT_MAX_FRAME_BYTES); larger ones get close 1009 unread.
@@ -229,8 +231,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // frameConfig is the framing every stream of this handler gets.
 func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
+	maxMessage := h.cfg.MaxFrameBytes
+	if b := h.cfg.Session.Budget; b != nil {
+		// A message the budget could never hold is refused outright.
+		maxMessage = min(maxMessage, b.Limit())
+	}
 	return wsframe.ServerConfig{
-		MaxMessageBytes:  h.cfg.MaxFrameBytes,
+		MaxMessageBytes:  maxMessage,
+		DropWhenShort:    true,
 		IdleTimeout:      h.cfg.IdleTimeout,
 		WriteTimeout:     h.cfg.WriteTimeout,
 		Budget:           h.cfg.Session.Budget,
@@ -329,10 +337,17 @@ func (s *wsStream) run() wire.CloseCode {
 func (s *wsStream) loop() error {
 	for {
 		frame, err := s.frames.ReadMessage()
-		if err != nil {
-			return err
+		var dropped *wsframe.DroppedError
+		switch {
+		case errors.As(err, &dropped):
+			// Frame memory is spent and this stream has nothing buffered to
+			// give up: the frame is lost, but still acked and counted.
+			s.h.cfg.Observer.FrameReceived(int(dropped.Bytes))
+			err = s.ack(s.stream.HandleDroppedFrame(int(dropped.Bytes)))
+		case err == nil:
+			err = s.handleFrame(frame)
 		}
-		if err := s.handleFrame(frame); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -342,6 +357,14 @@ func (s *wsStream) loop() error {
 func (s *wsStream) handleFrame(frame []byte) error {
 	s.h.cfg.Observer.FrameReceived(len(frame))
 	ack := s.stream.HandleFrame(frame)
+	if !s.stream.RetainsFrames() {
+		s.frames.Recycle(frame) // nothing keeps it: read the next frame into it
+	}
+	return s.ack(ack)
+}
+
+// ack writes one frame's ack.
+func (s *wsStream) ack(ack domain.Ack) error {
 	if ack.Result != nil && s.h.cfg.Captions != nil {
 		// Before the write: a caption the client sees is always handed on.
 		s.record(ack)
