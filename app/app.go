@@ -19,6 +19,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
 	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/jpegscene"
 	"github.com/foresight-vision/foresight/adapters/metrics"
 	"github.com/foresight-vision/foresight/adapters/poke"
 	"github.com/foresight-vision/foresight/domain"
@@ -141,6 +142,8 @@ func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, ob
 			Budget:           budget,
 			Prompt:           cfg.Prompt,
 			InferenceTimeout: cfg.InferenceTimeout,
+			Scene:            cfg.sceneConfig(),
+			Analyzer:         jpegscene.Analyzer{},
 		},
 		MaxFrameBytes:  cfg.MaxFrameBytes,
 		IdleTimeout:    cfg.IdleTimeout,

@@ -44,6 +44,15 @@ type Config struct {
 	CaptionRetention time.Duration // 0 keeps captions forever
 	CaptionQueue     int
 
+	// The scene gate (domain.SceneConfig); see docs/protocol.md.
+	SkipUnchanged     bool
+	ChangeThreshold   int
+	MaxSkip           time.Duration
+	RejectUnusable    bool
+	DarkLuma          float64 // 0: no dark test
+	BlurSharpness     float64 // 0: no blur test
+	SceneSampleFrames int
+
 	PokeURL     string
 	PokeTimeout time.Duration
 	PokeAPIKey  string
@@ -145,6 +154,28 @@ var Settings = []Setting{
 		Apply: settings.NonNegativeDuration(func(c *Config) *time.Duration { return &c.CaptionRetention })},
 	{Flag: "caption-queue", Envs: []string{"FORESIGHT_CAPTION_QUEUE"}, Default: "10000", Help: "captions held in memory while the store is slow or down; past it the oldest are dropped",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.CaptionQueue })},
+	{Flag: "skip-unchanged", Envs: []string{"FORESIGHT_SKIP_UNCHANGED"}, Default: "false", Help: "skip the model call for a chunk showing the same scene as the last chunk the model saw",
+		Apply: settings.Bool(func(c *Config) *bool { return &c.SkipUnchanged })},
+	{Flag: "change-threshold", Envs: []string{"FORESIGHT_CHANGE_THRESHOLD"}, Default: "10", Help: "largest distance, in bits of the 64-bit luma difference hash, that still counts as the same scene (1-64)",
+		Apply: func(c *Config, v string) error {
+			if err := settings.IntAtLeast(1, func(c *Config) *int { return &c.ChangeThreshold })(c, v); err != nil {
+				return err
+			}
+			if c.ChangeThreshold > 64 {
+				return fmt.Errorf("must be at most 64: %q", v)
+			}
+			return nil
+		}},
+	{Flag: "max-skip", Envs: []string{"FORESIGHT_MAX_SKIP"}, Default: "10s", Help: "longest time unchanged chunks are skipped after the last model call",
+		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.MaxSkip })},
+	{Flag: "reject-unusable", Envs: []string{"FORESIGHT_REJECT_UNUSABLE"}, Default: "false", Help: "leave dark, blurred and unreadable frames out of chunks; a chunk with none usable is not sent and the ack reports \"camera\"",
+		Apply: settings.Bool(func(c *Config) *bool { return &c.RejectUnusable })},
+	{Flag: "dark-luma", Envs: []string{"FORESIGHT_DARK_LUMA"}, Default: "20", Help: "mean luma (0-255) below which a frame is dark; 0 turns the test off",
+		Apply: settings.Float(0, func(c *Config) *float64 { return &c.DarkLuma })},
+	{Flag: "blur-sharpness", Envs: []string{"FORESIGHT_BLUR_SHARPNESS"}, Default: "60", Help: "variance of the Laplacian on the reduced luma grid below which a frame is blurred; 0 turns the test off",
+		Apply: settings.Float(0, func(c *Config) *float64 { return &c.BlurSharpness })},
+	{Flag: "scene-sample-frames", Envs: []string{"FORESIGHT_SCENE_SAMPLE_FRAMES"}, Default: "0", Help: "frames decoded per chunk to find unusable ones, evenly spaced (0 = every frame sent)",
+		Apply: settings.IntAtLeast(0, func(c *Config) *int { return &c.SceneSampleFrames })},
 
 	{Flag: "poke-url", Envs: []string{"FORESIGHT_POKE_URL"}, Default: "https://poke.com/api/v1/inbound-sms/webhook", Help: "Poke inbound webhook",
 		Apply: func(c *Config, v string) error { c.PokeURL = v; return nil }},
@@ -240,6 +271,26 @@ func PrintUsage(w io.Writer) {
 	fmt.Fprintln(w, "Secrets come from the environment only.")
 	fmt.Fprintln(w)
 	settings.PrintTable(w, Settings)
+}
+
+// sceneConfig is the domain's scene gate for c. The settings' 0 for the dark
+// and blur tests means off, which the domain spells as a negative value.
+func (c Config) sceneConfig() domain.SceneConfig {
+	off := func(v float64) float64 {
+		if v == 0 {
+			return -1
+		}
+		return v
+	}
+	return domain.SceneConfig{
+		SkipUnchanged:   c.SkipUnchanged,
+		ChangeThreshold: c.ChangeThreshold,
+		MaxSkip:         c.MaxSkip,
+		RejectUnusable:  c.RejectUnusable,
+		DarkLuma:        off(c.DarkLuma),
+		BlurSharpness:   off(c.BlurSharpness),
+		SampleFrames:    c.SceneSampleFrames,
+	}
 }
 
 // trustPolicy is the rule for client-supplied credentials (adapters/trust).

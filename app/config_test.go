@@ -43,6 +43,14 @@ func TestConfigDefaults(t *testing.T) {
 	assert.True(t, c.ModalSendSessionID)
 	assert.False(t, c.TrustClientCredentials)
 	assert.False(t, c.Pprof)
+	// The scene gate is off; its tuning matches the domain's defaults.
+	assert.False(t, c.SkipUnchanged)
+	assert.False(t, c.RejectUnusable)
+	assert.Equal(t, domain.DefaultChangeThreshold, c.ChangeThreshold)
+	assert.Equal(t, domain.DefaultMaxSkip, c.MaxSkip)
+	assert.InDelta(t, domain.DefaultDarkLuma, c.DarkLuma, 0)
+	assert.InDelta(t, domain.DefaultBlurSharpness, c.BlurSharpness, 0)
+	assert.Zero(t, c.SceneSampleFrames)
 }
 
 func TestConfigSources(t *testing.T) {
@@ -82,6 +90,17 @@ func TestConfigSources(t *testing.T) {
 			assert.True(t, c.Pprof)
 			assert.False(t, c.Metrics)
 		}},
+		{"scene gate settings", nil, envOf("FORESIGHT_SKIP_UNCHANGED", "true", "FORESIGHT_CHANGE_THRESHOLD", "64",
+			"FORESIGHT_MAX_SKIP", "3", "FORESIGHT_REJECT_UNUSABLE", "1", "FORESIGHT_DARK_LUMA", "0",
+			"FORESIGHT_BLUR_SHARPNESS", "12.5", "FORESIGHT_SCENE_SAMPLE_FRAMES", "3"), func(t *testing.T, c app.Config) {
+			assert.True(t, c.SkipUnchanged)
+			assert.Equal(t, 64, c.ChangeThreshold)
+			assert.Equal(t, 3*time.Second, c.MaxSkip)
+			assert.True(t, c.RejectUnusable)
+			assert.Zero(t, c.DarkLuma)
+			assert.InDelta(t, 12.5, c.BlurSharpness, 0)
+			assert.Equal(t, 3, c.SceneSampleFrames)
+		}},
 		{"backend is case-insensitive", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "StreamingVLM"), func(t *testing.T, c app.Config) {
 			assert.Equal(t, "streamingvlm", c.InferenceBackend)
 		}},
@@ -105,6 +124,13 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"FORESIGHT_INFERENCE_BACKEND", "gpt"},
 		{"FORESIGHT_TRUST_CLIENT_CREDENTIALS", "maybe"},
 		{"FORESIGHT_LOG_LEVEL", "loud"},
+		{"FORESIGHT_SKIP_UNCHANGED", "sometimes"},
+		{"FORESIGHT_CHANGE_THRESHOLD", "0"},
+		{"FORESIGHT_CHANGE_THRESHOLD", "65"},
+		{"FORESIGHT_MAX_SKIP", "0"},
+		{"FORESIGHT_DARK_LUMA", "-1"},
+		{"FORESIGHT_BLUR_SHARPNESS", "NaN"},
+		{"FORESIGHT_SCENE_SAMPLE_FRAMES", "-2"},
 	} {
 		t.Run(kv[0], func(t *testing.T) {
 			_, err := app.LoadConfig(nil, envOf(kv[0], kv[1]), nil)

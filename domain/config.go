@@ -47,6 +47,12 @@ type Config struct {
 	Clock Clock
 	// Observer is told about drops, chunks and calls; nil means none.
 	Observer ports.StreamObserver
+	// Scene tunes each stream's SceneGate (unchanged-scene skipping,
+	// unusable-frame rejection). The zero value, or a nil Analyzer, leaves
+	// the chunk path exactly as without it: no frame is analysed.
+	Scene SceneConfig
+	// Analyzer reads frames for the SceneGate; nil switches the gate off.
+	Analyzer ports.FrameAnalyzer
 }
 
 // withDefaults fills zero fields.

@@ -32,6 +32,10 @@ type Ack struct {
 	// InferenceError says why a call (or opening the session) failed;
 	// empty when none did.
 	InferenceError string
+	// Camera is the camera state ("dark", "blurred", "ok") when the scene
+	// gate saw it change since the last ack that carried it; empty
+	// otherwise, which is always so with the gate off.
+	Camera string
 }
 
 // report is what a finished call leaves for the next ack.
@@ -49,8 +53,15 @@ type Summary struct {
 	InferenceTimeouts int64
 	DroppedFrames     int64
 	DroppedBytes      int64
-	Duration          time.Duration
-	FPS               float64
+	// SkippedChunks counts chunks the scene gate kept from the model (they
+	// are in Chunks too); SkippedByReason splits them by SkipReason and is
+	// nil until one is skipped. RejectedFrames counts unusable frames left
+	// out of chunks, skipped or sent.
+	SkippedChunks   int64
+	SkippedByReason map[SkipReason]int64
+	RejectedFrames  int64
+	Duration        time.Duration
+	FPS             float64
 	// CloseErr is the error closing the inference session returned, if any.
 	CloseErr error
 }
@@ -71,6 +82,12 @@ type Stream struct {
 	disabled bool                   // no session (no model, or the open failed): no more inference
 	call     *call                  // the one call in flight (open or infer), if any
 	pending  report                 // a result or failure waiting for the next ack
+	// gate is the stream's scene gate, nil when it is off. Only the call in
+	// flight uses it, from its goroutine; calls never overlap, and each
+	// starts after the previous one's outcome was received, so it needs no
+	// lock.
+	gate   *SceneGate
+	camera CameraState // a camera state change waiting for the next ack
 
 	summary    Summary
 	closed     bool
@@ -96,6 +113,19 @@ type outcome struct {
 	result  ports.Result
 	session ports.InferenceSession
 	err     error
+	scene   sceneOutcome
+}
+
+// sceneOutcome is what the scene gate decided for a chunk's call.
+type sceneOutcome struct {
+	skip     SkipReason  // non-empty: the model was not called
+	camera   CameraState // a change of camera state, for the next ack
+	frames   int         // frames the chunk held before the gate
+	rejected int         // frames left out as unusable
+	// released is the part of the call's budget bytes the call gave back
+	// itself (rejected frames, or the whole chunk when skipped), so that
+	// whoever collects the call releases only the rest.
+	released int64
 }
 
 // StartStream begins a stream now and starts opening its inference session in
@@ -110,6 +140,9 @@ func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg C
 		start:       now,
 		windowStart: now,
 		buf:         newFrameBuffer(cfg.MaxBufferFrames, cfg.MaxBufferBytes, cfg.Budget),
+	}
+	if gate := NewSceneGate(cfg.Scene, cfg.Analyzer); gate.Enabled() {
+		s.gate = gate
 	}
 	s.call = s.launch(true, func(ctx context.Context) outcome {
 		sess, err := backend.OpenSession(ctx, req)
@@ -153,8 +186,10 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 			s.cut(now)
 		}
 	}
-	ack := Ack{Frame: s.summary.Frames, Bytes: len(frame), Result: s.pending.result, InferenceError: s.pending.err}
+	ack := Ack{Frame: s.summary.Frames, Bytes: len(frame), Result: s.pending.result, InferenceError: s.pending.err,
+		Camera: string(s.camera)}
 	s.pending = report{}
+	s.camera = ""
 	return ack
 }
 
@@ -214,7 +249,8 @@ func (s *Stream) finish(o outcome) {
 	c.stop()
 	cause := context.Cause(c.ctx)
 	c.cancel(nil)
-	s.cfg.Budget.Release(c.bytes)
+	s.cfg.Budget.Release(c.bytes - o.scene.released)
+	s.applyScene(o.scene)
 	if c.reported {
 		// Its timeout has been reported already; a session that turns up
 		// this late is not used, only closed.
@@ -249,6 +285,9 @@ func (s *Stream) finish(o outcome) {
 		s.session = o.session
 		return
 	}
+	if o.scene.skip != SkipNone {
+		return // no call was made: nothing to report
+	}
 	if o.err != nil {
 		s.fail(o.err, elapsed)
 		return
@@ -257,6 +296,27 @@ func (s *Stream) finish(o outcome) {
 	if len(o.result) > 0 {
 		s.pending = report{result: o.result}
 	}
+}
+
+// applyScene counts what the scene gate decided for a finished call and
+// keeps a camera state change for the next ack.
+func (s *Stream) applyScene(o sceneOutcome) {
+	if o.camera != "" {
+		s.camera = o.camera
+	}
+	if o.rejected > 0 {
+		s.summary.RejectedFrames += int64(o.rejected)
+		s.cfg.Observer.FramesRejected(o.rejected)
+	}
+	if o.skip == SkipNone {
+		return
+	}
+	s.summary.SkippedChunks++
+	if s.summary.SkippedByReason == nil {
+		s.summary.SkippedByReason = make(map[SkipReason]int64, 4)
+	}
+	s.summary.SkippedByReason[o.skip]++
+	s.cfg.Observer.ChunkSkipped(string(o.skip), o.frames, o.released)
 }
 
 // disable stops inference for the rest of the stream; frames are no longer kept.
@@ -278,6 +338,12 @@ func (s *Stream) fail(err error, elapsed time.Duration) {
 
 // cut hands the buffered frames to the model as one chunk, at most
 // MaxFramesPerChunk of them; the frames left out give their bytes back now.
+//
+// With the scene gate on, selection comes first and the gate reviews the
+// selected frames at the start of the background call: the frames not
+// selected give their memory back at the cut, as without the gate, the gate
+// decodes at most MaxFramesPerChunk frames, and the ack path never decodes.
+// A rejected frame is therefore not replaced by an unselected usable one.
 func (s *Stream) cut(now time.Time) {
 	startS := max(s.windowStart.Sub(s.start).Seconds(), 0)
 	endS := max(now.Sub(s.start).Seconds(), startS)
@@ -293,11 +359,47 @@ func (s *Stream) cut(now time.Time) {
 	s.summary.Chunks++
 	s.cfg.Observer.ChunkCut(len(chunk.Frames), size)
 	session := s.session
+	if s.gate == nil {
+		s.call = s.launch(false, func(ctx context.Context) outcome {
+			res, err := session.InferChunk(ctx, chunk)
+			return outcome{result: res, err: err}
+		})
+		s.call.bytes = size
+		return
+	}
+	gate, budget := s.gate, s.cfg.Budget
 	s.call = s.launch(false, func(ctx context.Context) outcome {
+		scene := reviewChunk(gate, budget, now, &chunk, size)
+		if scene.skip != SkipNone {
+			return outcome{scene: scene}
+		}
 		res, err := session.InferChunk(ctx, chunk)
-		return outcome{result: res, err: err}
+		return outcome{result: res, err: err, scene: scene}
 	})
 	s.call.bytes = size
+}
+
+// reviewChunk runs the scene gate over chunk (cut at now, holding size
+// budget bytes) in the chunk's call. It gives back at once the budget bytes
+// of what will not reach the model (the rejected frames, or the whole chunk
+// when it is skipped) and reports them in released, and it leaves in chunk
+// only the frames to send.
+func reviewChunk(gate *SceneGate, budget *MemoryBudget, now time.Time, chunk *ports.Chunk, size int64) sceneOutcome {
+	d := gate.Review(now, chunk.Frames)
+	o := sceneOutcome{skip: d.Skip, camera: d.Camera, frames: len(chunk.Frames), rejected: d.Rejected}
+	if d.Skip != SkipNone {
+		o.released = size
+		chunk.Frames = nil
+	} else {
+		var kept int64
+		for _, f := range d.Frames {
+			kept += int64(len(f))
+		}
+		o.released = size - kept
+		chunk.Frames = d.Frames
+	}
+	budget.Release(o.released)
+	return o
 }
 
 // DropBuffered drops every frame waiting for the next chunk, counting them
@@ -366,7 +468,8 @@ func (s *Stream) Close(ctx context.Context) Summary {
 		case o := <-c.done:
 			s.call = nil
 			c.stop()
-			s.cfg.Budget.Release(c.bytes)
+			s.cfg.Budget.Release(c.bytes - o.scene.released)
+			s.applyScene(o.scene)
 			if c.open && o.session != nil {
 				s.session = o.session // closed below, even if the open also failed
 			}
@@ -398,7 +501,7 @@ func (s *Stream) Close(ctx context.Context) Summary {
 // session, or the one the call opened.
 func closeWhenDone(c *call, budget *MemoryBudget, session ports.InferenceSession) {
 	o := <-c.done
-	budget.Release(c.bytes)
+	budget.Release(c.bytes - o.scene.released)
 	if c.open && o.session != nil {
 		session = o.session
 	}

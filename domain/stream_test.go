@@ -50,7 +50,16 @@ func (h *harness) frame(n int) domain.Ack { return h.stream.HandleFrame(make([]b
 type countingObserver struct {
 	dropped, chunks atomic.Int64
 	outcomes        [3]atomic.Int64
+	skipped         atomic.Int64
+	skippedBytes    atomic.Int64
+	rejected        atomic.Int64
 }
+
+func (o *countingObserver) ChunkSkipped(_ string, _ int, bytes int64) {
+	o.skipped.Add(1)
+	o.skippedBytes.Add(bytes)
+}
+func (o *countingObserver) FramesRejected(n int) { o.rejected.Add(int64(n)) }
 
 func (o *countingObserver) FramesDropped(n int, _ int64) { o.dropped.Add(int64(n)) }
 func (o *countingObserver) ChunkCut(int, int64)          { o.chunks.Add(1) }

@@ -103,6 +103,13 @@ type StreamObserver interface {
 	ChunkCut(frames int, bytes int64)
 	// InferenceDone reports a finished call and its measured round trip.
 	InferenceDone(outcome Outcome, d time.Duration)
+	// ChunkSkipped reports a cut chunk the scene gate kept from the model,
+	// with its reason ("unchanged", "dark", "blurred", "undecodable") and
+	// the frames and bytes it held (given back at once).
+	ChunkSkipped(reason string, frames int, bytes int64)
+	// FramesRejected reports frames the scene gate left out of a chunk as
+	// unusable (dark, blurred or unreadable).
+	FramesRejected(frames int)
 }
 
 // NopObserver is a StreamObserver that ignores everything.
@@ -111,3 +118,5 @@ type NopObserver struct{}
 func (NopObserver) FramesDropped(int, int64)             {}
 func (NopObserver) ChunkCut(int, int64)                  {}
 func (NopObserver) InferenceDone(Outcome, time.Duration) {}
+func (NopObserver) ChunkSkipped(string, int, int64)      {}
+func (NopObserver) FramesRejected(int)                   {}

@@ -41,6 +41,16 @@ func TestAppendAckWire(t *testing.T) {
 		{"the server's error wins over a model field of that name", domain.Ack{Frame: 4, Bytes: 2,
 			Result: ports.Result{"inference_error": "model's", "caption": "c"}, InferenceError: "server's"},
 			`{"frame":4,"bytes":2,"caption":"c","inference_error":"server's"}`},
+		{"camera alone", domain.Ack{Frame: 262, Bytes: 3120, Camera: "dark"}, `{"frame":262,"bytes":3120,"camera":"dark"}`},
+		{"camera among result fields, in key order", domain.Ack{Frame: 301, Bytes: 9, Camera: "ok",
+			Result: ports.Result{"caption": "a desk", "latency_ms": 80}},
+			`{"frame":301,"bytes":9,"camera":"ok","caption":"a desk","latency_ms":80}`},
+		{"camera with an inference error", domain.Ack{Frame: 5, Bytes: 1, Camera: "blurred", InferenceError: "boom"},
+			`{"frame":5,"bytes":1,"camera":"blurred","inference_error":"boom"}`},
+		{"the server's camera wins over a model field of that name", domain.Ack{Frame: 6, Bytes: 1, Camera: "dark",
+			Result: ports.Result{"camera": "model's"}}, `{"frame":6,"bytes":1,"camera":"dark"}`},
+		{"without a camera state a model field of that name passes as before", domain.Ack{Frame: 6, Bytes: 1,
+			Result: ports.Result{"camera": "model's"}}, `{"frame":6,"bytes":1,"camera":"model's"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,11 +106,13 @@ func TestReadAndAckAllocatesOncePerFrame(t *testing.T) {
 // JSON that decodes to what encoding/json makes of the same fields, with
 // frame and bytes first and the other keys in order.
 func FuzzAppendAck(f *testing.F) {
-	f.Add(int64(1), 20000, "a dog", "", "latency_ms", 120.5, false)
-	f.Add(int64(-1), -5, "", "inference timed out after 5s", "", 0.0, true)
-	f.Add(int64(math.MaxInt64), math.MinInt, "\xff\xfe<>&\u2028", "\x00\"\\", "frame", math.Inf(1), false)
-	f.Add(int64(0), 0, "caption", "boom", "inference_error", -0.0, true)
-	f.Fuzz(func(t *testing.T, frame int64, size int, caption, errText, key string, number float64, withNull bool) {
+	f.Add(int64(1), 20000, "a dog", "", "latency_ms", 120.5, false, "")
+	f.Add(int64(-1), -5, "", "inference timed out after 5s", "", 0.0, true, "")
+	f.Add(int64(math.MaxInt64), math.MinInt, "\xff\xfe<>&\u2028", "\x00\"\\", "frame", math.Inf(1), false, "")
+	f.Add(int64(0), 0, "caption", "boom", "inference_error", -0.0, true, "")
+	f.Add(int64(9), 1, "a desk", "", "camera", 1.0, false, "dark")
+	f.Add(int64(9), 1, "", "boom", "", 0.0, false, "\xff\"")
+	f.Fuzz(func(t *testing.T, frame int64, size int, caption, errText, key string, number float64, withNull bool, camera string) {
 		result := ports.Result{}
 		if caption != "" {
 			result["caption"] = caption
@@ -111,7 +123,7 @@ func FuzzAppendAck(f *testing.F) {
 		if withNull {
 			result["nothing"] = nil
 		}
-		ack := domain.Ack{Frame: frame, Bytes: size, Result: result, InferenceError: errText}
+		ack := domain.Ack{Frame: frame, Bytes: size, Result: result, InferenceError: errText, Camera: camera}
 		got := httpapi.AppendAck([]byte("prefix"), ack)
 		require.True(t, bytes.HasPrefix(got, []byte("prefix")), "appends to dst")
 		got = got[len("prefix"):]
@@ -129,6 +141,9 @@ func FuzzAppendAck(f *testing.F) {
 		}
 		if errText != "" {
 			want["inference_error"] = errText
+		}
+		if camera != "" {
+			want["camera"] = camera
 		}
 		want["frame"] = frame
 		want["bytes"] = size

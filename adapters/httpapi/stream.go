@@ -223,6 +223,15 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		"inference_failures", sum.InferenceFailures, "inference_timeouts", sum.InferenceTimeouts,
 		"dropped_frames", sum.DroppedFrames, "duration", sum.Duration.Round(time.Millisecond),
 		"fps", fmt.Sprintf("%.2f", sum.FPS)}
+	if sum.SkippedChunks > 0 || sum.RejectedFrames > 0 {
+		// Only with the scene gate on, so the default line stays as it was.
+		attrs = append(attrs, "skipped_chunks", sum.SkippedChunks, "rejected_frames", sum.RejectedFrames)
+		for _, reason := range []domain.SkipReason{domain.SkipUnchanged, domain.SkipDark, domain.SkipBlurred, domain.SkipUndecodable} {
+			if n := sum.SkippedByReason[reason]; n > 0 {
+				attrs = append(attrs, "skipped_"+string(reason), n)
+			}
+		}
+	}
 	if sum.CloseErr != nil {
 		attrs = append(attrs, "close_err", sum.CloseErr)
 	}

@@ -28,6 +28,7 @@ var (
 	rejectReasons     = []string{"limit", "shutdown", "handshake", "bad_device"}
 	inferenceOutcomes = outcomeLabels(ports.Outcomes())
 	pokeOutcomes      = []string{"ok", "no_key", "bad_request", "upstream_error"}
+	skipReasons       = []string{"unchanged", "dark", "blurred", "undecodable"}
 )
 
 const other = "other"
@@ -61,6 +62,9 @@ type Metrics struct {
 	closes        *prometheus.CounterVec
 	closeByCode   map[int]prometheus.Counter
 	poke          map[string]prometheus.Counter
+	skipped       map[string]prometheus.Counter
+	skippedFrames prometheus.Counter
+	rejectedFrms  prometheus.Counter
 }
 
 var _ ports.StreamObserver = (*Metrics)(nil)
@@ -97,7 +101,7 @@ func New() *Metrics {
 	m.framesRecv = f("frames_received_total", "Binary frames received on streams.")
 	m.bytesRecv = f("frame_bytes_received_total", "Bytes of binary frames received on streams.")
 	m.acksSent = f("acks_sent_total", "Acks sent on streams.")
-	m.chunks = f("chunks_total", "Chunks cut and handed to the model.")
+	m.chunks = f("chunks_total", "Chunks cut and handed to the model (or to the scene gate, which may skip them: chunks_skipped_total).")
 	m.chunkFrames = f("chunk_frames_total", "Frames in chunks handed to the model.")
 	m.chunkBytes = f("chunk_bytes_total", "Bytes in chunks handed to the model.")
 	m.droppedFrames = f("dropped_frames_total", "Frames evicted from full stream buffers.")
@@ -123,6 +127,9 @@ func New() *Metrics {
 		m.closeByCode[code] = m.closes.WithLabelValues(strconv.Itoa(code))
 	}
 	m.poke = vec("poke_sends_total", "/poke/send requests, by outcome.", "outcome", pokeOutcomes)
+	m.skipped = vec("chunks_skipped_total", "Cut chunks the scene gate kept from the model (counted in chunks_total too), by reason.", "reason", skipReasons)
+	m.skippedFrames = f("skipped_chunk_frames_total", "Frames in chunks the scene gate kept from the model.")
+	m.rejectedFrms = f("frames_rejected_total", "Frames the scene gate left out of chunks as dark, blurred or unreadable.")
 	return m
 }
 
@@ -190,6 +197,15 @@ func (m *Metrics) ChunkCut(frames int, bytes int64) {
 	m.chunkFrames.Add(float64(frames))
 	m.chunkBytes.Add(float64(bytes))
 }
+
+// ChunkSkipped counts a chunk the scene gate kept from the model.
+func (m *Metrics) ChunkSkipped(reason string, frames int, _ int64) {
+	pick(m.skipped, reason).Inc()
+	m.skippedFrames.Add(float64(frames))
+}
+
+// FramesRejected counts frames the scene gate left out as unusable.
+func (m *Metrics) FramesRejected(frames int) { m.rejectedFrms.Add(float64(frames)) }
 
 // InferenceDone counts a finished call and records its duration.
 func (m *Metrics) InferenceDone(outcome ports.Outcome, d time.Duration) {

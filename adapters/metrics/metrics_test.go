@@ -69,6 +69,9 @@ func TestZeroValuesAndRuntimeCollectors(t *testing.T) {
 		`foresight_inference_calls_total{outcome="timeout"}`,
 		`foresight_poke_sends_total{outcome="upstream_error"}`,
 		`foresight_ws_closes_total{code="1000"}`,
+		`foresight_chunks_skipped_total{reason="unchanged"}`,
+		`foresight_chunks_skipped_total{reason="dark"}`,
+		"foresight_frames_rejected_total",
 	} {
 		v, ok := got[series]
 		assert.True(t, ok, "series %s missing", series)
@@ -105,6 +108,12 @@ func TestObserverMethodsShowInScrape(t *testing.T) {
 	m.PokeSent("ok")
 	m.PokeSent("no_key")
 	m.PokeSent("nonsense")
+	m.ChunkSkipped("unchanged", 6, 600)
+	m.ChunkSkipped("unchanged", 6, 600)
+	m.ChunkSkipped("dark", 4, 40)
+	m.ChunkSkipped("made-up", 1, 1)
+	m.FramesRejected(4)
+	m.FramesRejected(2)
 
 	got := scrape(t, m.Handler())
 	want := map[string]float64{
@@ -135,6 +144,12 @@ func TestObserverMethodsShowInScrape(t *testing.T) {
 		`foresight_poke_sends_total{outcome="ok"}`:                               1,
 		`foresight_poke_sends_total{outcome="no_key"}`:                           1,
 		`foresight_poke_sends_total{outcome="other"}`:                            1,
+		`foresight_chunks_skipped_total{reason="unchanged"}`:                     2,
+		`foresight_chunks_skipped_total{reason="dark"}`:                          1,
+		`foresight_chunks_skipped_total{reason="blurred"}`:                       0,
+		`foresight_chunks_skipped_total{reason="other"}`:                         1,
+		"foresight_skipped_chunk_frames_total":                                   17,
+		"foresight_frames_rejected_total":                                        6,
 	}
 	for series, v := range want {
 		g, ok := got[series]
