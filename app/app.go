@@ -105,6 +105,8 @@ func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, ob
 			Budget:           budget,
 			Prompt:           cfg.Prompt,
 			InferenceTimeout: cfg.InferenceTimeout,
+			// FORESIGHT_MAX_FRAMES_PER_CHUNK, per backend (app/inference.go).
+			MaxFramesPerChunk: cfg.framesPerChunk(),
 		},
 		MaxFrameBytes:  cfg.MaxFrameBytes,
 		IdleTimeout:    cfg.IdleTimeout,

@@ -43,6 +43,13 @@ func TestConfigDefaults(t *testing.T) {
 	assert.True(t, c.ModalSendSessionID)
 	assert.False(t, c.TrustClientCredentials)
 	assert.False(t, c.Pprof)
+	assert.Equal(t, "https://api.openai.com/v1", c.OpenAIBaseURL)
+	assert.Empty(t, c.OpenAIAPIKey)
+	assert.Empty(t, c.OpenAIModel)
+	assert.Equal(t, 64, c.OpenAIMaxTokens)
+	assert.Equal(t, 0.2, c.OpenAITemperature)
+	assert.Equal(t, 6, c.CaptionHistory)
+	assert.Equal(t, -1, c.MaxFramesPerChunk, "unset: the backend's default")
 }
 
 func TestConfigSources(t *testing.T) {
@@ -82,6 +89,17 @@ func TestConfigSources(t *testing.T) {
 			assert.True(t, c.Pprof)
 			assert.False(t, c.Metrics)
 		}},
+		{"openai settings", []string{"--inference-backend", "openai", "--openai-model", "gemma3:4b", "--max-frames-per-chunk", "0"},
+			envOf("FORESIGHT_OPENAI_BASE_URL", "http://127.0.0.1:11434/v1", "OPENAI_BASE_URL", "http://other/v1", "OPENAI_API_KEY", "k",
+				"FORESIGHT_OPENAI_TEMPERATURE", "0", "FORESIGHT_CAPTION_HISTORY", "0"), func(t *testing.T, c app.Config) {
+				assert.Equal(t, "openai", c.InferenceBackend)
+				assert.Equal(t, "gemma3:4b", c.OpenAIModel)
+				assert.Equal(t, "http://127.0.0.1:11434/v1", c.OpenAIBaseURL, "FORESIGHT_ wins over OPENAI_")
+				assert.Equal(t, "k", c.OpenAIAPIKey, "OPENAI_API_KEY is the fallback")
+				assert.Equal(t, 0.0, c.OpenAITemperature)
+				assert.Equal(t, 0, c.CaptionHistory)
+				assert.Equal(t, 0, c.MaxFramesPerChunk)
+			}},
 		{"backend is case-insensitive", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "StreamingVLM"), func(t *testing.T, c app.Config) {
 			assert.Equal(t, "streamingvlm", c.InferenceBackend)
 		}},
@@ -105,6 +123,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"FORESIGHT_INFERENCE_BACKEND", "gpt"},
 		{"FORESIGHT_TRUST_CLIENT_CREDENTIALS", "maybe"},
 		{"FORESIGHT_LOG_LEVEL", "loud"},
+		{"FORESIGHT_MAX_FRAMES_PER_CHUNK", "-2"},
+		{"FORESIGHT_OPENAI_MAX_TOKENS", "0"},
+		{"FORESIGHT_OPENAI_TEMPERATURE", "-1"},
+		{"FORESIGHT_CAPTION_HISTORY", "lots"},
 	} {
 		t.Run(kv[0], func(t *testing.T) {
 			_, err := app.LoadConfig(nil, envOf(kv[0], kv[1]), nil)
@@ -147,7 +169,7 @@ func TestConfigurationDocCoversEverySetting(t *testing.T) {
 			assert.True(t, strings.Contains(string(doc), "--"+s.Flag), "docs/configuration.md must document --%s", s.Flag)
 		}
 	}
-	for _, secret := range []string{"FORESIGHT_POKE_API_KEY", "MAGIC_WORD", "MODAL_TOKEN_SECRET"} {
+	for _, secret := range []string{"FORESIGHT_POKE_API_KEY", "MAGIC_WORD", "MODAL_TOKEN_SECRET", "FORESIGHT_OPENAI_API_KEY"} {
 		assert.True(t, strings.Contains(string(doc), secret))
 	}
 }

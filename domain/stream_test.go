@@ -52,8 +52,8 @@ type countingObserver struct {
 	outcomes        [3]atomic.Int64
 }
 
-func (o *countingObserver) FramesDropped(n int, _ int64) { o.dropped.Add(int64(n)) }
-func (o *countingObserver) ChunkCut(int, int64)          { o.chunks.Add(1) }
+func (o *countingObserver) FramesDropped(n int, _ int64)    { o.dropped.Add(int64(n)) }
+func (o *countingObserver) ChunkCut(int, int64, int, int64) { o.chunks.Add(1) }
 func (o *countingObserver) InferenceDone(outcome ports.Outcome, _ time.Duration) {
 	switch outcome {
 	case ports.OutcomeOK:
