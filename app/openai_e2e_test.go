@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -380,4 +381,19 @@ func TestHelpNeverPrintsTheAPIKey(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, out.String(), "FORESIGHT_OPENAI_API_KEY")
 	assert.NotContains(t, out.String(), "sk-help-canary")
+}
+
+func TestOpenAIUnreachableServerIsTold(t *testing.T) {
+	// A port nothing listens on: the stream says so, then keeps going.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	inst, _ := startLogged(t, "FORESIGHT_INFERENCE_BACKEND", "openai", "FORESIGHT_OPENAI_MODEL", "m",
+		"FORESIGHT_OPENAI_BASE_URL", "http://"+dead+"/v1", "VISION_CHUNK_SECONDS", "0")
+	c := dialJPEGStream(t, inst, "")
+	ack := c.until("inference_error")
+	assert.Contains(t, ack["inference_error"], "cannot reach "+dead)
+	ack = c.frame(testJPEG(-1))
+	assert.Equal(t, float64(len(c.sent)+1), ack["frame"], "acks go on while the model is away")
 }
