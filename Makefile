@@ -92,3 +92,9 @@ deploy-modal:
 
 clean:
 	rm -rf bin coverage.out test-output.log
+
+# The binaries scripts/bench-model-on-off.sh runs (docs/benchmarks.md).
+.PHONY: bench-tools
+bench-tools:
+	$(GO) build -o bin/foresight ./cmd/foresight
+	$(GO) build -o bin/modaldouble ./cmd/modaldouble

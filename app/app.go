@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -49,11 +50,13 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newFrameBudget,
 			newInferenceBackend,
 			newNotifier,
+			newCaptionMemory,
 			newStreamHandler,
 			newPokeHandler,
 			newHandler,
 			newServer,
 		),
+		fx.Invoke(applyMemoryLimit),
 		fx.Invoke(registerLifecycle),
 	)
 }
@@ -61,11 +64,21 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 // registerLifecycle is the server's only lifecycle hook: start listening,
 // and on stop run stopSequence, so the order of a graceful stop is written
 // down in one place rather than implied by fx's construction order.
-func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client) {
-	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections)
+func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory) {
+	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, mem.stopSteps()...)
 	lc.Append(fx.Hook{
-		OnStart: s.start,
-		OnStop:  func(ctx context.Context) error { return runStop(ctx, steps, s.logger) },
+		OnStart: func(ctx context.Context) error {
+			// The store opens first: a stream's first caption needs it.
+			if err := mem.open(ctx); err != nil {
+				return err
+			}
+			if err := s.start(ctx); err != nil {
+				mem.abort(ctx)
+				return err
+			}
+			return nil
+		},
+		OnStop: func(ctx context.Context) error { return runStop(ctx, steps, s.logger) },
 	})
 }
 
@@ -86,6 +99,28 @@ func newNotifier(cfg Config, logger *slog.Logger) (*poke.Client, error) {
 	return client, nil
 }
 
+// applyMemoryLimit sets the Go soft memory limit for the server's life
+// (unless GOMEMLIMIT already did): without it the collector lets garbage
+// grow to the size of the live heap, so RSS runs to twice the frame budget.
+func applyMemoryLimit(lc fx.Lifecycle, cfg Config, logger *slog.Logger) {
+	limit := cfg.SoftMemoryLimit()
+	if limit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	var previous int64
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			previous = debug.SetMemoryLimit(limit)
+			logger.Debug("soft memory limit set", "bytes", limit)
+			return nil
+		},
+		OnStop: func(context.Context) error {
+			debug.SetMemoryLimit(previous)
+			return nil
+		},
+	})
+}
+
 // newFrameBudget is the frame memory all streams share; metrics watch it.
 func newFrameBudget(cfg Config, m *metrics.Metrics) *domain.MemoryBudget {
 	budget := domain.NewMemoryBudget(cfg.MaxTotalBufferBytes)
@@ -95,7 +130,8 @@ func newFrameBudget(cfg Config, m *metrics.Metrics) *domain.MemoryBudget {
 	return budget
 }
 
-func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, obs httpapi.Observer, logger *slog.Logger) *httpapi.StreamHandler {
+func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, obs httpapi.Observer, mem *captionMemory, logger *slog.Logger) *httpapi.StreamHandler {
+	backendName, modelName := captionLabels(cfg)
 	return httpapi.NewStreamHandler(httpapi.StreamConfig{
 		Backend: inf.backend,
 		Session: domain.Config{
@@ -113,6 +149,9 @@ func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, ob
 		MaxStreams:     cfg.MaxStreams,
 		SessionOptions: inf.sessionOptions,
 		Observer:       obs,
+		Captions:       mem,
+		BackendName:    backendName,
+		ModelName:      modelName,
 		Logger:         logger,
 	})
 }
@@ -127,8 +166,9 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 	})
 }
 
-func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, logger *slog.Logger) http.Handler {
-	router := httpapi.NewRouter(stream, pokeHandler, extraRoutes(cfg, m)...)
+func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, logger *slog.Logger) http.Handler {
+	routes := append(extraRoutes(cfg, m), httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem})
+	router := httpapi.NewRouter(stream, pokeHandler, routes...)
 	// The gate always strips a supplied magic word, so nothing behind it
 	// (logs included) sees one; it checks the word only when one is set.
 	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)
@@ -176,14 +216,17 @@ type stopStep struct {
 // stopSequence is the order of a graceful stop:
 //  1. the front end: stop accepting, let plain requests finish, and close
 //     open streams with 1001, each stream closing its inference session;
-//  2. the inference backend, once no session uses it any more;
-//  3. the notifier's idle connections, once no request can send.
-func stopSequence(s *Server, closeBackend func() error, closeNotifier func()) []stopStep {
-	return []stopStep{
-		{"http server and streams", s.stop},
-		{"inference backend", func(context.Context) error { return closeBackend() }},
-		{"notifier", func(context.Context) error { closeNotifier(); return nil }},
-	}
+//  2. the visual memory (memory), once no stream can hand in a caption:
+//     write every queued caption, stop retention, close the database;
+//  3. the inference backend, once no session uses it any more;
+//  4. the notifier's idle connections, once no request can send.
+func stopSequence(s *Server, closeBackend func() error, closeNotifier func(), memory ...stopStep) []stopStep {
+	steps := []stopStep{{"http server and streams", s.stop}}
+	steps = append(steps, memory...)
+	return append(steps,
+		stopStep{"inference backend", func(context.Context) error { return closeBackend() }},
+		stopStep{"notifier", func(context.Context) error { closeNotifier(); return nil }},
+	)
 }
 
 // runStop runs steps in order. Every step runs even when an earlier one

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -22,10 +24,11 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// startServer runs the whole app on a loopback port.
+// startServer runs the whole app on a loopback port. It keeps no captions
+// unless env names a FORESIGHT_DATABASE_URL, so no test writes data/.
 func startServer(t *testing.T, env ...string) *app.Instance {
 	t.Helper()
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(env...), nil)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(append([]string{"FORESIGHT_DATABASE_URL", "none"}, env...)...), nil)
 	require.NoError(t, err)
 	inst, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -104,7 +107,7 @@ func TestMagicWordGate(t *testing.T) {
 }
 
 func TestStopClosesOpenStreams(t *testing.T) {
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(), nil)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf("FORESIGHT_DATABASE_URL", "none"), nil)
 	require.NoError(t, err)
 	inst, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
@@ -168,4 +171,30 @@ func TestLivePageIsServedPublicly(t *testing.T) {
 	status, body := get(t, inst.URL()+"/")
 	assert.Equal(t, http.StatusOK, status, "the page holds no secret; the stream behind it needs the word")
 	assert.Contains(t, body, "<html")
+}
+
+func TestSoftMemoryLimitFollowsTheFrameBudgetWhileServing(t *testing.T) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		t.Skip("GOMEMLIMIT is set: the server leaves the runtime's limit alone")
+	}
+	before := debug.SetMemoryLimit(-1)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf("FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "268435456"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(256<<20+32<<20+32<<20), cfg.SoftMemoryLimit(), "auto: budget + 1/8 + 32 MiB")
+	inst, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	assert.Equal(t, cfg.SoftMemoryLimit(), debug.SetMemoryLimit(-1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, inst.Stop(ctx))
+	assert.Equal(t, before, debug.SetMemoryLimit(-1), "restored when the server stops")
+
+	off, err := app.LoadConfig(nil, envOf("FORESIGHT_MEMORY_LIMIT", "off"), nil)
+	require.NoError(t, err)
+	assert.Zero(t, off.SoftMemoryLimit())
+	fixed, err := app.LoadConfig(nil, envOf("FORESIGHT_MEMORY_LIMIT", "1000000000"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1000000000), fixed.SoftMemoryLimit())
+	_, err = app.LoadConfig(nil, envOf("FORESIGHT_MEMORY_LIMIT", "lots"), nil)
+	assert.ErrorContains(t, err, "FORESIGHT_MEMORY_LIMIT")
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/trust"
+	"github.com/foresight-vision/foresight/adapters/wsframe"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
@@ -28,11 +29,20 @@ type Config struct {
 	MaxBufferBytes  int64
 	// MaxTotalBufferBytes is shared by all streams (a domain.MemoryBudget).
 	MaxTotalBufferBytes int64
-	Prompt              string
-	InferenceTimeout    time.Duration
-	MaxFrameBytes       int64
-	IdleTimeout         time.Duration
-	MaxStreams          int
+	// MemoryLimit is the Go runtime's soft memory limit in bytes:
+	// MemoryLimitAuto derives it from MaxTotalBufferBytes, 0 leaves it off.
+	MemoryLimit      int64
+	Prompt           string
+	InferenceTimeout time.Duration
+	MaxFrameBytes    int64
+	IdleTimeout      time.Duration
+	MaxStreams       int
+
+	// DatabaseURL picks the caption store: sqlite:<path>, postgres://…, or
+	// none (see DatabaseKind).
+	DatabaseURL      string
+	CaptionRetention time.Duration // 0 keeps captions forever
+	CaptionQueue     int
 
 	PokeURL     string
 	PokeTimeout time.Duration
@@ -111,6 +121,18 @@ var Settings = []Setting{
 		Apply: settings.PositiveInt64(func(c *Config) *int64 { return &c.MaxBufferBytes })},
 	{Flag: "max-total-buffer-bytes", Envs: []string{"FORESIGHT_MAX_TOTAL_BUFFER_BYTES"}, Default: "2147483648", Help: "frame bytes all streams together may hold (2 GiB): buffers, chunks in flight, messages being read",
 		Apply: settings.PositiveInt64(func(c *Config) *int64 { return &c.MaxTotalBufferBytes })},
+	{Flag: "memory-limit", Envs: []string{"FORESIGHT_MEMORY_LIMIT"}, Default: "auto", Help: "Go soft memory limit in bytes, so the collector keeps RSS near the frame budget: auto (1.125 × the total buffer bytes + 32 MiB), off, or a number; GOMEMLIMIT, when set, wins",
+		Apply: func(c *Config, v string) error {
+			switch strings.ToLower(strings.TrimSpace(v)) {
+			case "auto":
+				c.MemoryLimit = MemoryLimitAuto
+				return nil
+			case "off", "0":
+				c.MemoryLimit = 0
+				return nil
+			}
+			return settings.PositiveInt64(func(c *Config) *int64 { return &c.MemoryLimit })(c, v)
+		}},
 	{Flag: "prompt", Envs: []string{"VISION_PROMPT"}, Default: domain.DefaultPrompt, Help: "instruction sent with every chunk",
 		Apply: func(c *Config, v string) error { c.Prompt = v; return nil }},
 	{Flag: "inference-timeout", Envs: []string{"FORESIGHT_INFERENCE_TIMEOUT"}, Default: "30s", Help: "limit on opening an inference session and on each call",
@@ -121,6 +143,19 @@ var Settings = []Setting{
 		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.IdleTimeout })},
 	{Flag: "max-streams", Envs: []string{"FORESIGHT_MAX_STREAMS"}, Default: "10000", Help: "concurrent streams; more get 503",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.MaxStreams })},
+
+	{Flag: "database-url", Envs: []string{"FORESIGHT_DATABASE_URL"}, Default: DefaultDatabaseURL, Help: "caption store: sqlite:<path> (folder created), postgres://… or postgresql://…, or none to keep nothing",
+		Apply: func(c *Config, v string) error {
+			if _, _, err := ParseDatabaseURL(v); err != nil {
+				return err
+			}
+			c.DatabaseURL = v
+			return nil
+		}},
+	{Flag: "caption-retention", Envs: []string{"FORESIGHT_CAPTION_RETENTION"}, Default: "720h", Help: "delete stored captions older than this; 0 keeps them forever",
+		Apply: settings.NonNegativeDuration(func(c *Config) *time.Duration { return &c.CaptionRetention })},
+	{Flag: "caption-queue", Envs: []string{"FORESIGHT_CAPTION_QUEUE"}, Default: "10000", Help: "captions held in memory while the store is slow or down; past it the oldest are dropped",
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.CaptionQueue })},
 
 	{Flag: "poke-url", Envs: []string{"FORESIGHT_POKE_URL"}, Default: "https://poke.com/api/v1/inbound-sms/webhook", Help: "Poke inbound webhook",
 		Apply: func(c *Config, v string) error { c.PokeURL = v; return nil }},
@@ -200,13 +235,43 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	if err := c.checkInference(); err != nil {
 		return Config{}, err
 	}
-	if c.MaxTotalBufferBytes < c.MaxFrameBytes {
-		// Otherwise a message larger than the whole budget would be told
-		// "try again later" forever.
-		return Config{}, fmt.Errorf("config: FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d) must be at least FORESIGHT_MAX_FRAME_BYTES (%d)",
-			c.MaxTotalBufferBytes, c.MaxFrameBytes)
+	if err := c.checkMemory(); err != nil {
+		return Config{}, err
 	}
 	return c, nil
+}
+
+// MemoryLimitAuto in Config.MemoryLimit derives the soft memory limit from
+// the frame budget (see SoftMemoryLimit).
+const MemoryLimitAuto = -1
+
+// SoftMemoryLimit is the limit to hand debug.SetMemoryLimit, or 0 for none.
+// Auto is the budget, an eighth more for garbage the collector has not
+// reclaimed yet, and 32 MiB for everything that is not frames (measured in
+// docs/benchmarks.md: RSS then stays within 1.25 × budget + 64 MiB).
+func (c Config) SoftMemoryLimit() int64 {
+	if c.MemoryLimit == MemoryLimitAuto {
+		return c.MaxTotalBufferBytes + c.MaxTotalBufferBytes/8 + 32<<20
+	}
+	return max(c.MemoryLimit, 0)
+}
+
+// checkMemory refuses frame-memory settings that cannot work together.
+func (c Config) checkMemory() error {
+	if need := wsframe.ReadCost(c.MaxFrameBytes); c.MaxTotalBufferBytes < need {
+		// Otherwise the largest message allowed could never be read, even
+		// by a lone stream.
+		return fmt.Errorf("config: FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d) must be at least %d: reading a message of FORESIGHT_MAX_FRAME_BYTES (%d) takes that much frame memory at once",
+			c.MaxTotalBufferBytes, need, c.MaxFrameBytes)
+	}
+	if c.MaxBufferBytes > c.MaxTotalBufferBytes {
+		// A stream would fill the whole shared budget with frames waiting
+		// for its next chunk, leaving nothing for the chunk in flight or for
+		// reading the next message: it would see its frames dropped.
+		return fmt.Errorf("config: VISION_MAX_BUFFER_BYTES (%d) must not exceed FORESIGHT_MAX_TOTAL_BUFFER_BYTES (%d): one stream's buffer cannot be larger than the memory all streams share",
+			c.MaxBufferBytes, c.MaxTotalBufferBytes)
+	}
+	return nil
 }
 
 // PrintUsage writes the serve command's flags and environment variables.

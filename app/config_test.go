@@ -140,6 +140,29 @@ func TestConfigRejectsBadValues(t *testing.T) {
 	assert.ErrorContains(t, err, "FORESIGHT_MAX_TOTAL_BUFFER_BYTES")
 }
 
+// Issue 10 defect 3: settings under which a lone, well-behaved stream could
+// not work are refused, naming the values and why.
+func TestFrameMemorySettingsThatCannotWorkAreRefused(t *testing.T) {
+	// The reported setup: a 4 MiB budget with the default 64 MiB per-stream buffer.
+	_, err := app.LoadConfig(nil, envOf("FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "4194304", "FORESIGHT_MAX_FRAME_BYTES", "524288"), nil)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "VISION_MAX_BUFFER_BYTES (67108864)")
+	assert.ErrorContains(t, err, "FORESIGHT_MAX_TOTAL_BUFFER_BYTES (4194304)")
+
+	// A message as large as the whole budget could never be read: reading
+	// it takes about half as much again.
+	_, err = app.LoadConfig(nil, envOf("FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "4194304", "FORESIGHT_MAX_FRAME_BYTES", "4194304",
+		"VISION_MAX_BUFFER_BYTES", "1048576"), nil)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, "FORESIGHT_MAX_FRAME_BYTES (4194304)")
+	assert.ErrorContains(t, err, "must be at least 6291456")
+
+	c, err := app.LoadConfig(nil, envOf("FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "4194304", "FORESIGHT_MAX_FRAME_BYTES", "524288",
+		"VISION_MAX_BUFFER_BYTES", "1048576"), nil)
+	require.NoError(t, err)
+	assert.Equal(t, int64(4194304), c.MaxTotalBufferBytes)
+}
+
 func TestHelpListsEverySetting(t *testing.T) {
 	var out bytes.Buffer
 	_, err := app.LoadConfig([]string{"--help"}, envOf(), &out)

@@ -13,13 +13,15 @@ import (
 )
 
 func TestStopSequenceOrder(t *testing.T) {
-	steps := stopSequence(&Server{}, func() error { return nil }, func() {})
+	mem := newCaptionMemory(Config{DatabaseURL: DatabaseNone}, nil, slog.New(slog.DiscardHandler))
+	steps := stopSequence(&Server{}, func() error { return nil }, func() {}, mem.stopSteps()...)
 	var names []string
 	for _, s := range steps {
 		names = append(names, s.name)
 	}
-	assert.Equal(t, []string{"http server and streams", "inference backend", "notifier"}, names,
-		"streams close their sessions before the backend closes; nothing sends once the notifier is closed")
+	assert.Equal(t, []string{"http server and streams", "caption recorder", "caption retention", "caption store", "inference backend", "notifier"}, names,
+		"streams end (no more captions) before the recorder writes the queue and the store closes; "+
+			"streams close their sessions before the backend closes; nothing sends once the notifier is closed")
 }
 
 func TestRunStopRunsEveryStepInOrderWithTheDeadline(t *testing.T) {

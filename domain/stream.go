@@ -158,6 +158,27 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 	return ack
 }
 
+// HandleDroppedFrame acks a frame of size bytes that the server could not
+// hold (the shared MemoryBudget was spent and the stream had nothing
+// buffered to give up): it is counted as received and dropped, and a
+// finished result still rides on its ack.
+func (s *Stream) HandleDroppedFrame(size int) Ack {
+	if s.closed {
+		// As in HandleFrame: a closed stream only numbers what it is handed.
+		s.lateFrames++
+		return Ack{Frame: s.summary.Frames + s.lateFrames, Bytes: size}
+	}
+	s.summary.Frames++
+	s.summary.Bytes += int64(size)
+	s.summary.DroppedFrames++
+	s.summary.DroppedBytes += int64(size)
+	s.cfg.Observer.FramesDropped(1, int64(size))
+	s.poll()
+	ack := Ack{Frame: s.summary.Frames, Bytes: size, Result: s.pending.result, InferenceError: s.pending.err}
+	s.pending = report{}
+	return ack
+}
+
 // poll collects the call in flight if it has finished.
 func (s *Stream) poll() {
 	if s.call == nil {
@@ -284,15 +305,24 @@ func (s *Stream) cut(now time.Time) {
 // shared MemoryBudget is spent, so a stream gives up its own frames before
 // it is refused a new message.
 func (s *Stream) DropBuffered() int64 {
+	var freed int64
+	if c := s.call; c != nil {
+		// A call that has come back frees its chunk first; its result
+		// stays for the next ack.
+		held := c.bytes
+		if s.poll(); s.call == nil {
+			freed = held
+		}
+	}
 	frames, size := s.buf.count, s.buf.bytes
 	if frames == 0 {
-		return 0
+		return freed
 	}
 	s.buf.clear()
 	s.summary.DroppedFrames += int64(frames)
 	s.summary.DroppedBytes += size
 	s.cfg.Observer.FramesDropped(frames, size)
-	return size
+	return freed + size
 }
 
 // Await waits until the call in flight (opening the session or inferring a
@@ -311,6 +341,12 @@ func (s *Stream) Await(ctx context.Context) bool {
 		return false
 	}
 }
+
+// RetainsFrames reports whether frames handed to HandleFrame may be kept
+// after it returns (for a chunk). Once false (no inference for this
+// stream) it stays false, and the caller may reuse a frame's memory as
+// soon as HandleFrame returns.
+func (s *Stream) RetainsFrames() bool { return !s.disabled }
 
 // Busy reports whether a call (opening the session or inferring a chunk) is
 // in flight.

@@ -592,6 +592,17 @@ func TestHandleFrameAfterCloseKeepsNothing(t *testing.T) {
 	assert.Equal(t, sum, s.Close(context.Background()), "the summary is final")
 }
 
+func TestHandleDroppedFrameAfterCloseOnlyNumbers(t *testing.T) {
+	s := domain.StartStream(&domaintest.Backend{}, ports.SessionRequest{},
+		domain.Config{Clock: domaintest.NewClock(), ChunkInterval: time.Hour})
+	s.AwaitCall()
+	s.HandleFrame(make([]byte, 10))
+	sum := s.Close(context.Background())
+	ack := s.HandleDroppedFrame(100)
+	assert.Equal(t, int64(2), ack.Frame, "still numbered")
+	assert.Equal(t, sum, s.Close(context.Background()), "the summary is final")
+}
+
 // TestHandleFrameAllocatesNothing backs docs/benchmarks.md: the per-frame path
 // with a call in flight (buffer, drops once full, poll, ack) allocates nothing.
 func TestHandleFrameAllocatesNothing(t *testing.T) {

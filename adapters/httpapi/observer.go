@@ -13,7 +13,7 @@ type Observer interface {
 	StreamOpened()
 	StreamClosed(code int)
 	// StreamRejected reports an upgrade refused before the stream started
-	// (reason: "limit", "shutdown", "handshake").
+	// (reason: "limit", "shutdown", "handshake", "bad_device").
 	StreamRejected(reason string)
 	// FrameReceived reports one binary message of n bytes; AckSent one ack.
 	FrameReceived(n int)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -51,7 +52,9 @@ type StreamConfig struct {
 	Backend ports.InferenceBackend
 	// Session tunes each stream's domain session (chunking, buffer, prompt,
 	// inference timeout). Its Budget also bounds the messages being read:
-	// when it is spent, a stream is closed with 1013.
+	// when it is spent and the stream has no frames of its own to give up,
+	// the new message is read past, discarded and acked as dropped. A
+	// message larger than the whole budget gets close 1009.
 	Session domain.Config
 	// MaxFrameBytes is the largest message accepted
 	// (FORESIGHT_MAX_FRAME_BYTES); larger ones get close 1009 unread.
@@ -70,6 +73,12 @@ type StreamConfig struct {
 	SessionOptions func(*http.Request) map[string]string
 	// Observer is told about streams and frames; nil means none.
 	Observer Observer
+	// Captions is handed every caption delivered on an ack (the visual
+	// memory); nil keeps none. Record must not block.
+	Captions CaptionSink
+	// BackendName and ModelName label the captions kept.
+	BackendName string
+	ModelName   string
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -100,6 +109,11 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.Session.Observer = c.Observer
 	}
 	return c
+}
+
+// CaptionSink takes the captions delivered on acks; domain.Recorder is one.
+type CaptionSink interface {
+	Record(ports.Caption)
 }
 
 // StreamHandler serves GET /vision/stream: binary frames in, JSON acks out.
@@ -147,6 +161,12 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "handshake error: WebSocket needs HTTP/1.1 or later", http.StatusBadRequest)
 		return
 	}
+	device, err := deviceOf(r)
+	if err != nil {
+		h.cfg.Observer.StreamRejected("bad_device")
+		writeDetail(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if h.active.Add(1) > int64(h.cfg.MaxStreams) {
 		h.active.Add(-1)
 		h.cfg.Observer.StreamRejected("limit")
@@ -179,11 +199,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.untrack(conn)
 
-	logger := h.cfg.Logger.With("stream_id", req.StreamID, "remote", r.RemoteAddr)
+	logger := h.cfg.Logger.With("stream_id", req.StreamID, "device", device, "remote", r.RemoteAddr)
 	s := &wsStream{
 		h:      h,
 		frames: frames,
 		logger: logger,
+		id:     req.StreamID,
+		device: device,
+		start:  time.Now(),
 		stream: domain.StartStream(h.cfg.Backend, req, h.cfg.Session),
 	}
 	frames.SetShed(s.stream.DropBuffered)
@@ -208,8 +231,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // frameConfig is the framing every stream of this handler gets.
 func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
+	maxMessage := h.cfg.MaxFrameBytes
+	if b := h.cfg.Session.Budget; b != nil {
+		// A message the budget could never hold is refused outright.
+		maxMessage = min(maxMessage, b.Limit())
+	}
 	return wsframe.ServerConfig{
-		MaxMessageBytes:  h.cfg.MaxFrameBytes,
+		MaxMessageBytes:  maxMessage,
+		DropWhenShort:    true,
 		IdleTimeout:      h.cfg.IdleTimeout,
 		WriteTimeout:     h.cfg.WriteTimeout,
 		Budget:           h.cfg.Session.Budget,
@@ -283,6 +312,11 @@ type wsStream struct {
 	logger *slog.Logger
 	stream *domain.Stream
 	ackBuf []byte
+	id     string
+	device string
+	// start is the stream's wall-clock start: a caption's chunk offsets
+	// are counted from it.
+	start time.Time
 }
 
 // run reads frames until the stream ends and returns the close code seen
@@ -303,10 +337,17 @@ func (s *wsStream) run() wire.CloseCode {
 func (s *wsStream) loop() error {
 	for {
 		frame, err := s.frames.ReadMessage()
-		if err != nil {
-			return err
+		var dropped *wsframe.DroppedError
+		switch {
+		case errors.As(err, &dropped):
+			// Frame memory is spent and this stream has nothing buffered to
+			// give up: the frame is lost, but still acked and counted.
+			s.h.cfg.Observer.FrameReceived(int(dropped.Bytes))
+			err = s.ack(s.stream.HandleDroppedFrame(int(dropped.Bytes)))
+		case err == nil:
+			err = s.handleFrame(frame)
 		}
-		if err := s.handleFrame(frame); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -316,6 +357,18 @@ func (s *wsStream) loop() error {
 func (s *wsStream) handleFrame(frame []byte) error {
 	s.h.cfg.Observer.FrameReceived(len(frame))
 	ack := s.stream.HandleFrame(frame)
+	if !s.stream.RetainsFrames() {
+		s.frames.Recycle(frame) // nothing keeps it: read the next frame into it
+	}
+	return s.ack(ack)
+}
+
+// ack writes one frame's ack.
+func (s *wsStream) ack(ack domain.Ack) error {
+	if ack.Result != nil && s.h.cfg.Captions != nil {
+		// Before the write: a caption the client sees is always handed on.
+		s.record(ack)
+	}
 	s.ackBuf = AppendAck(s.ackBuf[:0], ack)
 	if err := s.frames.WriteText(s.ackBuf); err != nil {
 		return err
@@ -328,4 +381,29 @@ func (s *wsStream) handleFrame(frame []byte) error {
 		s.logger.Warn("inference failed", "frame", ack.Frame, "err", ack.InferenceError)
 	}
 	return nil
+}
+
+// record hands the caption of ack's result to the visual memory. The id is
+// the stream's (random) id and the frame number, unique and stable, so a
+// retried batch is stored once.
+func (s *wsStream) record(ack domain.Ack) {
+	id := s.id + "-" + strconv.FormatInt(ack.Frame, 10)
+	c, ok := domain.CaptionFromResult(ack.Result, id, s.device, s.id, s.start, s.h.cfg.BackendName, s.h.cfg.ModelName)
+	if ok {
+		s.h.cfg.Captions.Record(c)
+	}
+}
+
+// deviceOf reads the stream's device from the upgrade request: the query
+// parameter, else the header, else domain.DefaultDevice.
+func deviceOf(r *http.Request) (string, error) {
+	raw := r.URL.Query().Get(wire.QueryDevice)
+	if raw == "" {
+		raw = r.Header.Get(wire.HeaderDevice)
+	}
+	device, err := domain.DeviceID(raw)
+	if err != nil {
+		return "", fmt.Errorf("invalid device: %w", err)
+	}
+	return device, nil
 }

@@ -481,7 +481,7 @@ func TestMalformedHeaderGetsClose1002(t *testing.T) {
 }
 
 func TestHeaderAloneReservesNoMemory(t *testing.T) {
-	budget := domain.NewMemoryBudget(1 << 20)
+	budget := domain.NewMemoryBudget(16 << 20)
 	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
 	c := s.dial(nil)
 	// Claims 8 MiB (within the 16 MiB limit) but sends 10 bytes: only what
@@ -496,24 +496,39 @@ func TestHeaderAloneReservesNoMemory(t *testing.T) {
 	require.Eventually(t, func() bool { return budget.Used() == 0 }, 5*time.Second, time.Millisecond)
 }
 
-func TestSpentBudgetGetsClose1013(t *testing.T) {
+func TestMessageLargerThanTheBudgetGetsClose1009(t *testing.T) {
 	budget := domain.NewMemoryBudget(100 << 10)
 	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
 	c := s.dial(nil)
 	c.send(make([]byte, 50<<10)) // fits
 	assert.Equal(t, 50<<10, c.readAck().Bytes)
 	c.send(make([]byte, 200<<10)) // can never fit
-	// gobwas's client helpers refuse 1013 (registered with IANA, not in RFC
-	// 6455), so read the raw frame; browsers accept it.
-	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(10*time.Second)))
-	f, err := ws.ReadFrame(c.rw)
-	require.NoError(t, err)
-	require.Equal(t, ws.OpClose, f.Header.OpCode)
-	code, reason := ws.ParseCloseFrameData(f.Payload)
-	assert.Equal(t, ws.StatusCode(1013), code)
-	assert.Contains(t, reason, "try again later")
+	code, reason := c.readClose()
+	assert.Equal(t, ws.StatusMessageTooBig, code)
+	assert.Equal(t, "message larger than 102400 bytes", reason)
 	require.Eventually(t, func() bool { return budget.Used() == 0 }, 5*time.Second, time.Millisecond,
 		"no inference here, so nothing stays taken")
+}
+
+func TestSpentBudgetDropsTheNewFrameButAcksIt(t *testing.T) {
+	budget := domain.NewMemoryBudget(100 << 10)
+	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
+	hog := s.dial(nil)
+	// Another stream's message, being read, holds most of the budget.
+	hdr := ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 60 << 10}
+	require.NoError(t, ws.WriteHeader(hog.conn, hdr))
+	_, err := hog.conn.Write(make([]byte, 10))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return budget.Used() == 60<<10 }, 5*time.Second, time.Millisecond)
+	c := s.dial(nil)
+	for i := range 3 {
+		c.send(make([]byte, 60<<10))
+		a := c.readAck()
+		assert.Equal(t, int64(i+1), a.Frame)
+		assert.Equal(t, 60<<10, a.Bytes)
+	}
+	c.send([]byte{1}) // still room for a small one
+	assert.Equal(t, int64(4), c.readAck().Frame)
 }
 
 func TestStreamGivesUpItsBufferBeforeRefusingAMessage(t *testing.T) {
@@ -529,4 +544,52 @@ func TestStreamGivesUpItsBufferBeforeRefusingAMessage(t *testing.T) {
 	c.send(make([]byte, 64<<10)) // needs the room the buffer holds
 	assert.Equal(t, 64<<10, c.readAck().Bytes, "acked, not refused")
 	assert.Equal(t, int64(64<<10), budget.Used(), "only the new frame is buffered now")
+}
+
+// Issue 10 defect 3, scaled down: a lone client whose chunk in flight holds
+// the whole budget, with nothing buffered to give up, gets its next frames
+// acked as dropped, not close 1013, and later its caption.
+func TestLoneClientIsNotRefusedByItsOwnChunkInFlight(t *testing.T) {
+	const frameBytes = 16 << 10
+	budget := domain.NewMemoryBudget(4 * frameBytes)
+	gate := domaintest.NewGate()
+	backend := &domaintest.Backend{Infer: gate.Infer}
+	clock := domaintest.NewClock()
+	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{
+		Budget: budget, ChunkInterval: 500 * time.Millisecond, Clock: clock,
+	}})
+	c := s.dial(nil)
+	c.send(make([]byte, frameBytes))
+	c.readAck()
+	require.Eventually(t, func() bool { return len(backend.Sessions()) == 1 }, 5*time.Second, time.Millisecond)
+	for range 2 {
+		c.send(make([]byte, frameBytes))
+		c.readAck()
+	}
+	clock.Advance(500 * time.Millisecond)
+	c.send(make([]byte, frameBytes)) // fills the budget and cuts a chunk of all four frames
+	assert.Equal(t, frameBytes, c.readAck().Bytes)
+	require.Eventually(t, func() bool { return len(backend.Sessions()[0].Chunks()) == 1 }, 5*time.Second, time.Millisecond)
+	require.Len(t, backend.Sessions()[0].Chunks()[0].Frames, 4, "the chunk holds the whole budget")
+
+	// The chunk in flight holds every byte: these frames cannot be kept.
+	for i := range 3 {
+		c.send(make([]byte, frameBytes))
+		a := c.readAck()
+		assert.Equal(t, int64(5+i), a.Frame, "acked, not refused")
+		assert.Equal(t, frameBytes, a.Bytes)
+		assert.Nil(t, a.Caption)
+	}
+	gate.Release(ports.Result{"caption": "a desk"}, nil)
+	// The result rides on a later ack (as soon as the stream sees the call
+	// back); every frame meanwhile is acked, none refused.
+	captions := 0
+	for i := 0; captions == 0 && i < 1000; i++ {
+		c.send(make([]byte, frameBytes))
+		if a := c.readAck(); a.Caption != nil {
+			captions++
+			assert.Equal(t, "a desk", *a.Caption)
+		}
+	}
+	assert.Equal(t, 1, captions)
 }

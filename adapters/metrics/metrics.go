@@ -25,7 +25,7 @@ var InferenceBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60}
 // Label values the server is documented to use. Anything else is counted as
 // "other" so a bug or a hostile client cannot create unbounded series.
 var (
-	rejectReasons     = []string{"limit", "shutdown", "handshake"}
+	rejectReasons     = []string{"limit", "shutdown", "handshake", "bad_device"}
 	inferenceOutcomes = outcomeLabels(ports.Outcomes())
 	pokeOutcomes      = []string{"ok", "no_key", "bad_request", "upstream_error"}
 )

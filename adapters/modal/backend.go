@@ -31,6 +31,9 @@ type Backend struct {
 	preset preset
 	log    *slog.Logger
 
+	// spawnSlots holds one token per spawn in progress.
+	spawnSlots chan struct{}
+
 	mu      sync.Mutex
 	clients map[[sha256.Size]byte]*clientEntry
 	tick    uint64 // orders client use, for evicting the least recently used
@@ -66,15 +69,19 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
+	if cfg.MaxConcurrentSpawns <= 0 {
+		cfg.MaxConcurrentSpawns = DefaultMaxConcurrentSpawns
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Backend{
-		cfg:     cfg,
-		preset:  p,
-		log:     log.With("component", "modal"),
-		clients: map[[sha256.Size]byte]*clientEntry{},
+		cfg:        cfg,
+		spawnSlots: make(chan struct{}, cfg.MaxConcurrentSpawns),
+		preset:     p,
+		log:        log.With("component", "modal"),
+		clients:    map[[sha256.Size]byte]*clientEntry{},
 	}, nil
 }
 

@@ -31,6 +31,9 @@ const (
 	DefaultMaxClients    = 8
 	DefaultCancelTimeout = 5 * time.Second
 	DefaultCloseTimeout  = 10 * time.Second
+	// DefaultMaxConcurrentSpawns bounds the calls being encoded and sent at
+	// once (see Config.MaxConcurrentSpawns).
+	DefaultMaxConcurrentSpawns = 2
 )
 
 // Config configures the Modal backend. Start from DefaultConfig: the zero
@@ -72,6 +75,13 @@ type Config struct {
 	// CloseTimeout bounds the remote close call at stream end (the caller's
 	// context may cut it shorter). Default 10 s.
 	CloseTimeout time.Duration
+	// MaxConcurrentSpawns bounds the calls being spawned at once across
+	// all sessions. A spawn copies its chunk twice (CBOR, then gRPC's
+	// message buffer, pooled in 1 MiB tiers) and burns CPU doing it; left
+	// unbounded, every stream cutting a chunk at once multiplies that memory
+	// and competes with the acks for the cores. Waiting for a slot delays
+	// only the call, never an ack. Default 2.
+	MaxConcurrentSpawns int
 	// Logger receives the adapter's and the SDK's logs; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -594,3 +594,25 @@ func TestRedact(t *testing.T) {
 	assert.ErrorIs(t, err, base)
 	assert.Same(t, base, redact(base, "other"))
 }
+
+func TestSpawnWaitsForAFreeSlot(t *testing.T) {
+	f := setup(t, func(c *Config) {
+		c.MaxConcurrentSpawns = 1
+		c.CancelTimeout = 50 * time.Millisecond
+	})
+	s := f.open(t, "s", nil)
+	f.b.spawnSlots <- struct{}{} // another spawn holds the only slot
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := within(t, func() error { _, err := s.InferChunk(ctx, chunk([]byte("a"))); return err })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	s.(*session).stragglers.Wait() // the detached spawn gave up too
+	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk), "no call was encoded or sent without a slot")
+	<-f.b.spawnSlots
+
+	err = within(t, func() error { _, err := s.InferChunk(context.Background(), chunk([]byte("b"))); return err })
+	assert.NoError(t, err)
+	assert.Len(t, f.srv.CallsTo(modaltest.MethodInferChunk), 1)
+	assert.Empty(t, f.b.spawnSlots, "the slot is given back")
+	require.NoError(t, s.Close(context.Background()))
+}

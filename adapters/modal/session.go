@@ -135,7 +135,7 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any) 
 		defer s.stragglers.Done()
 		defer stop()
 		defer unwatch()
-		fc, err := fn.Spawn(sctx, args, s.kwargs())
+		fc, err := s.spawnInSlot(sctx, fn, args)
 		mu.Lock()
 		gone := abandoned
 		if !gone {
@@ -163,6 +163,17 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any) 
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// spawnInSlot runs fn.Spawn once one of the backend's spawn slots is free.
+func (s *session) spawnInSlot(ctx context.Context, fn *modalsdk.Function, args []any) (*modalsdk.FunctionCall, error) {
+	select {
+	case s.backend.spawnSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-s.backend.spawnSlots }()
+	return fn.Spawn(ctx, args, s.kwargs())
 }
 
 // cancel asks Modal to stop a call, on a fresh context so it still goes out

@@ -27,8 +27,10 @@ import (
 	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
 	"github.com/foresight-vision/foresight/adapters/poke"
 	"github.com/foresight-vision/foresight/adapters/poke/poketest"
+	"github.com/foresight-vision/foresight/adapters/sqlite"
 	"github.com/foresight-vision/foresight/adapters/webui"
 	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
 )
 
 // chromiumFlags are the browser's command line, on top of the debugging pipe
@@ -156,6 +158,7 @@ func (s *swapStreams) shutdown(ctx context.Context) error {
 
 type server struct {
 	url     string
+	store   *sqlite.Store
 	modal   *modaltest.Server
 	poke    *poketest.Server
 	streams *swapStreams
@@ -182,8 +185,15 @@ func startServer(t *testing.T, magicWord string) *server {
 	pokeClient, err := poke.New(poke.Config{URL: fakePoke.URL(), Timeout: 5 * time.Second}, logger)
 	require.NoError(t, err)
 
+	// The visual memory as the app wires it: a real SQLite file, a recorder
+	// that writes often (so the history panel fills quickly).
+	store, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "captions.db"))
+	require.NoError(t, err)
+	recorder := domain.NewRecorder(store, domain.RecorderConfig{FlushInterval: 50 * time.Millisecond})
+
 	streams := newSwapStreams(httpapi.StreamConfig{
-		Backend: backend,
+		Backend:  backend,
+		Captions: recorder,
 		// Short chunks, so captions come quickly.
 		Session: domain.Config{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second},
 		Logger:  logger,
@@ -192,6 +202,7 @@ func startServer(t *testing.T, magicWord string) *server {
 		httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: pokeClient, ServerKey: "server-key", Logger: logger}),
 		httpapi.Route{Method: http.MethodGet, Path: "/", Handler: webui.Handler()},
 		httpapi.Route{Method: http.MethodHead, Path: "/", Handler: webui.Handler()},
+		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: httpapi.NewCaptionsHandler(store, logger)},
 	)
 	var root http.Handler = router
 	if magicWord != "" {
@@ -211,11 +222,13 @@ func startServer(t *testing.T, magicWord string) *server {
 		defer cancel()
 		assert.NoError(t, streams.shutdown(ctx))
 		ts.Close()
+		assert.NoError(t, recorder.Close(ctx))
+		assert.NoError(t, store.Close())
 		assert.NoError(t, backend.Close())
 		pokeClient.CloseIdleConnections()
 		fakePoke.Close()
 	})
-	return &server{url: ts.URL, modal: fakeModal, poke: fakePoke, streams: streams}
+	return &server{url: ts.URL, store: store, modal: fakeModal, poke: fakePoke, streams: streams}
 }
 
 // run runs an action with a deadline, so a broken page fails fast.
@@ -302,6 +315,7 @@ func TestLivePageInChromium(t *testing.T) {
 	open(t, ctx, srv.url+"/")
 	steps(t, ctx, "phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	steps(t, ctx, "set fps", setValue("fps", "10"))
+	steps(t, ctx, "set device", setValue("device", "e2e-glasses"))
 	steps(t, ctx, "start", chromedp.Click(chromedp.ID("start"))) // a real click, before the page starts moving
 
 	waitJS(t, ctx, "stream open", `document.getElementById("status").dataset.state === "open"`)
@@ -315,6 +329,23 @@ func TestLivePageInChromium(t *testing.T) {
 	assert.Regexp(t, `^\d+ ms \(avg \d+\)$`, text(t, ctx, "rtt"))
 	assert.Regexp(t, `^\d+\.\d$`, text(t, ctx, "ack-rate"))
 	assert.NotEqual(t, "0.0", text(t, ctx, "ack-rate"))
+	// The history panel lists the device's stored captions, and searches them.
+	waitJS(t, ctx, "history lists a caption", `/chunk \d+: \d+ frames/.test(document.getElementById("history").textContent)`)
+	assert.Contains(t, text(t, ctx, "history-status"), "on device e2e-glasses")
+	steps(t, ctx, "search", setValue("history-q", "frames"), press("history-search"))
+	waitJS(t, ctx, "search answered", `/found for/.test(document.getElementById("history-status").textContent)`)
+	found := run(t, ctx, "found rows", chromedp.Evaluate[int](`document.getElementById("history").children.length`))
+	assert.Positive(t, found)
+	steps(t, ctx, "search nothing", setValue("history-q", "zebra"), press("history-search"))
+	waitJS(t, ctx, "nothing found", `/^0 found for/.test(document.getElementById("history-status").textContent)`)
+	assert.Zero(t, run(t, ctx, "no rows", chromedp.Evaluate[int](`document.getElementById("history").children.length`)))
+	steps(t, ctx, "clear search", setValue("history-q", ""), press("history-search"))
+	page, err := srv.store.QueryCaptions(context.Background(), ports.CaptionQuery{Device: "e2e-glasses"})
+	require.NoError(t, err)
+	assert.NotEmpty(t, page.Captions, "the page streams as the device it names")
+	savedDevice := run(t, ctx, "saved device", chromedp.Evaluate[string](`localStorage.getItem("foresight.device") || ""`))
+	assert.Equal(t, "e2e-glasses", savedDevice)
+
 	cameras := run(t, ctx, "cameras", chromedp.Evaluate[int](`document.getElementById("camera").options.length`))
 	assert.GreaterOrEqual(t, cameras, 2, "the fake camera is listed after permission")
 

@@ -15,3 +15,10 @@ const (
 	HeaderMagicWord = "x-magic-word"
 	QueryMagicWord  = "magic_word"
 )
+
+// The device a stream belongs to (its wearer), sent on the WebSocket
+// upgrade as a query parameter or a header; the query parameter wins.
+const (
+	HeaderDevice = "x-foresight-device"
+	QueryDevice  = "device"
+)

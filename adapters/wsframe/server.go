@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -16,8 +17,10 @@ import (
 const (
 	// maxControlPayload is RFC 6455's bound on a control frame's payload.
 	maxControlPayload = ws.MaxControlFramePayloadSize
-	// readStep is how much of a message is allocated at a time.
-	readStep = 64 << 10
+	// slabSize is the size of the pooled buffers a large payload is read
+	// into until enough of it has arrived to allocate it exactly; a payload
+	// up to this size is read straight into an exact allocation.
+	slabSize = 64 << 10
 	// DefaultCloseWait bounds how long a server-initiated close waits for
 	// the client's close frame before dropping the connection.
 	DefaultCloseWait = 2 * time.Second
@@ -41,6 +44,24 @@ const (
 // ErrPeerClosed is returned by ReadMessage once the client's close frame
 // was read and answered.
 var ErrPeerClosed = errors.New("peer sent close")
+
+// DroppedError is returned by ReadMessage, with ServerConfig.DropWhenShort,
+// for a message the budget could not hold: it was read off the wire and
+// discarded. The connection is fine; the caller acks it as dropped and
+// reads on.
+type DroppedError struct {
+	// Bytes is the message's length.
+	Bytes int64
+}
+
+func (e *DroppedError) Error() string {
+	return fmt.Sprintf("message of %d bytes dropped: frame memory is spent", e.Bytes)
+}
+
+// slabs holds the fixed-size buffers large payloads are first read into,
+// shared by every connection, so reading allocates no more per message than
+// the message itself.
+var slabs = sync.Pool{New: func() any { return new([slabSize]byte) }}
 
 // Budget is the memory messages are read against (domain.MemoryBudget
 // satisfies it): bytes are acquired before they are allocated.
@@ -72,9 +93,14 @@ type ServerConfig struct {
 	// CloseWait bounds waiting for the client's close after the server's;
 	// zero means DefaultCloseWait.
 	CloseWait time.Duration
-	// Budget is charged, by capacity, for the message being read; when it
-	// is spent (and Shed frees nothing) the client gets 1013.
+	// Budget is charged for the memory the message being read takes as its
+	// bytes arrive; when it is spent (and Shed frees nothing) the client
+	// gets 1013, or with DropWhenShort the message is discarded.
 	Budget Budget
+	// DropWhenShort turns the 1013 for a spent budget into a dropped
+	// message: the rest of it is read and discarded (never buffered) and
+	// ReadMessage returns a *DroppedError, so the caller can still ack it.
+	DropWhenShort bool
 	// Shed, when set, is called once the budget is spent, to give up other
 	// memory (the stream's buffered frames); it returns the bytes freed.
 	Shed func() int64
@@ -97,8 +123,14 @@ type Server struct {
 	outBuf   [ws.MaxHeaderSize]byte // for writing them; a field so it is not allocated per write
 	message  []byte                 // a fragmented message being assembled
 	inMsg    bool
+	msgLen   int64          // bytes of the current message so far, assembled or dropped
+	dropping bool           // the current message is being discarded
 	peerCode wire.CloseCode // the code of the client's close frame
 	held     int64          // budget bytes taken by the message being read
+	// spare is a message buffer given back with Recycle, read into next;
+	// spareHeld is the budget it holds meanwhile.
+	spare     []byte
+	spareHeld int64
 }
 
 // NewServer wraps an upgraded connection: conn for deadlines, br and bw its
@@ -215,27 +247,64 @@ func (s *Server) ReadMessage() ([]byte, error) {
 		case hdr.OpCode == ws.OpBinary && s.inMsg:
 			return nil, refuse(wire.CloseProtocolError, ReasonMessageInMessage, hdr)
 		}
-		if s.cfg.MaxMessageBytes > 0 && int64(len(s.message))+hdr.Length > s.cfg.MaxMessageBytes {
+		if s.cfg.MaxMessageBytes > 0 && s.msgLen+hdr.Length > s.cfg.MaxMessageBytes {
 			// Never buffered: the rest is only discarded, briefly, while the
 			// client gets the close frame.
 			return nil, refuse(wire.CloseMessageTooBig, fmt.Sprintf("message larger than %d bytes", s.cfg.MaxMessageBytes), hdr)
 		}
-		payload, err := s.readPayload(hdr)
-		if err != nil {
-			return nil, err
+		s.msgLen += hdr.Length
+		var payload []byte
+		if s.dropping {
+			if err := s.discard(hdr.Length); err != nil {
+				return nil, err
+			}
+		} else {
+			var err error
+			if payload, err = s.readPayload(hdr); err != nil {
+				return nil, err
+			}
 		}
 		if !hdr.Fin {
-			// Fragments are rare from real clients; assembling them costs a copy.
-			s.message = append(s.message, payload...)
+			if !s.dropping {
+				// Fragments are rare from real clients; assembling them costs a copy.
+				s.message = append(s.message, payload...)
+			}
 			s.inMsg = true
 			continue
 		}
+		if s.dropping {
+			dropped := &DroppedError{Bytes: s.msgLen}
+			s.endMessage()
+			return nil, dropped
+		}
 		if s.inMsg {
 			payload = append(s.message, payload...)
-			s.message, s.inMsg = nil, false
 		}
+		s.endMessage()
 		return payload, nil
 	}
+}
+
+// endMessage resets the state of the message just finished.
+func (s *Server) endMessage() {
+	s.message, s.inMsg, s.msgLen, s.dropping = nil, false, 0, false
+}
+
+// drop gives up the message being read: its memory goes back to the budget
+// and the rest of it will be discarded as it arrives.
+func (s *Server) drop() {
+	s.release()
+	s.message = nil
+	s.dropping = true
+}
+
+// discard reads n payload bytes and throws them away through io.Discard's
+// small shared buffer.
+func (s *Server) discard(n int64) error {
+	if _, err := io.CopyN(io.Discard, &s.in, n); err != nil {
+		return midFrame(s.readFailure(err))
+	}
+	return nil
 }
 
 // refuse builds the CloseError for a frame whose payload is still unread.
@@ -281,45 +350,156 @@ func (s *Server) readFailure(err error) error {
 }
 
 // readPayload reads one frame's payload and unmasks it. Memory follows the
-// bytes that actually arrive, never what a header claims: the buffer starts
-// at one read step and doubles (so at most about twice what was received
-// is allocated), and each growth is taken from the budget first, by
-// capacity. A frame that fits in one step gets one exact allocation.
+// bytes that actually arrive, never what a header claims, and each step is
+// taken from the budget before it is allocated. A payload up to slabSize
+// gets one exact allocation. A larger one is read into pooled slabs until
+// half of it has arrived, then allocated exactly once, the slabs copied in
+// and returned, and the rest read in place: at most 1.5 times the payload
+// is held at once, all of it counted, and nothing is grown by copying.
+// When the budget cannot take a step (and Shed frees nothing), the client
+// gets 1013, or with DropWhenShort the payload is discarded and
+// s.dropping set (payload nil, err nil).
 func (s *Server) readPayload(hdr ws.Header) ([]byte, error) {
-	var payload []byte
-	for int64(len(payload)) < hdr.Length {
-		if len(payload) == cap(payload) {
-			grown := min(max(2*int64(cap(payload)), readStep), hdr.Length)
-			if err := s.reserve(grown-int64(cap(payload)), hdr.Length-int64(len(payload))); err != nil {
-				return nil, err
+	length := hdr.Length
+	if length <= slabSize {
+		var payload []byte
+		if int64(cap(s.spare)) >= length {
+			// Its budget share becomes the message's, released as usual.
+			payload, s.spare = s.spare[:length], nil
+			s.held += s.spareHeld
+			s.spareHeld = 0
+		} else {
+			if ok, err := s.reserve(length, length); !ok {
+				return nil, s.dropRest(err, length)
 			}
-			next := make([]byte, len(payload), grown)
-			copy(next, payload)
-			payload = next
+			payload = make([]byte, length)
 		}
-		n := len(payload)
-		payload = payload[:cap(payload)]
-		if _, err := io.ReadFull(&s.in, payload[n:]); err != nil {
+		if _, err := io.ReadFull(&s.in, payload); err != nil {
 			return nil, midFrame(s.readFailure(err))
 		}
+		ws.Cipher(payload, hdr.Mask, 0)
+		return payload, nil
+	}
+
+	var (
+		parts    []*[slabSize]byte
+		received int64
+	)
+	giveBack := func() {
+		for _, p := range parts {
+			slabs.Put(p)
+		}
+		parts = nil
+	}
+	defer giveBack()
+	for received < length/2 {
+		if ok, err := s.reserve(slabSize, length-received); !ok {
+			return nil, s.dropRest(err, length-received)
+		}
+		slab := slabs.Get().(*[slabSize]byte)
+		parts = append(parts, slab)
+		n := min(slabSize, length-received)
+		if _, err := io.ReadFull(&s.in, slab[:n]); err != nil {
+			return nil, midFrame(s.readFailure(err))
+		}
+		received += n
+	}
+	if ok, err := s.reserve(length, length-received); !ok {
+		return nil, s.dropRest(err, length-received)
+	}
+	payload := make([]byte, length)
+	at := 0
+	for _, p := range parts {
+		at += copy(payload[at:received], p[:])
+	}
+	s.unreserve(int64(len(parts)) * slabSize)
+	giveBack()
+	if _, err := io.ReadFull(&s.in, payload[received:]); err != nil {
+		return nil, midFrame(s.readFailure(err))
 	}
 	ws.Cipher(payload, hdr.Mask, 0)
 	return payload, nil
 }
 
+// ReadCost is the most budget reading one payload of n bytes takes at once
+// (see readPayload): configurations must leave at least this much for the
+// largest message allowed.
+func ReadCost(n int64) int64 {
+	if n <= slabSize {
+		return n
+	}
+	halfInSlabs := (n/2 + slabSize - 1) / slabSize
+	return halfInSlabs*slabSize + n
+}
+
+// dropRest handles a reserve that failed part-way through a payload: with
+// DropWhenShort the message is given up and the unread rest discarded;
+// otherwise refusal (the 1013) is returned.
+func (s *Server) dropRest(refusal error, unread int64) error {
+	if refusal != nil {
+		return refusal
+	}
+	s.drop()
+	return s.discard(unread)
+}
+
 // reserve takes n bytes of the budget for the message being read. When the
-// budget is spent, Shed may free memory first; if that is not enough the
-// client gets 1013. unread is what is left of the frame on the wire.
-func (s *Server) reserve(n, unread int64) error {
+// budget is spent, Shed may free memory first. If that is not enough, it
+// reports false: with DropWhenShort the message is given up (err nil, the
+// caller discards what is left of it, starting with unread bytes of this
+// frame); otherwise err is the 1013.
+func (s *Server) reserve(n, unread int64) (bool, error) {
 	b := s.cfg.Budget
 	if b == nil {
-		return nil
+		return true, nil
 	}
-	if !b.TryAcquire(n) && (s.cfg.Shed == nil || s.cfg.Shed() == 0 || !b.TryAcquire(n)) {
-		return &CloseError{Code: wire.CloseTryAgainLater, Reason: ReasonShortOfMemory, unread: unread}
+	got := b.TryAcquire(n)
+	if !got && s.spareHeld > 0 {
+		s.dropSpare() // a recycled buffer too small for this message goes first
+		got = b.TryAcquire(n)
+	}
+	if !got && (s.cfg.Shed == nil || s.cfg.Shed() == 0 || !b.TryAcquire(n)) {
+		if !s.cfg.DropWhenShort {
+			return false, &CloseError{Code: wire.CloseTryAgainLater, Reason: ReasonShortOfMemory, unread: unread}
+		}
+		return false, nil
 	}
 	s.held += n
-	return nil
+	return true, nil
+}
+
+// unreserve gives back n bytes of the message's share before it is read in
+// full (slabs no longer needed).
+func (s *Server) unreserve(n int64) {
+	if s.cfg.Budget != nil {
+		s.cfg.Budget.Release(n)
+	}
+	s.held -= n
+}
+
+// Recycle gives back a message ReadMessage returned, once the caller holds
+// no reference to it, so the next message that fits is read into it
+// instead of a new allocation: a stream that keeps no frames then reads
+// without allocating. Only one buffer of up to 64 KiB is kept, and it
+// holds its size in the budget while it waits (none is kept if the budget
+// cannot take it).
+func (s *Server) Recycle(msg []byte) {
+	size := int64(cap(msg))
+	if s.spare != nil || size == 0 || size > slabSize {
+		return
+	}
+	if b := s.cfg.Budget; b != nil && !b.TryAcquire(size) {
+		return
+	}
+	s.spare, s.spareHeld = msg[:0], size
+}
+
+// dropSpare lets go of the recycled buffer and its budget share.
+func (s *Server) dropSpare() {
+	if s.cfg.Budget != nil {
+		s.cfg.Budget.Release(s.spareHeld)
+	}
+	s.spare, s.spareHeld = nil, 0
 }
 
 // release gives the bytes of the message just read back to the budget.
@@ -416,6 +596,7 @@ func (s *Server) WriteClose(code wire.CloseCode, reason string) error {
 // frame and waits for the client's close; after ErrPeerClosed it is the
 // client's code; otherwise 1006. The caller then closes TCP.
 func (s *Server) End(err error) wire.CloseCode {
+	s.dropSpare()
 	var ce *CloseError
 	switch {
 	case errors.As(err, &ce):

@@ -3,6 +3,8 @@ package wsframe_test
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"io"
 	"sync"
 	"testing"
 	"time"
@@ -67,6 +69,10 @@ func serve(input []byte, cfg wsframe.ServerConfig) (msgs [][]byte, code wire.Clo
 	s := wsframe.NewServer(noDeadlines{}, bufio.NewReader(bytes.NewReader(input)), bufio.NewWriter(&w), cfg)
 	for {
 		msg, err := s.ReadMessage()
+		var dropped *wsframe.DroppedError
+		if errors.As(err, &dropped) {
+			continue
+		}
 		if err != nil {
 			return msgs, s.End(err), w.Bytes()
 		}
@@ -161,6 +167,46 @@ func TestSpentBudgetGets1013AndIsGivenBack(t *testing.T) {
 	assert.Zero(t, b.used)
 }
 
+func TestSpentBudgetDropsWhenAskedAndReadsOn(t *testing.T) {
+	var input []byte
+	input = append(input, clientFrame(ws.OpBinary, true, make([]byte, 5000))...)
+	input = append(input, clientFrame(ws.OpBinary, false, make([]byte, 600))...)
+	input = append(input, clientFrame(ws.OpContinuation, false, make([]byte, 600))...)
+	input = append(input, clientFrame(ws.OpContinuation, true, make([]byte, 10))...)
+	input = append(input, clientFrame(ws.OpBinary, true, []byte("after"))...)
+	b := &capBudget{limit: 1000}
+	var w bytes.Buffer
+	s := wsframe.NewServer(noDeadlines{}, bufio.NewReader(bytes.NewReader(input)), bufio.NewWriter(&w),
+		wsframe.ServerConfig{Budget: b, DropWhenShort: true})
+	for _, want := range []int64{5000, 1210} {
+		_, err := s.ReadMessage()
+		var dropped *wsframe.DroppedError
+		require.ErrorAs(t, err, &dropped)
+		assert.Equal(t, want, dropped.Bytes)
+		assert.Zero(t, b.used)
+	}
+	msg, err := s.ReadMessage()
+	require.NoError(t, err)
+	assert.Equal(t, "after", string(msg))
+	assert.Zero(t, b.used)
+	assert.LessOrEqual(t, b.peak, int64(1000))
+}
+
+func TestLargePayloadIsReadWholeAndCountedAtOneAndAHalfTimes(t *testing.T) {
+	payload := make([]byte, 1<<20+123)
+	for i := range payload {
+		payload[i] = byte(i * 7)
+	}
+	b := &capBudget{limit: 1 << 30}
+	msgs, _, _ := serve(clientFrame(ws.OpBinary, true, payload), wsframe.ServerConfig{Budget: b})
+	require.Len(t, msgs, 1)
+	assert.True(t, bytes.Equal(payload, msgs[0]))
+	assert.Zero(t, b.used)
+	// Slabs up to half the payload, then the exact buffer: every byte held counted.
+	assert.Equal(t, wsframe.ReadCost(int64(len(payload))), b.peak)
+	assert.LessOrEqual(t, b.peak, int64(len(payload))*3/2+64<<10)
+}
+
 func TestAppendFrameRoundTrips(t *testing.T) {
 	for _, n := range []int{0, 125, 126, 65535, 65536} {
 		payload := bytes.Repeat([]byte{7}, n)
@@ -200,7 +246,8 @@ func FuzzServerRead(f *testing.F) {
 	const maxMsg, budgetLimit = 1 << 12, 1 << 16
 	f.Fuzz(func(t *testing.T, input []byte) {
 		b := &capBudget{limit: budgetLimit}
-		msgs, code, out := serve(input, wsframe.ServerConfig{MaxMessageBytes: maxMsg, Budget: b})
+		drop := len(input)%2 == 1 // both ways of meeting a spent budget
+		msgs, code, out := serve(input, wsframe.ServerConfig{MaxMessageBytes: maxMsg, Budget: b, DropWhenShort: drop})
 		for _, m := range msgs {
 			if len(m) > maxMsg {
 				t.Fatalf("message of %d bytes over the %d limit", len(m), maxMsg)
@@ -260,4 +307,29 @@ func FuzzParseClose(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRecycledBufferIsReadIntoAndHoldsItsBudget(t *testing.T) {
+	input := append(clientFrame(ws.OpBinary, true, []byte("first")), clientFrame(ws.OpBinary, true, []byte("two"))...)
+	input = append(input, clientFrame(ws.OpBinary, true, []byte("a longer one"))...)
+	b := &capBudget{limit: 1 << 20}
+	var w bytes.Buffer
+	s := wsframe.NewServer(noDeadlines{}, bufio.NewReader(bytes.NewReader(input)), bufio.NewWriter(&w), wsframe.ServerConfig{Budget: b})
+	first, err := s.ReadMessage()
+	require.NoError(t, err)
+	assert.Zero(t, b.used)
+	s.Recycle(first)
+	assert.Equal(t, int64(cap(first)), b.used, "a recycled buffer is counted while it waits")
+	second, err := s.ReadMessage()
+	require.NoError(t, err)
+	assert.Equal(t, "two", string(second))
+	assert.Same(t, &first[:1][0], &second[:1][0], "read into the recycled buffer")
+	assert.Zero(t, b.used)
+	s.Recycle(second)
+	third, err := s.ReadMessage() // too large for it: a fresh buffer
+	require.NoError(t, err)
+	assert.Equal(t, "a longer one", string(third))
+	assert.Equal(t, int64(cap(second)), b.used)
+	s.End(io.EOF)
+	assert.Zero(t, b.used, "End gives the recycled buffer's share back")
 }

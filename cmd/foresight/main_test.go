@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -42,7 +43,9 @@ func TestServeStopsWhenContextEnds(t *testing.T) {
 	done := make(chan int, 1)
 	var out bytes.Buffer
 	addr := freeAddr(t)
-	go func() { done <- run(ctx, []string{"serve", "--addr", addr}, &out, &out) }()
+	// A store in a temp dir: the default, data/foresight.db, would land here.
+	db := "sqlite:" + filepath.Join(t.TempDir(), "foresight.db")
+	go func() { done <- run(ctx, []string{"serve", "--addr", addr, "--database-url", db}, &out, &out) }()
 	// The server must really be up before the stop means anything.
 	healthy := func() bool {
 		resp, err := http.Get("http://" + addr + "/health")

@@ -190,6 +190,7 @@ type Server struct {
 	done       chan struct{}
 	closeOnce  sync.Once
 	uploadFail bool
+	forget     bool
 }
 
 // New starts a Server and closes it when tb's test ends.
@@ -290,6 +291,15 @@ func (s *Server) SetBehavior(b Behavior) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.behavior = b
+}
+
+// SetForgetFrames makes the server drop each call's arguments (frames
+// included) once its reply is made, so a long load run does not keep every
+// frame it was sent: Calls then report Args and Frames as nil.
+func (s *Server) SetForgetFrames(forget bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forget = forget
 }
 
 // QueueBehavior makes the next infer_chunk calls behave as given, one each.
@@ -630,6 +640,9 @@ func (v *service) FunctionMap(ctx context.Context, req *pb.FunctionMapRequest) (
 		cs.exception = b.Fail
 	default:
 		cs.result, cs.exception = encodeReply(s.reply, cs.Call)
+	}
+	if s.forget {
+		cs.Args, cs.Frames = nil, nil
 	}
 	s.calls = append(s.calls, cs)
 	s.callByID[cs.ID] = cs
