@@ -144,6 +144,8 @@ func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, ob
 			InferenceTimeout: cfg.InferenceTimeout,
 			Scene:            cfg.sceneConfig(),
 			Analyzer:         jpegscene.Analyzer{},
+			// FORESIGHT_MAX_FRAMES_PER_CHUNK, per backend (app/inference.go).
+			MaxFramesPerChunk: cfg.framesPerChunk(),
 		},
 		MaxFrameBytes:  cfg.MaxFrameBytes,
 		IdleTimeout:    cfg.IdleTimeout,

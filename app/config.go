@@ -69,6 +69,17 @@ type Config struct {
 	ModalEnvironment   string
 	ModalSendSessionID bool
 
+	// The OpenAI-compatible backend (app/inference.go).
+	OpenAIBaseURL     string
+	OpenAIAPIKey      string
+	OpenAIModel       string
+	OpenAIMaxTokens   int
+	OpenAITemperature float64
+	CaptionHistory    int
+	// MaxFramesPerChunk is the setting as given: -1 unset (the backend's
+	// default), 0 all, else a bound. framesPerChunk maps it to the domain's.
+	MaxFramesPerChunk int
+
 	Metrics bool
 	Pprof   bool
 }
@@ -191,8 +202,8 @@ var Settings = []Setting{
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.TrustClientCredentials })},
 
-	{Flag: "inference-backend", Envs: []string{"FORESIGHT_INFERENCE_BACKEND"}, Default: "gemma3", Help: "gemma3, streamingvlm or none; Modal is used only with credentials (server env or trusted headers)",
-		Apply: settings.OneOf(func(c *Config) *string { return &c.InferenceBackend }, "gemma3", "streamingvlm", "none")},
+	{Flag: "inference-backend", Envs: []string{"FORESIGHT_INFERENCE_BACKEND"}, Default: "gemma3", Help: "gemma3, streamingvlm (Modal), openai (any OpenAI-compatible server) or none; Modal is used only with credentials (server env or trusted headers)",
+		Apply: settings.OneOf(func(c *Config) *string { return &c.InferenceBackend }, "gemma3", "streamingvlm", BackendOpenAI, "none")},
 	{Envs: []string{"MODAL_TOKEN_ID", "FORESIGHT_MODAL_TOKEN_ID"}, Secret: true, Help: "Modal token id",
 		Apply: func(c *Config, v string) error { c.ModalTokenID = v; return nil }},
 	{Envs: []string{"MODAL_TOKEN_SECRET", "FORESIGHT_MODAL_TOKEN_SECRET"}, Secret: true, Help: "Modal token secret",
@@ -205,6 +216,33 @@ var Settings = []Setting{
 		Apply: func(c *Config, v string) error { c.ModalEnvironment = v; return nil }},
 	{Flag: "modal-send-session-id", Envs: []string{"FORESIGHT_MODAL_SEND_SESSION_ID"}, Default: "true", Help: "send the per-stream session_id keyword; false for apps deployed from the original code",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.ModalSendSessionID })},
+
+	// The OpenAI-compatible backend (FORESIGHT_INFERENCE_BACKEND=openai; docs/providers.md).
+	{Flag: "openai-base-url", Envs: []string{"FORESIGHT_OPENAI_BASE_URL", "OPENAI_BASE_URL"}, Default: "https://api.openai.com/v1", Help: "API root of the OpenAI-compatible server (\"/chat/completions\" is appended), e.g. http://127.0.0.1:11434/v1 for Ollama",
+		Apply: func(c *Config, v string) error { c.OpenAIBaseURL = v; return nil }},
+	{Envs: []string{"FORESIGHT_OPENAI_API_KEY", "OPENAI_API_KEY"}, Secret: true, Help: "API key sent as a bearer token; unset sends no Authorization header (local servers need none)",
+		Apply: func(c *Config, v string) error { c.OpenAIAPIKey = v; return nil }},
+	{Flag: "openai-model", Envs: []string{"FORESIGHT_OPENAI_MODEL"}, Help: "model name on the server, e.g. gemma3:4b; required with --inference-backend openai",
+		Apply: func(c *Config, v string) error { c.OpenAIModel = v; return nil }},
+	{Flag: "openai-max-tokens", Envs: []string{"FORESIGHT_OPENAI_MAX_TOKENS"}, Default: "64", Help: "max_tokens of each caption (min 1)",
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.OpenAIMaxTokens })},
+	{Flag: "openai-temperature", Envs: []string{"FORESIGHT_OPENAI_TEMPERATURE"}, Default: "0.2", Help: "sampling temperature (min 0; 0 is greedy)",
+		Apply: settings.Float(0, func(c *Config) *float64 { return &c.OpenAITemperature })},
+	{Flag: "caption-history", Envs: []string{"FORESIGHT_CAPTION_HISTORY"}, Default: "6", Help: "prior captions of the same stream shown in each openai prompt (0 = none)",
+		Apply: settings.IntAtLeast(0, func(c *Config) *int { return &c.CaptionHistory })},
+	{Flag: "max-frames-per-chunk", Envs: []string{"FORESIGHT_MAX_FRAMES_PER_CHUNK"}, Help: "frames sent to the model per chunk, picked evenly, first and last included; 0 = all (default: 6 for openai and gemma3, all for streamingvlm)",
+		Apply: func(c *Config, v string) error {
+			if v == "" {
+				c.MaxFramesPerChunk = -1
+				return nil
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return fmt.Errorf("not a whole number of at least 0: %q", v)
+			}
+			c.MaxFramesPerChunk = n
+			return nil
+		}},
 
 	{Flag: "metrics", Envs: []string{"FORESIGHT_METRICS"}, Default: "true", Help: "serve Prometheus metrics at /metrics",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.Metrics })},
@@ -224,6 +262,9 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	}
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := c.checkInference(); err != nil {
+		return Config{}, err
 	}
 	if err := c.checkMemory(); err != nil {
 		return Config{}, err

@@ -51,6 +51,13 @@ func TestConfigDefaults(t *testing.T) {
 	assert.InDelta(t, domain.DefaultDarkLuma, c.DarkLuma, 0)
 	assert.InDelta(t, domain.DefaultBlurSharpness, c.BlurSharpness, 0)
 	assert.Zero(t, c.SceneSampleFrames)
+	assert.Equal(t, "https://api.openai.com/v1", c.OpenAIBaseURL)
+	assert.Empty(t, c.OpenAIAPIKey)
+	assert.Empty(t, c.OpenAIModel)
+	assert.Equal(t, 64, c.OpenAIMaxTokens)
+	assert.Equal(t, 0.2, c.OpenAITemperature)
+	assert.Equal(t, 6, c.CaptionHistory)
+	assert.Equal(t, -1, c.MaxFramesPerChunk, "unset: the backend's default")
 }
 
 func TestConfigSources(t *testing.T) {
@@ -101,6 +108,17 @@ func TestConfigSources(t *testing.T) {
 			assert.InDelta(t, 12.5, c.BlurSharpness, 0)
 			assert.Equal(t, 3, c.SceneSampleFrames)
 		}},
+		{"openai settings", []string{"--inference-backend", "openai", "--openai-model", "gemma3:4b", "--max-frames-per-chunk", "0"},
+			envOf("FORESIGHT_OPENAI_BASE_URL", "http://127.0.0.1:11434/v1", "OPENAI_BASE_URL", "http://other/v1", "OPENAI_API_KEY", "k",
+				"FORESIGHT_OPENAI_TEMPERATURE", "0", "FORESIGHT_CAPTION_HISTORY", "0"), func(t *testing.T, c app.Config) {
+				assert.Equal(t, "openai", c.InferenceBackend)
+				assert.Equal(t, "gemma3:4b", c.OpenAIModel)
+				assert.Equal(t, "http://127.0.0.1:11434/v1", c.OpenAIBaseURL, "FORESIGHT_ wins over OPENAI_")
+				assert.Equal(t, "k", c.OpenAIAPIKey, "OPENAI_API_KEY is the fallback")
+				assert.Equal(t, 0.0, c.OpenAITemperature)
+				assert.Equal(t, 0, c.CaptionHistory)
+				assert.Equal(t, 0, c.MaxFramesPerChunk)
+			}},
 		{"backend is case-insensitive", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "StreamingVLM"), func(t *testing.T, c app.Config) {
 			assert.Equal(t, "streamingvlm", c.InferenceBackend)
 		}},
@@ -131,6 +149,10 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		{"FORESIGHT_DARK_LUMA", "-1"},
 		{"FORESIGHT_BLUR_SHARPNESS", "NaN"},
 		{"FORESIGHT_SCENE_SAMPLE_FRAMES", "-2"},
+		{"FORESIGHT_MAX_FRAMES_PER_CHUNK", "-2"},
+		{"FORESIGHT_OPENAI_MAX_TOKENS", "0"},
+		{"FORESIGHT_OPENAI_TEMPERATURE", "-1"},
+		{"FORESIGHT_CAPTION_HISTORY", "lots"},
 	} {
 		t.Run(kv[0], func(t *testing.T) {
 			_, err := app.LoadConfig(nil, envOf(kv[0], kv[1]), nil)
@@ -196,7 +218,7 @@ func TestConfigurationDocCoversEverySetting(t *testing.T) {
 			assert.True(t, strings.Contains(string(doc), "--"+s.Flag), "docs/configuration.md must document --%s", s.Flag)
 		}
 	}
-	for _, secret := range []string{"FORESIGHT_POKE_API_KEY", "MAGIC_WORD", "MODAL_TOKEN_SECRET"} {
+	for _, secret := range []string{"FORESIGHT_POKE_API_KEY", "MAGIC_WORD", "MODAL_TOKEN_SECRET", "FORESIGHT_OPENAI_API_KEY"} {
 		assert.True(t, strings.Contains(string(doc), secret))
 	}
 }

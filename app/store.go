@@ -201,8 +201,11 @@ func (c *captionMemory) abort(ctx context.Context) {
 
 // captionLabels are the backend and model names kept with each caption.
 func captionLabels(cfg Config) (backend, model string) {
-	if cfg.InferenceBackend == "none" {
+	switch info := inferenceInfoOf(cfg); info.Backend {
+	case "none":
 		return "none", ""
+	case BackendOpenAI:
+		return BackendOpenAI, info.Model
 	}
 	return "modal", cfg.InferenceBackend
 }

@@ -357,7 +357,7 @@ func (s *Stream) cut(now time.Time) {
 	}
 	s.windowStart = now
 	s.summary.Chunks++
-	s.cfg.Observer.ChunkCut(len(chunk.Frames), size)
+	s.cfg.Observer.ChunkCut(len(chunk.Frames), size, receivedFrames, received)
 	session := s.session
 	if s.gate == nil {
 		s.call = s.launch(false, func(ctx context.Context) outcome {

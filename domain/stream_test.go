@@ -61,8 +61,8 @@ func (o *countingObserver) ChunkSkipped(_ string, _ int, bytes int64) {
 }
 func (o *countingObserver) FramesRejected(n int) { o.rejected.Add(int64(n)) }
 
-func (o *countingObserver) FramesDropped(n int, _ int64) { o.dropped.Add(int64(n)) }
-func (o *countingObserver) ChunkCut(int, int64)          { o.chunks.Add(1) }
+func (o *countingObserver) FramesDropped(n int, _ int64)    { o.dropped.Add(int64(n)) }
+func (o *countingObserver) ChunkCut(int, int64, int, int64) { o.chunks.Add(1) }
 func (o *countingObserver) InferenceDone(outcome ports.Outcome, _ time.Duration) {
 	switch outcome {
 	case ports.OutcomeOK:

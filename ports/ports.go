@@ -99,8 +99,9 @@ type Notifier interface {
 type StreamObserver interface {
 	// FramesDropped reports frames evicted from a full buffer.
 	FramesDropped(frames int, bytes int64)
-	// ChunkCut reports a chunk handed to the model.
-	ChunkCut(frames int, bytes int64)
+	// ChunkCut reports a chunk handed to the model: the frames and bytes
+	// sent, and those buffered for it before frame selection.
+	ChunkCut(frames int, bytes int64, receivedFrames int, receivedBytes int64)
 	// InferenceDone reports a finished call and its measured round trip.
 	InferenceDone(outcome Outcome, d time.Duration)
 	// ChunkSkipped reports a cut chunk the scene gate kept from the model,
@@ -116,7 +117,7 @@ type StreamObserver interface {
 type NopObserver struct{}
 
 func (NopObserver) FramesDropped(int, int64)             {}
-func (NopObserver) ChunkCut(int, int64)                  {}
+func (NopObserver) ChunkCut(int, int64, int, int64)      {}
 func (NopObserver) InferenceDone(Outcome, time.Duration) {}
 func (NopObserver) ChunkSkipped(string, int, int64)      {}
 func (NopObserver) FramesRejected(int)                   {}

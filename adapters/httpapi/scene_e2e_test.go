@@ -25,7 +25,7 @@ type cutCounter struct {
 	cuts atomic.Int64
 }
 
-func (o *cutCounter) ChunkCut(int, int64) { o.cuts.Add(1) }
+func (o *cutCounter) ChunkCut(int, int64, int, int64) { o.cuts.Add(1) }
 
 type cameraReport struct {
 	state  string

@@ -55,6 +55,8 @@ type Metrics struct {
 	chunks        prometheus.Counter
 	chunkFrames   prometheus.Counter
 	chunkBytes    prometheus.Counter
+	chunkRecvFr   prometheus.Counter
+	chunkRecvB    prometheus.Counter
 	droppedFrames prometheus.Counter
 	droppedBytes  prometheus.Counter
 	inference     map[string]prometheus.Counter
@@ -104,6 +106,8 @@ func New() *Metrics {
 	m.chunks = f("chunks_total", "Chunks cut and handed to the model (or to the scene gate, which may skip them: chunks_skipped_total).")
 	m.chunkFrames = f("chunk_frames_total", "Frames in chunks handed to the model.")
 	m.chunkBytes = f("chunk_bytes_total", "Bytes in chunks handed to the model.")
+	m.chunkRecvFr = f("chunk_received_frames_total", "Frames buffered for chunks before frame selection (chunk_frames_total of them were sent).")
+	m.chunkRecvB = f("chunk_received_bytes_total", "Bytes buffered for chunks before frame selection (chunk_bytes_total of them were sent).")
 	m.droppedFrames = f("dropped_frames_total", "Frames evicted from full stream buffers.")
 	m.droppedBytes = f("dropped_bytes_total", "Bytes evicted from full stream buffers.")
 	m.inference = vec("inference_calls_total", "Finished inference calls, by outcome.", "outcome", inferenceOutcomes)
@@ -191,11 +195,14 @@ func (m *Metrics) FramesDropped(frames int, bytes int64) {
 	m.droppedBytes.Add(float64(bytes))
 }
 
-// ChunkCut counts a chunk handed to the model.
-func (m *Metrics) ChunkCut(frames int, bytes int64) {
+// ChunkCut counts a chunk handed to the model: what was sent, and what was
+// buffered before frame selection.
+func (m *Metrics) ChunkCut(frames int, bytes int64, receivedFrames int, receivedBytes int64) {
 	m.chunks.Inc()
 	m.chunkFrames.Add(float64(frames))
 	m.chunkBytes.Add(float64(bytes))
+	m.chunkRecvFr.Add(float64(receivedFrames))
+	m.chunkRecvB.Add(float64(receivedBytes))
 }
 
 // ChunkSkipped counts a chunk the scene gate kept from the model.
@@ -225,5 +232,21 @@ func (m *Metrics) WatchFrameMemory(used, limit func() int64) {
 			Namespace: Namespace, Name: "frame_memory_limit_bytes",
 			Help: "The shared frame-memory budget (FORESIGHT_MAX_TOTAL_BUFFER_BYTES).",
 		}, func() float64 { return float64(limit()) }),
+	)
+}
+
+// WatchInferenceBackend exports a backend's own counters, read at scrape
+// time: replies that asked it to slow down (429) and chunks it did not send
+// while waiting out their Retry-After.
+func (m *Metrics) WatchInferenceBackend(counts func() (rateLimited, droppedChunks int64)) {
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "inference_rate_limited_total",
+			Help: "Model server replies of 429 Too Many Requests.",
+		}, func() float64 { n, _ := counts(); return float64(n) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "inference_dropped_chunks_total",
+			Help: "Chunks not sent because their stream was waiting out a Retry-After.",
+		}, func() float64 { _, n := counts(); return float64(n) }),
 	)
 }

@@ -98,8 +98,11 @@ func TestObserverMethodsShowInScrape(t *testing.T) {
 	}
 	m.AckSent()
 	m.AckSent()
-	m.ChunkCut(3, 300)
-	m.ChunkCut(2, 200)
+	m.ChunkCut(3, 300, 10, 1000)
+	m.ChunkCut(2, 200, 2, 200)
+	rateLimited, dropped := int64(0), int64(0)
+	m.WatchInferenceBackend(func() (int64, int64) { return rateLimited, dropped })
+	rateLimited, dropped = 4, 7 // read at scrape time
 	m.FramesDropped(4, 4000)
 	m.InferenceDone(ports.OutcomeOK, 70*time.Millisecond)
 	m.InferenceDone(ports.OutcomeOK, 3*time.Second)
@@ -131,6 +134,10 @@ func TestObserverMethodsShowInScrape(t *testing.T) {
 		"foresight_chunks_total":                                                 2,
 		"foresight_chunk_frames_total":                                           5,
 		"foresight_chunk_bytes_total":                                            500,
+		"foresight_chunk_received_frames_total":                                  12,
+		"foresight_chunk_received_bytes_total":                                   1200,
+		"foresight_inference_rate_limited_total":                                 4,
+		"foresight_inference_dropped_chunks_total":                               7,
 		"foresight_dropped_frames_total":                                         4,
 		"foresight_dropped_bytes_total":                                          4000,
 		`foresight_inference_calls_total{outcome="ok"}`:                          2,

@@ -2,6 +2,7 @@ package modal
 
 import (
 	"log/slog"
+	"strings"
 	"time"
 )
 
@@ -96,4 +97,22 @@ func DefaultConfig() Config {
 		CancelTimeout: DefaultCancelTimeout,
 		CloseTimeout:  DefaultCloseTimeout,
 	}
+}
+
+// Deployed names the app and class the server's own sessions call: the
+// configured names, else the preset's (empty for PresetNone or an unknown
+// preset). A status page shows them.
+func (c Config) Deployed() (app, class string) {
+	p := presets[strings.ToLower(c.Preset)]
+	if c.Preset == "" {
+		p = presets[PresetGemma3]
+	}
+	app, class = p.app, p.class
+	if c.AppName != "" {
+		app = c.AppName
+	}
+	if c.ClassName != "" {
+		class = c.ClassName
+	}
+	return app, class
 }

@@ -1,0 +1,261 @@
+package app
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+
+	"github.com/foresight-vision/foresight/adapters/metrics"
+	"github.com/foresight-vision/foresight/adapters/modal"
+	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
+	"github.com/foresight-vision/foresight/adapters/noop"
+	"github.com/foresight-vision/foresight/adapters/openai"
+	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// BackendOpenAI is the FORESIGHT_INFERENCE_BACKEND value of the
+// OpenAI-compatible backend (adapters/openai).
+const BackendOpenAI = "openai"
+
+// StatusPath answers what the server runs (statusHandler).
+const StatusPath = "/status"
+
+// Version is the server's version as /status reports it. A release build
+// sets it with -ldflags "-X github.com/foresight-vision/foresight/app.Version=v1.2.3";
+// unset, it comes from the build info (module version, else VCS revision).
+var Version string
+
+// inference is the backend streams open their sessions on, how a stream's
+// upgrade request becomes its vetted per-stream options, and how the
+// backend is closed at stop.
+type inference struct {
+	backend        ports.InferenceBackend
+	sessionOptions func(*http.Request) map[string]string // nil: none
+	close          func() error
+}
+
+// inferenceInfo says which backend and model the server runs, for the
+// start-up line, GET /status and the labels kept with each caption. It
+// holds no secret.
+type inferenceInfo struct {
+	// Backend is FORESIGHT_INFERENCE_BACKEND: gemma3, streamingvlm, openai or none.
+	Backend string
+	// Model is the OpenAI-compatible model name, or the Modal app/class.
+	Model string
+	// BaseURLHost is the OpenAI-compatible server's host (never its URL,
+	// which could carry a token in its query); empty for Modal.
+	BaseURLHost string
+	// Captions is false when no chunk can reach a model with the server's
+	// own configuration (backend none, or Modal without credentials).
+	Captions bool
+}
+
+// inferenceInfoOf describes what cfg runs; it reads only cfg.
+func inferenceInfoOf(cfg Config) inferenceInfo {
+	info := inferenceInfo{Backend: cfg.InferenceBackend}
+	switch cfg.InferenceBackend {
+	case modal.PresetNone:
+	case BackendOpenAI:
+		info.Model = cfg.OpenAIModel
+		if u, err := url.Parse(cfg.OpenAIBaseURL); err == nil {
+			info.BaseURLHost = u.Host
+		}
+		info.Captions = cfg.OpenAIModel != ""
+	default:
+		app, class := modal.Config{Preset: cfg.InferenceBackend, AppName: cfg.ModalAppName, ClassName: cfg.ModalClassName}.Deployed()
+		info.Model = app + "/" + class
+		info.Captions = cfg.ModalHeld()
+	}
+	return info
+}
+
+// captionsOffHint is how to turn captions on, for the start-up line.
+const captionsOffHint = "set FORESIGHT_INFERENCE_BACKEND=openai with FORESIGHT_OPENAI_MODEL and FORESIGHT_OPENAI_BASE_URL " +
+	"(any OpenAI-compatible server: docs/providers.md), or MODAL_TOKEN_ID and MODAL_TOKEN_SECRET for Modal"
+
+// logInference writes the one start-up line that says what the server runs.
+func logInference(cfg Config, logger *slog.Logger) {
+	info := inferenceInfoOf(cfg)
+	attrs := []any{"backend", info.Backend}
+	if info.Model != "" {
+		attrs = append(attrs, "model", info.Model)
+	}
+	if info.BaseURLHost != "" {
+		attrs = append(attrs, "host", info.BaseURLHost)
+	}
+	attrs = append(attrs, "max_frames_per_chunk", statusFrames(cfg.framesPerChunk()))
+	if info.Captions {
+		logger.Info("inference", append(attrs, "captions", "on")...)
+		return
+	}
+	attrs = append(attrs, "captions", "off", "hint", captionsOffHint)
+	if cfg.InferenceBackend != modal.PresetNone && cfg.trustPolicy().HonourClient(false) {
+		attrs = append(attrs, "note", "a stream may still bring Modal credentials in x-modal-* headers")
+	}
+	logger.Warn("inference", attrs...)
+}
+
+// checkInference rejects a configuration whose backend cannot start.
+func (c Config) checkInference() error {
+	if c.InferenceBackend == BackendOpenAI && c.OpenAIModel == "" {
+		return errors.New("config: FORESIGHT_INFERENCE_BACKEND=openai needs a model: set FORESIGHT_OPENAI_MODEL (or --openai-model), e.g. gemma3:4b for Ollama")
+	}
+	return nil
+}
+
+// framesPerChunk maps FORESIGHT_MAX_FRAMES_PER_CHUNK to
+// domain.Config.MaxFramesPerChunk: unset is the backend's default (every
+// frame for the legacy StreamingVLM app, which was built to see them all;
+// else the Gemma app's 6), 0 is all (the domain's negative).
+func (c Config) framesPerChunk() int {
+	switch {
+	case c.MaxFramesPerChunk < 0 && c.InferenceBackend == modal.PresetStreamingVLM:
+		return -1
+	case c.MaxFramesPerChunk < 0:
+		return domain.DefaultMaxFramesPerChunk
+	case c.MaxFramesPerChunk == 0:
+		return -1
+	default:
+		return c.MaxFramesPerChunk
+	}
+}
+
+// newInferenceBackend picks the model backend. The Modal backend is used
+// even without server credentials, because trusted client headers (or a
+// gateway in front) may supply them per stream; without any, its sessions
+// are no-ops. m, when metrics are on, watches the openai backend's counters.
+func newInferenceBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (inference, error) {
+	if err := cfg.checkInference(); err != nil {
+		return inference{}, err // a Config built by hand skips LoadConfig
+	}
+	logInference(cfg, logger)
+	switch cfg.InferenceBackend {
+	case modal.PresetNone:
+		return inference{backend: noop.Backend{}, close: func() error { return nil }}, nil
+	case BackendOpenAI:
+		return newOpenAIBackend(cfg, m, logger)
+	}
+	mc := modal.DefaultConfig()
+	mc.Preset = cfg.InferenceBackend
+	mc.TokenID = cfg.ModalTokenID
+	mc.TokenSecret = cfg.ModalTokenSecret
+	mc.AppName = cfg.ModalAppName
+	mc.ClassName = cfg.ModalClassName
+	mc.Environment = cfg.ModalEnvironment
+	mc.SendSessionID = cfg.ModalSendSessionID
+	mc.Logger = logger
+	backend, err := modal.New(mc)
+	if err != nil {
+		return inference{}, fmt.Errorf("modal backend: %w", err)
+	}
+	inf := inference{backend: backend, close: backend.Close}
+	// A stranger must not swap the model or spend another account when the
+	// server holds its own credentials: the trust policy decides.
+	if cfg.trustPolicy().HonourClient(cfg.ModalHeld()) {
+		inf.sessionOptions = func(r *http.Request) map[string]string { return modalheader.SessionOptions(r.Header) }
+	}
+	return inf, nil
+}
+
+func newOpenAIBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (inference, error) {
+	oc := openai.Config{
+		BaseURL:        cfg.OpenAIBaseURL,
+		APIKey:         cfg.OpenAIAPIKey,
+		Model:          cfg.OpenAIModel,
+		MaxTokens:      cfg.OpenAIMaxTokens,
+		Temperature:    cfg.OpenAITemperature,
+		CaptionHistory: cfg.CaptionHistory,
+		Prompt:         cfg.Prompt,
+	}
+	// The adapter reads zero as "its default"; the setting's 0 means greedy
+	// and no history, which the adapter spells negative.
+	if oc.Temperature == 0 {
+		oc.Temperature = -1
+	}
+	if oc.CaptionHistory == 0 {
+		oc.CaptionHistory = -1
+	}
+	backend, err := openai.New(oc, logger)
+	if err != nil {
+		return inference{}, fmt.Errorf("openai backend: %w", err)
+	}
+	if m != nil {
+		m.WatchInferenceBackend(func() (rateLimited, droppedChunks int64) {
+			s := backend.Stats()
+			return s.RateLimitedReplies, s.DroppedChunks
+		})
+	}
+	return inference{backend: backend, close: backend.Close}, nil
+}
+
+// status is the body of GET /status.
+type status struct {
+	Backend     string `json:"backend"`
+	Model       string `json:"model"`
+	BaseURLHost string `json:"base_url_host"`
+	Captions    bool   `json:"captions"`
+	// ChunkSeconds is the least time between chunk cuts (0: none).
+	ChunkSeconds float64 `json:"chunk_seconds"`
+	// MaxFramesPerChunk is the bound on frames sent per chunk; 0 is all.
+	MaxFramesPerChunk int    `json:"max_frames_per_chunk"`
+	Version           string `json:"version"`
+}
+
+// statusFrames is the domain's frame bound as the setting spells it.
+func statusFrames(n int) int { return max(n, 0) }
+
+// statusHandler serves GET /status: what the server runs, never a secret.
+// The body is fixed at start, so it is encoded once.
+func statusHandler(cfg Config) http.Handler {
+	info := inferenceInfoOf(cfg)
+	body, _ := json.Marshal(status{
+		Backend:           info.Backend,
+		Model:             info.Model,
+		BaseURLHost:       info.BaseURLHost,
+		Captions:          info.Captions,
+		ChunkSeconds:      max(cfg.ChunkInterval.Seconds(), 0),
+		MaxFramesPerChunk: statusFrames(cfg.framesPerChunk()),
+		Version:           serverVersion(),
+	})
+	body = append(body, '\n')
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(body)
+	})
+}
+
+// serverVersion is Version when set, else the main module's version, else
+// its VCS revision (with "+dirty" for a modified tree), else "devel".
+func serverVersion() string {
+	if Version != "" {
+		return Version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "devel"
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		return v
+	}
+	var rev, dirty string
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			if s.Value == "true" {
+				dirty = "+dirty"
+			}
+		}
+	}
+	if rev == "" {
+		return "devel"
+	}
+	return rev[:min(len(rev), 12)] + dirty
+}
