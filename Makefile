@@ -55,6 +55,8 @@ test:
 	$(GO) tool cover -func=coverage.out 2>/dev/null | tail -n 1; \
 	passed=$$(grep -c '^ok ' test-output.log); failed=$$(grep -Ec '^FAIL[[:space:]]+[^[:space:]]' test-output.log); \
 	echo "go test packages: $$passed passed, $$failed failed"; \
+	litter=$$(find . -path ./.git -prune -o -path ./data -prune -o -name 'foresight.db*' -print); \
+	if [ -n "$$litter" ]; then echo "tests left databases behind (give them FORESIGHT_DATABASE_URL=none or a temp dir):"; echo "$$litter"; exit 1; fi; \
 	exit $$rc
 
 # The remote Modal apps' pure logic, standard library only. The model smoke

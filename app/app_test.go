@@ -178,7 +178,7 @@ func TestSoftMemoryLimitFollowsTheFrameBudgetWhileServing(t *testing.T) {
 		t.Skip("GOMEMLIMIT is set: the server leaves the runtime's limit alone")
 	}
 	before := debug.SetMemoryLimit(-1)
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf("FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "268435456"), nil)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf("FORESIGHT_DATABASE_URL", "none", "FORESIGHT_MAX_TOTAL_BUFFER_BYTES", "268435456"), nil)
 	require.NoError(t, err)
 	assert.Equal(t, int64(256<<20+32<<20+32<<20), cfg.SoftMemoryLimit(), "auto: budget + 1/8 + 32 MiB")
 	inst, err := app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))

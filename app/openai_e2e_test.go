@@ -47,7 +47,8 @@ func (b *syncBuffer) String() string {
 // debug level into the returned buffer.
 func startLogged(t *testing.T, env ...string) (*app.Instance, *syncBuffer) {
 	t.Helper()
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(env...), nil)
+	// No caption store unless a test asks for one: nothing left in the package folder.
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(append([]string{"FORESIGHT_DATABASE_URL", "none"}, env...)...), nil)
 	require.NoError(t, err)
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -274,7 +275,7 @@ func TestOpenAIMissingModelIsAStartUpError(t *testing.T) {
 	assert.Contains(t, err.Error(), "FORESIGHT_OPENAI_MODEL")
 
 	// A Config built by hand (not through LoadConfig) is refused at start.
-	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(), nil)
+	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf("FORESIGHT_DATABASE_URL", "none"), nil)
 	require.NoError(t, err)
 	cfg.InferenceBackend = "openai"
 	_, err = app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
@@ -284,7 +285,7 @@ func TestOpenAIMissingModelIsAStartUpError(t *testing.T) {
 
 func TestOpenAIBadBaseURLIsAStartUpError(t *testing.T) {
 	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"},
-		envOf("FORESIGHT_INFERENCE_BACKEND", "openai", "FORESIGHT_OPENAI_MODEL", "m", "FORESIGHT_OPENAI_BASE_URL", "ftp://u:p@host/v1"), nil)
+		envOf("FORESIGHT_DATABASE_URL", "none", "FORESIGHT_INFERENCE_BACKEND", "openai", "FORESIGHT_OPENAI_MODEL", "m", "FORESIGHT_OPENAI_BASE_URL", "ftp://u:p@host/v1"), nil)
 	require.NoError(t, err)
 	_, err = app.Start(context.Background(), cfg, slog.New(slog.DiscardHandler))
 	require.Error(t, err)

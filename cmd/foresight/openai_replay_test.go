@@ -34,6 +34,7 @@ func TestReplayGetsCaptionsFromAnOpenAICompatibleServer(t *testing.T) {
 		"FORESIGHT_OPENAI_MODEL":         "gemma3:4b",
 		"FORESIGHT_MAX_FRAMES_PER_CHUNK": "4",
 		"VISION_CHUNK_SECONDS":           "0.25",
+		"FORESIGHT_DATABASE_URL":         "none",
 	}
 	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, nil)
 	require.NoError(t, err)
