@@ -9,13 +9,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"time"
 
-	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
-	"github.com/openai/openai-go/v3/shared"
+	openai "github.com/sashabaranov/go-openai"
 
 	"github.com/foresight-vision/foresight/ports"
 )
@@ -78,7 +77,7 @@ type Config struct {
 // Decider implements ports.NudgeDecider over a chat completion.
 type Decider struct {
 	cfg       Config
-	client    openai.Client
+	client    *openai.Client
 	transport *http.Transport
 }
 
@@ -87,6 +86,13 @@ const maxCaptions = 200
 
 // maxReplyText bounds the server's text quoted in an error.
 const maxReplyText = 200
+
+// maxReplyBytes bounds a reply body the SDK reads (a decision is a few
+// hundred bytes), and maxErrorBytes an error body, which the SDK reads whole.
+const (
+	maxReplyBytes = 1 << 20
+	maxErrorBytes = 64 << 10
+)
 
 // New checks cfg and builds a decider. Call Close when done.
 func New(cfg Config) (*Decider, error) {
@@ -109,28 +115,62 @@ func New(cfg Config) (*Decider, error) {
 	cfg.ResponseFormat = f
 
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	opts := []option.RequestOption{
-		option.WithBaseURL(cfg.BaseURL),
-		option.WithHTTPClient(&http.Client{Transport: transport}),
-		// The loop has its own retries and its own interval; the SDK's
-		// would only stretch one evaluation.
-		option.WithMaxRetries(0),
-		option.WithRequestTimeout(cfg.Timeout),
-	}
-	if cfg.APIKey != "" {
-		opts = append(opts, option.WithAPIKey(cfg.APIKey))
-	} else {
-		// Not even a key from OPENAI_API_KEY: a local server gets none.
-		opts = append(opts, option.WithAPIKey(""), option.WithHeaderDel("Authorization"))
-	}
-	return &Decider{cfg: cfg, client: openai.NewClient(opts...), transport: transport}, nil
+	// The SDK sets no Authorization header for an empty key, reads no
+	// environment variable (not even OPENAI_API_KEY) and makes no retry:
+	// the loop has its own retries and its own interval. The call is
+	// bounded by Decide's context.
+	sdkCfg := openai.DefaultConfig(cfg.APIKey)
+	sdkCfg.BaseURL = cfg.BaseURL
+	sdkCfg.HTTPClient = boundedDoer{client: &http.Client{Transport: transport}}
+	return &Decider{cfg: cfg, client: openai.NewClientWithConfig(sdkCfg), transport: transport}, nil
 }
+
+// boundedDoer caps what the SDK can read of a reply body.
+type boundedDoer struct{ client *http.Client }
+
+func (d boundedDoer) Do(req *http.Request) (*http.Response, error) {
+	res, err := d.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		// Cut, not failed: a cut body still gives the status.
+		res.Body = struct {
+			io.Reader
+			io.Closer
+		}{io.LimitReader(res.Body, maxErrorBytes), res.Body}
+		return res, nil
+	}
+	res.Body = &cappedBody{rc: res.Body, left: maxReplyBytes}
+	return res, nil
+}
+
+// cappedBody fails a read past its limit instead of growing without bound.
+type cappedBody struct {
+	rc   io.ReadCloser
+	left int64
+}
+
+func (c *cappedBody) Read(p []byte) (int, error) {
+	if c.left <= 0 {
+		return 0, errors.New("reply body too large")
+	}
+	if int64(len(p)) > c.left {
+		p = p[:c.left]
+	}
+	n, err := c.rc.Read(p)
+	c.left -= int64(n)
+	return n, err
+}
+
+func (c *cappedBody) Close() error { return c.rc.Close() }
 
 // Close releases idle connections.
 func (d *Decider) Close() { d.transport.CloseIdleConnections() }
 
-// replySchema is the JSON schema of the model's reply.
-var replySchema = map[string]any{
+// replySchema is the JSON schema of the model's reply, marshalled once for
+// the SDK's json.Marshaler field.
+var replySchema = mustMarshal(map[string]any{
 	"type": "object",
 	"properties": map[string]any{
 		"decision":  map[string]any{"type": "string", "enum": []string{"yes", "no"}, "description": "yes to nudge the wearer now, no otherwise"},
@@ -139,6 +179,14 @@ var replySchema = map[string]any{
 	},
 	"required":             []string{"decision", "reasoning", "nudge"},
 	"additionalProperties": false,
+})
+
+func mustMarshal(v any) json.RawMessage {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // schemaInPrompt tells the model the shape when the server cannot enforce it.
@@ -154,37 +202,38 @@ func (d *Decider) Decide(ctx context.Context, in ports.NudgeInput) (ports.NudgeD
 	defer cancel()
 
 	system := d.cfg.Prompt
-	params := openai.ChatCompletionNewParams{Model: d.cfg.Model}
+	request := openai.ChatCompletionRequest{Model: d.cfg.Model}
 	switch d.cfg.ResponseFormat {
 	case FormatJSONSchema:
-		params.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{
-			OfJSONSchema: &shared.ResponseFormatJSONSchemaParam{JSONSchema: shared.ResponseFormatJSONSchemaJSONSchemaParam{
+		request.ResponseFormat = &openai.ChatCompletionResponseFormat{
+			Type: openai.ChatCompletionResponseFormatTypeJSONSchema,
+			JSONSchema: &openai.ChatCompletionResponseFormatJSONSchema{
 				Name:   "nudge_decision",
-				Strict: openai.Bool(true),
+				Strict: true,
 				Schema: replySchema,
-			}},
+			},
 		}
 	case FormatJSONObject:
 		system += schemaInPrompt
-		params.ResponseFormat = openai.ChatCompletionNewParamsResponseFormatUnion{OfJSONObject: &shared.ResponseFormatJSONObjectParam{}}
+		request.ResponseFormat = &openai.ChatCompletionResponseFormat{Type: openai.ChatCompletionResponseFormatTypeJSONObject}
 	case FormatNone:
 		system += schemaInPrompt
 	}
-	params.Messages = []openai.ChatCompletionMessageParamUnion{
-		openai.SystemMessage(system),
-		openai.UserMessage(UserMessage(in)),
+	request.Messages = []openai.ChatCompletionMessage{
+		{Role: openai.ChatMessageRoleSystem, Content: system},
+		{Role: openai.ChatMessageRoleUser, Content: UserMessage(in)},
 	}
 
 	decision := ports.NudgeDecision{Engine: Engine, Model: d.cfg.Model}
-	resp, err := d.client.Chat.Completions.New(ctx, params)
+	resp, err := d.client.CreateChatCompletion(ctx, request)
 	if err != nil {
-		return decision, describeCallError(err)
+		return decision, d.describeCallError(err)
 	}
 	if resp.Model != "" {
 		decision.Model = resp.Model
 	}
-	decision.PromptTokens = int(resp.Usage.PromptTokens)
-	decision.CompletionTokens = int(resp.Usage.CompletionTokens)
+	decision.PromptTokens = resp.Usage.PromptTokens
+	decision.CompletionTokens = resp.Usage.CompletionTokens
 	if len(resp.Choices) == 0 {
 		return decision, errors.New("model reply has no choices")
 	}
@@ -289,19 +338,31 @@ func UserMessage(in ports.NudgeInput) string {
 }
 
 // describeCallError keeps what reaches the record short and free of the
-// request's headers.
-func describeCallError(err error) error {
-	var apiErr *openai.Error
+// request's headers and the API key; the SDK's own texts quote whole bodies.
+func (d *Decider) describeCallError(err error) error {
+	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
 		if apiErr.Message != "" {
-			return fmt.Errorf("model server answered %d: %s", apiErr.StatusCode, clip(apiErr.Message))
+			return fmt.Errorf("model server answered %d: %s", apiErr.HTTPStatusCode, clip(d.redact(apiErr.Message)))
 		}
-		return fmt.Errorf("model server answered %d", apiErr.StatusCode)
+		return fmt.Errorf("model server answered %d", apiErr.HTTPStatusCode)
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) {
+		return fmt.Errorf("model server answered %d", reqErr.HTTPStatusCode)
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("model call timed out: %w", context.DeadlineExceeded)
 	}
 	return fmt.Errorf("model call: %w", err)
+}
+
+// redact removes the API key from upstream text, before it is cut.
+func (d *Decider) redact(s string) string {
+	if d.cfg.APIKey == "" {
+		return s
+	}
+	return strings.ReplaceAll(s, d.cfg.APIKey, "[redacted]")
 }
 
 func stripFence(s string) string {

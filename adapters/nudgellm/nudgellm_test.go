@@ -224,3 +224,23 @@ func TestUserMessageKeepsTheNewestCaptions(t *testing.T) {
 	assert.Contains(t, msg, "the newest")
 	assert.NotContains(t, msg, "the oldest")
 }
+
+func TestErrorEchoingTheKeyIsRedactedAndHugeBodiesAreBounded(t *testing.T) {
+	const key = "sk-secret-0123456789abcdef"
+	srv := fakeServer(t)
+	d := newDecider(t, srv, nudgellm.Config{APIKey: key})
+
+	srv.AnswerStatus(http.StatusUnauthorized, "Incorrect API key provided: "+key+".")
+	_, err := d.Decide(context.Background(), window())
+	require.EqualError(t, err, "model server answered 401: Incorrect API key provided: [redacted].")
+
+	// An error body past the read bound is cut: the status still shows.
+	srv.AnswerStatus(http.StatusBadGateway, strings.Repeat("y", 200<<10))
+	_, err = d.Decide(context.Background(), window())
+	require.EqualError(t, err, "model server answered 502")
+
+	srv.AnswerContent(strings.Repeat("z", 2<<20))
+	_, err = d.Decide(context.Background(), window())
+	require.ErrorContains(t, err, "reply body too large")
+	assert.Less(t, len(err.Error()), 300)
+}

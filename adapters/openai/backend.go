@@ -1,6 +1,7 @@
 package openai
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -13,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	sdk "github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
+	sdk "github.com/sashabaranov/go-openai"
 
 	"github.com/foresight-vision/foresight/ports"
 )
@@ -22,13 +22,13 @@ import (
 // Backend opens one session per stream over a shared HTTP client. It is safe
 // for concurrent use.
 type Backend struct {
-	cfg         Config
-	host        string
-	completions sdk.ChatCompletionService
-	http        *http.Client
-	ownsClient  bool
-	log         *slog.Logger
-	redact      redactor
+	cfg        Config
+	host       string
+	client     *sdk.Client
+	http       *http.Client
+	ownsClient bool
+	log        *slog.Logger
+	redact     redactor
 
 	rateLimited   atomic.Int64
 	droppedChunks atomic.Int64
@@ -64,21 +64,13 @@ func New(cfg Config, logger *slog.Logger) (*Backend, error) {
 		b.http = newHTTPClient(cfg.DialTimeout)
 		b.ownsClient = true
 	}
-	opts := []option.RequestOption{
-		option.WithBaseURL(cfg.BaseURL),
-		option.WithHTTPClient(b.http),
-		// A retry the SDK made on its own would hide a failure and hammer
-		// a server that asked for a pause; the next chunk is the retry.
-		option.WithMaxRetries(0),
-		option.WithMiddleware(b.checkReply),
-	}
-	if cfg.APIKey != "" {
-		opts = append(opts, option.WithAPIKey(cfg.APIKey))
-	}
-	// The service is built directly, not through sdk.NewClient, so that no
-	// OPENAI_* variable of the environment (key, organization, custom
-	// headers) is picked up behind the configuration's back.
-	b.completions = sdk.NewChatCompletionService(opts...)
+	// The SDK sets no Authorization header for an empty key, reads no
+	// environment variable and makes no retry of its own (the next chunk
+	// is the retry); every request goes through checkReply.
+	sdkCfg := sdk.DefaultConfig(cfg.APIKey)
+	sdkCfg.BaseURL = cfg.BaseURL
+	sdkCfg.HTTPClient = doerFunc(b.checkReply)
+	b.client = sdk.NewClientWithConfig(sdkCfg)
 	return b, nil
 }
 
@@ -122,11 +114,21 @@ func (b *Backend) OpenSession(_ context.Context, req ports.SessionRequest) (port
 	return &session{b: b, streamID: req.StreamID, history: captionHistory{max: b.cfg.CaptionHistory}}, nil
 }
 
-// checkReply runs under the SDK on every attempt. It turns a non-2xx reply
-// into a StatusError from a bounded read of its body (the SDK would read it
-// whole and keep it), and bounds a 2xx body.
-func (b *Backend) checkReply(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
-	res, err := next(req)
+// doerFunc lets a function stand for the SDK's HTTP client.
+type doerFunc func(*http.Request) (*http.Response, error)
+
+func (f doerFunc) Do(req *http.Request) (*http.Response, error) { return f(req) }
+
+// checkReply carries every request of the SDK. It turns a non-2xx reply into
+// a StatusError from a bounded read of its body (the SDK would read it whole
+// and quote it), keeps the Retry-After of a 429, and bounds a 2xx body.
+func (b *Backend) checkReply(req *http.Request) (*http.Response, error) {
+	if b.cfg.Temperature == 0 {
+		if err := sendZeroTemperature(req); err != nil {
+			return nil, err
+		}
+	}
+	res, err := b.http.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +147,37 @@ func (b *Backend) checkReply(req *http.Request, next option.MiddlewareNext) (*ht
 		serr.RetryAfter = min(wait, b.cfg.MaxRetryAfter)
 	}
 	return nil, serr
+}
+
+// sendZeroTemperature puts "temperature":0 into the request body. The SDK's
+// field is omitempty, so a greedy configuration would otherwise send no
+// temperature and get the server's default (often 0.8 or 1). The body is
+// the SDK's json.Marshal of the request: an object that starts with '{'
+// and has no temperature key when the field is zero.
+func sendZeroTemperature(req *http.Request) error {
+	if req.Body == nil {
+		return nil
+	}
+	body, err := io.ReadAll(req.Body)
+	_ = req.Body.Close()
+	if err != nil {
+		return fmt.Errorf("reading the request body: %w", err)
+	}
+	if len(body) == 0 || body[0] != '{' {
+		return errors.New("request body is not a JSON object")
+	}
+	const field = `"temperature":0`
+	rewritten := make([]byte, 0, len(body)+len(field)+1)
+	rewritten = append(rewritten, '{')
+	rewritten = append(rewritten, field...)
+	if rest := bytes.TrimSpace(body[1:]); len(rest) > 0 && rest[0] != '}' {
+		rewritten = append(rewritten, ',')
+	}
+	rewritten = append(rewritten, body[1:]...)
+	req.Body = io.NopCloser(bytes.NewReader(rewritten))
+	req.ContentLength = int64(len(rewritten))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(rewritten)), nil }
+	return nil
 }
 
 // cappedBody fails a read past its limit instead of growing without bound.
@@ -214,26 +247,30 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 		b.droppedChunks.Add(1)
 		return nil, fmt.Errorf("%w: chunk not sent, retry in %s", ErrRateLimited, s.waitUntil.Sub(now).Round(100*time.Millisecond))
 	}
-	parts := make([]sdk.ChatCompletionContentPartUnionParam, 0, 1+len(chunk.Frames))
-	parts = append(parts, sdk.TextContentPart(buildPrompt(chunk.StartS, chunk.EndS, s.history.entries, resolveTask(chunk.Prompt, b.cfg.Prompt))))
+	parts := make([]sdk.ChatMessagePart, 0, 1+len(chunk.Frames))
+	parts = append(parts, sdk.ChatMessagePart{
+		Type: sdk.ChatMessagePartTypeText,
+		Text: buildPrompt(chunk.StartS, chunk.EndS, s.history.entries, resolveTask(chunk.Prompt, b.cfg.Prompt)),
+	})
 	for _, frame := range chunk.Frames {
 		if len(frame) < len(jpegMagic) || string(frame[:len(jpegMagic)]) != string(jpegMagic) {
 			continue // as the Gemma app skips frames that do not decode
 		}
-		parts = append(parts, sdk.ImageContentPart(sdk.ChatCompletionContentPartImageImageURLParam{
-			URL: "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(frame),
-		}))
+		parts = append(parts, sdk.ChatMessagePart{
+			Type:     sdk.ChatMessagePartTypeImageURL,
+			ImageURL: &sdk.ChatMessageImageURL{URL: "data:image/jpeg;base64," + base64.StdEncoding.EncodeToString(frame)},
+		})
 	}
 	if len(parts) == 1 {
 		return nil, fmt.Errorf("none of the %d frames in the chunk is a JPEG", len(chunk.Frames))
 	}
-	params := sdk.ChatCompletionNewParams{
+	request := sdk.ChatCompletionRequest{
 		Model:       b.cfg.Model,
-		Messages:    []sdk.ChatCompletionMessageParamUnion{sdk.UserMessage(parts)},
-		MaxTokens:   sdk.Int(int64(b.cfg.MaxTokens)),
-		Temperature: sdk.Float(b.cfg.Temperature),
+		Messages:    []sdk.ChatCompletionMessage{{Role: sdk.ChatMessageRoleUser, MultiContent: parts}},
+		MaxTokens:   b.cfg.MaxTokens,
+		Temperature: float32(b.cfg.Temperature), // zero is sent by checkReply
 	}
-	completion, err := b.completions.New(ctx, params)
+	completion, err := b.client.CreateChatCompletion(ctx, request)
 	if err != nil {
 		return nil, s.callError(ctx, err)
 	}
@@ -248,7 +285,7 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 		startS:          chunk.StartS,
 		endS:            chunk.EndS,
 		latency:         time.Since(started),
-		tokensGenerated: completion.Usage.CompletionTokens,
+		tokensGenerated: int64(completion.Usage.CompletionTokens),
 	}), nil
 }
 
@@ -278,6 +315,12 @@ func (s *session) callError(ctx context.Context, err error) error {
 		b.log.Warn("model call failed", "stream_id", s.streamID, "err", uerr)
 		return uerr
 	}
+	if refusal := sdkRefusal(err); refusal != nil {
+		// The SDK checks some requests itself (reasoning models refuse
+		// max_tokens) and sends nothing; its text names the rule.
+		b.log.Warn("model call not sent", "stream_id", s.streamID, "err", refusal)
+		return fmt.Errorf("model call not sent: %w", refusal)
+	}
 	// Anything else (a reply that does not parse, a body too large) is
 	// described without the SDK's text, which may quote the body.
 	b.log.Warn("model call failed", "stream_id", s.streamID, "err", b.redact.clean(err.Error()))
@@ -289,5 +332,28 @@ func (s *session) Close(context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.history.entries = nil
+	return nil
+}
+
+// sdkRefusals are the SDK's errors for a request it declines to send; their
+// texts are fixed and safe to show.
+var sdkRefusals = []error{
+	sdk.ErrChatCompletionInvalidModel,
+	sdk.ErrContentFieldsMisused,
+	sdk.ErrReasoningModelMaxTokensDeprecated,
+	sdk.ErrReasoningModelLimitationsLogprobs,
+	sdk.ErrReasoningModelLimitationsOther,
+	sdk.ErrReasoningEffortUnsupported,
+	sdk.ErrReasoningToolsRequireResponses,
+	sdk.ErrReasoningSamplingUnsupported,
+}
+
+// sdkRefusal is the SDK's refusal that err is or wraps, or nil.
+func sdkRefusal(err error) error {
+	for _, refusal := range sdkRefusals {
+		if errors.Is(err, refusal) {
+			return refusal
+		}
+	}
 	return nil
 }

@@ -439,3 +439,15 @@ func TestOversizedReplyIsRefused(t *testing.T) {
 	assert.True(t, strings.HasPrefix(err.Error(), "model server sent a reply that could not be read"), err.Error())
 	assert.False(t, errors.Is(err, openai.ErrRateLimited))
 }
+
+// The SDK refuses max_tokens for reasoning models (o1, o3, o4, gpt-5) before
+// sending; the error says so instead of blaming the server's reply.
+func TestRequestTheSDKRefusesIsNotSent(t *testing.T) {
+	f := newFixture(t, func(c *openai.Config) { c.Model = "gpt-5-mini"; c.APIKey = secret })
+	_, err := f.open(t, "s").InferChunk(context.Background(), chunk(0, 1, jpeg("a")))
+	require.Error(t, err)
+	assert.True(t, strings.HasPrefix(err.Error(), "model call not sent: "), err.Error())
+	assert.Contains(t, err.Error(), "MaxTokens")
+	assert.Empty(t, f.srv.Requests())
+	assert.NotContains(t, f.logs.String(), secret[:12])
+}
