@@ -24,11 +24,10 @@ CREATE INDEX interventions_device_delivered ON interventions (device, delivered_
     WHERE status = 'delivered';
 
 -- One row per device: the latest interval slot an instance claimed for its
--- evaluation (EvaluationLock). Its row lock, held through the evaluation,
--- keeps evaluations of one device exclusive across instances.
+-- evaluation (EvaluationLock), written under a per-device advisory lock.
 CREATE TABLE nudge_schedule (
     device    text PRIMARY KEY,
-    last_slot timestamptz NOT NULL
+    last_slot timestamptz -- NULL: no slot claimed yet
 );
 
 -- The nudge loop reads captions by when their chunk ended (ports.CaptionRef.Time).
