@@ -124,20 +124,21 @@ func TestEvaluationLockReleasesWhenItsConnectionDies(t *testing.T) {
 
 	again, ok, err := b.TryAcquire(t.Context(), "kit", slot)
 	require.NoError(t, err)
-	assert.True(t, ok, "a claim that never committed frees the slot")
+	require.True(t, ok, "a claim that never committed frees the slot")
 	again()
 }
 
-// killBackends ends every other session whose last query mentions table.
+// killBackends ends every other session idle in a transaction whose last
+// query mentions table, and waits for it to be gone.
 func killBackends(t *testing.T, dsn, table string) {
 	t.Helper()
 	conn, err := pgx.Connect(t.Context(), dsn)
 	require.NoError(t, err)
 	defer func() { assert.NoError(t, conn.Close(context.Background())) }()
 	var n int
-	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_stat_activity
 		WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle in transaction'
-		AND query LIKE '%'||$1||'%'`, table).Scan(&n))
+		AND query LIKE '%'||$1||'%' AND pg_terminate_backend(pid, 10000)`, table).Scan(&n))
 	require.Equal(t, 1, n, "the claiming session")
 }
 
