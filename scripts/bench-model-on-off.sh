@@ -24,7 +24,7 @@ url=$(sed -n 's/^MODAL_SERVER_URL=//p' "$tmp/double")
 
 serve() { # name port env...
   local name=$1 port=$2; shift 2
-  env ${SERVER_ENV:-} "$@" VISION_CHUNK_SECONDS="$CHUNK" MODAL_CONFIG_PATH="$tmp/none.toml" \
+  env FORESIGHT_DATABASE_URL=none ${SERVER_ENV:-} "$@" VISION_CHUNK_SECONDS="$CHUNK" MODAL_CONFIG_PATH="$tmp/none.toml" \
     "$BIN/foresight" serve --addr 127.0.0.1:"$port" --log-level error >"$tmp/$name.log" 2>&1 &
   pids+=($!); echo $! >"$tmp/$name.pid"
 }
