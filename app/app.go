@@ -30,6 +30,9 @@ type Server struct {
 	http   *http.Server
 	stream *httpapi.StreamHandler
 	logger *slog.Logger
+	// ungated: no magic word is set, so whoever reaches the address may
+	// read stored captions and status and use every route.
+	ungated bool
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -187,8 +190,9 @@ func newServer(cfg Config, handler http.Handler, stream *httpapi.StreamHandler, 
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
-		stream: stream,
-		logger: logger,
+		stream:  stream,
+		logger:  logger,
+		ungated: cfg.MagicWord == "",
 	}
 	return s
 }
@@ -202,6 +206,10 @@ func (s *Server) start(context.Context) error {
 	s.addr = ln.Addr()
 	s.mu.Unlock()
 	s.logger.Info("listening", "addr", ln.Addr().String())
+	if s.ungated && !onLoopback(ln.Addr()) {
+		s.logger.Warn("no magic word is set and the server listens beyond this machine: anyone who can reach it may read stored captions and use every route; set MAGIC_WORD or listen on 127.0.0.1",
+			"addr", ln.Addr().String())
+	}
 	go func() {
 		if err := s.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.logger.Error("server stopped", "err", err)
@@ -267,6 +275,12 @@ func (s *Server) stop(ctx context.Context) error {
 		_ = s.http.Close()
 	}
 	return errors.Join(err, <-streamErr)
+}
+
+// onLoopback reports whether addr accepts connections from this machine only.
+func onLoopback(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // Instance is a started server.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -263,6 +264,7 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	c.keepShellOpenAIKeyAtOpenAI(getenv)
 	if err := c.checkInference(); err != nil {
 		return Config{}, err
 	}
@@ -270,6 +272,23 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// keepShellOpenAIKeyAtOpenAI drops an OPENAI_API_KEY picked up as the
+// fallback when the server talks to someone else: a shell's OpenAI key must
+// not reach a third party that FORESIGHT_OPENAI_BASE_URL names. It is kept
+// for OpenAI itself, and for an OPENAI_BASE_URL set beside it (the pair a
+// shell exports for one OpenAI-compatible service).
+func (c *Config) keepShellOpenAIKeyAtOpenAI(getenv func(string) string) {
+	fromShell := strings.TrimSpace(getenv("FORESIGHT_OPENAI_API_KEY")) == "" && strings.TrimSpace(getenv("OPENAI_API_KEY")) != ""
+	if !fromShell || c.OpenAIAPIKey == "" {
+		return
+	}
+	pairedURL := strings.TrimSpace(getenv("FORESIGHT_OPENAI_BASE_URL")) == "" && strings.TrimSpace(getenv("OPENAI_BASE_URL")) != ""
+	if u, err := url.Parse(c.OpenAIBaseURL); pairedURL || (err == nil && strings.EqualFold(u.Hostname(), "api.openai.com")) {
+		return
+	}
+	c.OpenAIAPIKey = ""
 }
 
 // MemoryLimitAuto in Config.MemoryLimit derives the soft memory limit from

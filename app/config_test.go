@@ -114,7 +114,7 @@ func TestConfigSources(t *testing.T) {
 				assert.Equal(t, "openai", c.InferenceBackend)
 				assert.Equal(t, "gemma3:4b", c.OpenAIModel)
 				assert.Equal(t, "http://127.0.0.1:11434/v1", c.OpenAIBaseURL, "FORESIGHT_ wins over OPENAI_")
-				assert.Equal(t, "k", c.OpenAIAPIKey, "OPENAI_API_KEY is the fallback")
+				assert.Empty(t, c.OpenAIAPIKey, "the shell's OPENAI_API_KEY is not sent to a server FORESIGHT_OPENAI_BASE_URL names")
 				assert.Equal(t, 0.0, c.OpenAITemperature)
 				assert.Equal(t, 0, c.CaptionHistory)
 				assert.Equal(t, 0, c.MaxFramesPerChunk)
@@ -220,5 +220,27 @@ func TestConfigurationDocCoversEverySetting(t *testing.T) {
 	}
 	for _, secret := range []string{"FORESIGHT_POKE_API_KEY", "MAGIC_WORD", "MODAL_TOKEN_SECRET", "FORESIGHT_OPENAI_API_KEY"} {
 		assert.True(t, strings.Contains(string(doc), secret))
+	}
+}
+
+// TestShellOpenAIKeyStaysWithOpenAI: OPENAI_API_KEY, a fallback, is sent to
+// OpenAI or to the OPENAI_BASE_URL exported beside it, never to a third
+// party named by FORESIGHT_OPENAI_BASE_URL.
+func TestShellOpenAIKeyStaysWithOpenAI(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"default base URL is OpenAI", []string{"OPENAI_API_KEY", "sk-shell"}, "sk-shell"},
+		{"paired OPENAI_BASE_URL", []string{"OPENAI_API_KEY", "sk-shell", "OPENAI_BASE_URL", "http://127.0.0.1:8000/v1"}, "sk-shell"},
+		{"third party named by FORESIGHT_OPENAI_BASE_URL", []string{"OPENAI_API_KEY", "sk-shell", "FORESIGHT_OPENAI_BASE_URL", "https://api.example.net/v1"}, ""},
+		{"own key for the third party", []string{"OPENAI_API_KEY", "sk-shell", "FORESIGHT_OPENAI_API_KEY", "sk-own", "FORESIGHT_OPENAI_BASE_URL", "https://api.example.net/v1"}, "sk-own"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := app.LoadConfig(nil, envOf(tc.env...), nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, c.OpenAIAPIKey)
+		})
 	}
 }
