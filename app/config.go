@@ -1,6 +1,7 @@
 package app
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -264,6 +265,9 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
+	if err := refusePasswordInFlags(fs); err != nil {
+		return Config{}, err
+	}
 	c.keepShellOpenAIKeyAtOpenAI(getenv)
 	if err := c.checkInference(); err != nil {
 		return Config{}, err
@@ -272,6 +276,24 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 		return Config{}, err
 	}
 	return c, nil
+}
+
+// refusePasswordInFlags keeps secrets out of command lines (which other
+// users of the machine can read): a database URL with a password must come
+// from FORESIGHT_DATABASE_URL, not --database-url.
+func refusePasswordInFlags(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "database-url" {
+			return
+		}
+		if u, perr := url.Parse(f.Value.String()); perr == nil && u.User != nil {
+			if _, has := u.User.Password(); has {
+				err = errors.New("config --database-url: carries a password; pass that URL in FORESIGHT_DATABASE_URL instead (a command line is visible to other users)")
+			}
+		}
+	})
+	return err
 }
 
 // keepShellOpenAIKeyAtOpenAI drops an OPENAI_API_KEY picked up as the

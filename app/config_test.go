@@ -244,3 +244,15 @@ func TestShellOpenAIKeyStaysWithOpenAI(t *testing.T) {
 		})
 	}
 }
+
+func TestDatabasePasswordIsRefusedOnTheCommandLine(t *testing.T) {
+	_, err := app.LoadConfig([]string{"--database-url", "postgres://u:hunter2@127.0.0.1/db"}, envOf(), nil)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "FORESIGHT_DATABASE_URL")
+	assert.NotContains(t, err.Error(), "hunter2")
+	c, err := app.LoadConfig(nil, envOf("FORESIGHT_DATABASE_URL", "postgres://u:hunter2@127.0.0.1/db"), nil)
+	require.NoError(t, err, "the environment may carry it")
+	assert.Equal(t, "postgres://u:hunter2@127.0.0.1/db", c.DatabaseURL)
+	_, err = app.LoadConfig([]string{"--database-url", "postgres://u@127.0.0.1/db"}, envOf(), nil)
+	require.NoError(t, err, "no password, no secret")
+}
