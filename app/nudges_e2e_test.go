@@ -260,7 +260,9 @@ func TestNudgeLLMYesNoAndMalformedAreAllRecorded(t *testing.T) {
 	model.AnswerYes("Swap the donut for an apple.")
 	dbPath := filepath.Join(t.TempDir(), "f.db")
 	inst := startWithStore(t, "sqlite:"+dbPath, nudgeEnv(poke,
-		"FORESIGHT_NUDGES", "llm", "FORESIGHT_NUDGE_COOLDOWN", "1h",
+		// A longer interval: a decision is recorded only if the model answers
+		// within 9/10 of it, and this test counts every call's record.
+		"FORESIGHT_NUDGES", "llm", "FORESIGHT_NUDGE_COOLDOWN", "1h", "FORESIGHT_NUDGE_INTERVAL", "1s",
 		"FORESIGHT_NUDGE_LLM_BASE_URL", model.BaseURL(), "FORESIGHT_NUDGE_LLM_MODEL", "judge-1",
 		"FORESIGHT_NUDGE_LLM_API_KEY", "llm-key")...)
 	stream := streamInBackground(t, inst, "kitchen")
