@@ -55,6 +55,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newInferenceBackend,
 			newNotifier,
 			newCaptionMemory,
+			newNudges,
 			newStreamHandler,
 			newPokeHandler,
 			newHandler,
@@ -68,18 +69,32 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 // registerLifecycle is the server's only lifecycle hook: start listening,
 // and on stop run stopSequence, so the order of a graceful stop is written
 // down in one place rather than implied by fx's construction order.
-func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory) {
-	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, mem.stopSteps()...)
+func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges) {
+	// The nudge loop stops right after the streams, before the store it
+	// reads and the notifier it delivers through.
+	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, append(nud.stopSteps(), mem.stopSteps()...)...)
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
-			// The store opens first: a stream's first caption needs it.
+			// The store opens first: a stream's first caption needs it, and
+			// the nudge loop reads it.
 			if err := mem.open(ctx); err != nil {
 				return err
 			}
-			if err := s.start(ctx); err != nil {
+			abort := func() {
+				for _, step := range nud.stopSteps() {
+					_ = step.run(ctx)
+				}
 				mem.abort(ctx)
+			}
+			if err := nud.open(ctx); err != nil {
+				abort()
 				return err
 			}
+			if err := s.start(ctx); err != nil {
+				abort()
+				return err
+			}
+			nud.start()
 			return nil
 		},
 		OnStop: func(ctx context.Context) error { return runStop(ctx, steps, s.logger) },
@@ -172,8 +187,11 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 	})
 }
 
-func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, logger *slog.Logger) http.Handler {
-	routes := append(extraRoutes(cfg, m), httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem})
+func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, logger *slog.Logger) http.Handler {
+	routes := append(extraRoutes(cfg, m),
+		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem},
+		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: nud.listHandler()},
+		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: nud.runHandler()})
 	router := httpapi.NewRouter(stream, pokeHandler, routes...)
 	// The gate always strips a supplied magic word, so nothing behind it
 	// (logs included) sees one; it checks the word only when one is set.

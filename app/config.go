@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/foresight-vision/foresight/adapters/nudgellm"
 	"github.com/foresight-vision/foresight/adapters/trust"
 	"github.com/foresight-vision/foresight/adapters/wsframe"
 	"github.com/foresight-vision/foresight/domain"
@@ -82,9 +83,30 @@ type Config struct {
 	// default), 0 all, else a bound. framesPerChunk maps it to the domain's.
 	MaxFramesPerChunk int
 
+	// The nudge loop (app/nudges.go, docs/nudges.md). The LLM fields are
+	// as given; nudgeLLMConfig applies the fallbacks to the OpenAI ones.
+	Nudges                 string // NudgesOff, NudgesRules or NudgesLLM
+	NudgeInterval          time.Duration
+	NudgeWindow            time.Duration // 0: the interval
+	NudgeCooldown          time.Duration // negative: none
+	NudgeRules             string
+	NudgePrefix            string
+	NudgePrompt            string // empty: nudgellm.DefaultPrompt
+	NudgeLLMBaseURL        string
+	NudgeLLMAPIKey         string
+	NudgeLLMModel          string
+	NudgeLLMResponseFormat string
+
 	Metrics bool
 	Pprof   bool
 }
+
+// Values of Config.Nudges.
+const (
+	NudgesOff   = "off"
+	NudgesRules = "rules"
+	NudgesLLM   = "llm"
+)
 
 // Setting is one configuration knob of `foresight serve` (internal/settings).
 type Setting = settings.Setting[Config]
@@ -246,6 +268,49 @@ var Settings = []Setting{
 			return nil
 		}},
 
+	// The nudge loop (docs/nudges.md).
+	{Flag: "nudges", Envs: []string{"FORESIGHT_NUDGES"}, Default: NudgesOff, Help: "the nudge loop: off, rules (FORESIGHT_NUDGE_RULES) or llm (an OpenAI-compatible model); on needs a caption store",
+		Apply: settings.OneOf(func(c *Config) *string { return &c.Nudges }, NudgesOff, NudgesRules, NudgesLLM)},
+	{Flag: "nudge-interval", Envs: []string{"FORESIGHT_NUDGE_INTERVAL"}, Default: "60s", Help: "time between two evaluations of a device",
+		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.NudgeInterval })},
+	{Flag: "nudge-window", Envs: []string{"FORESIGHT_NUDGE_WINDOW"}, Help: "how far back the captions of one evaluation reach (default: the interval)",
+		Apply: func(c *Config, v string) error {
+			if v == "" {
+				c.NudgeWindow = 0
+				return nil
+			}
+			return settings.Duration(func(c *Config) *time.Duration { return &c.NudgeWindow })(c, v)
+		}},
+	{Flag: "nudge-cooldown", Envs: []string{"FORESIGHT_NUDGE_COOLDOWN"}, Default: "10m", Help: "least time between two delivered nudges to a device, whatever the decider says (0 = none)",
+		Apply: func(c *Config, v string) error {
+			if v == "0" {
+				c.NudgeCooldown = -1 // the domain's "no cooldown"
+				return nil
+			}
+			return settings.Duration(func(c *Config) *time.Duration { return &c.NudgeCooldown })(c, v)
+		}},
+	{Flag: "nudge-rules", Envs: []string{"FORESIGHT_NUDGE_RULES"}, Help: "rules file (YAML or JSON) of {name, match, message}; required with --nudges rules, e.g. docs/examples/nudge-rules.yaml",
+		Apply: func(c *Config, v string) error { c.NudgeRules = v; return nil }},
+	{Flag: "nudge-prefix", Envs: []string{"FORESIGHT_NUDGE_PREFIX"}, Default: domain.DefaultNudgePrefix, Help: "put before every nudge sent to Poke, which rewrites what it gets unless told not to",
+		Apply: func(c *Config, v string) error { c.NudgePrefix = v; return nil }},
+	{Flag: "nudge-prompt", Envs: []string{"FORESIGHT_NUDGE_PROMPT"}, Help: "system prompt of --nudges llm (default: the built-in health-agent prompt, docs/nudges.md)",
+		Apply: func(c *Config, v string) error { c.NudgePrompt = v; return nil }},
+	{Flag: "nudge-llm-base-url", Envs: []string{"FORESIGHT_NUDGE_LLM_BASE_URL"}, Help: "API root of the nudge model's OpenAI-compatible server (default: --openai-base-url)",
+		Apply: func(c *Config, v string) error { c.NudgeLLMBaseURL = v; return nil }},
+	{Envs: []string{"FORESIGHT_NUDGE_LLM_API_KEY"}, Secret: true, Help: "bearer key of the nudge model (default: FORESIGHT_OPENAI_API_KEY, then OPENAI_API_KEY)",
+		Apply: func(c *Config, v string) error { c.NudgeLLMAPIKey = v; return nil }},
+	{Flag: "nudge-llm-model", Envs: []string{"FORESIGHT_NUDGE_LLM_MODEL"}, Help: "the nudge model (default: --openai-model); required with --nudges llm",
+		Apply: func(c *Config, v string) error { c.NudgeLLMModel = v; return nil }},
+	{Flag: "nudge-llm-response-format", Envs: []string{"FORESIGHT_NUDGE_LLM_RESPONSE_FORMAT"}, Default: string(nudgellm.FormatJSONSchema), Help: "json_schema, json_object (JSON mode, schema in the prompt) or none (schema in the prompt only), for servers without structured outputs",
+		Apply: func(c *Config, v string) error {
+			f, err := nudgellm.ParseResponseFormat(v)
+			if err != nil {
+				return err
+			}
+			c.NudgeLLMResponseFormat = string(f)
+			return nil
+		}},
+
 	{Flag: "metrics", Envs: []string{"FORESIGHT_METRICS"}, Default: "true", Help: "serve Prometheus metrics at /metrics",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.Metrics })},
 	{Flag: "pprof", Envs: []string{"FORESIGHT_PPROF"}, Default: "false", Help: "serve /debug/pprof (behind the magic word when one is set)",
@@ -273,6 +338,9 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 		return Config{}, err
 	}
 	if err := c.checkMemory(); err != nil {
+		return Config{}, err
+	}
+	if err := c.checkNudges(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -14,13 +14,16 @@ import (
 
 func TestStopSequenceOrder(t *testing.T) {
 	mem := newCaptionMemory(Config{DatabaseURL: DatabaseNone}, nil, slog.New(slog.DiscardHandler))
-	steps := stopSequence(&Server{}, func() error { return nil }, func() {}, mem.stopSteps()...)
+	nud, err := newNudges(Config{Nudges: NudgesOff}, mem, nil, nil, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	steps := stopSequence(&Server{}, func() error { return nil }, func() {}, append(nud.stopSteps(), mem.stopSteps()...)...)
 	var names []string
 	for _, s := range steps {
 		names = append(names, s.name)
 	}
-	assert.Equal(t, []string{"http server and streams", "caption recorder", "caption retention", "caption store", "inference backend", "notifier"}, names,
-		"streams end (no more captions) before the recorder writes the queue and the store closes; "+
+	assert.Equal(t, []string{"http server and streams", "nudge loop", "nudge lock and decider", "caption recorder", "caption retention", "caption store", "inference backend", "notifier"}, names,
+		"streams end (no more captions) before the nudge loop stops, which stops before the store it reads and the notifier it delivers through; "+
+			"streams end before the recorder writes the queue and the store closes; "+
 			"streams close their sessions before the backend closes; nothing sends once the notifier is closed")
 }
 

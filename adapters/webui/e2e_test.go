@@ -203,6 +203,7 @@ func startServer(t *testing.T, magicWord string) *server {
 		httpapi.Route{Method: http.MethodGet, Path: "/", Handler: webui.Handler()},
 		httpapi.Route{Method: http.MethodHead, Path: "/", Handler: webui.Handler()},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: httpapi.NewCaptionsHandler(store, logger)},
+		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: httpapi.NewInterventionsHandler(store, logger)},
 	)
 	var root http.Handler = router
 	if magicWord != "" {
@@ -312,10 +313,23 @@ func TestLivePageInChromium(t *testing.T) {
 	ctx, exceptions := browser(t)
 	srv := startServer(t, "")
 
+	// A decision of the nudge loop, as the app's loop records it.
+	_, err := srv.store.CreateIntervention(context.Background(), ports.Intervention{
+		Device: "e2e-glasses", Time: time.Now(), Engine: "rules", Verdict: ports.VerdictYes,
+		Reasoning: `rule "sugary snack" matched`, Nudge: "<b>Try some fruit.</b>", Status: ports.DeliveryDelivered,
+		DeliveredAt: time.Now(), Attempts: 1,
+	})
+	require.NoError(t, err)
+
 	open(t, ctx, srv.url+"/")
 	steps(t, ctx, "phone viewport", chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile))
 	steps(t, ctx, "set fps", setValue("fps", "10"))
 	steps(t, ctx, "set device", setValue("device", "e2e-glasses"))
+	// The nudges panel lists the device's decisions, as text (never markup).
+	waitJS(t, ctx, "nudges list the decision", `document.getElementById("nudges").children.length === 1`)
+	assert.Contains(t, text(t, ctx, "nudges"), "yes \u2013 <b>Try some fruit.</b> [delivered]")
+	assert.Equal(t, 0, run(t, ctx, "no markup", chromedp.Evaluate[int](`document.querySelectorAll("#nudges b").length`)))
+	assert.Contains(t, text(t, ctx, "nudges-status"), "1 recent on device e2e-glasses")
 	steps(t, ctx, "start", chromedp.Click(chromedp.ID("start"))) // a real click, before the page starts moving
 
 	waitJS(t, ctx, "stream open", `document.getElementById("status").dataset.state === "open"`)

@@ -1,0 +1,240 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/metrics"
+	"github.com/foresight-vision/foresight/adapters/nudgellm"
+	"github.com/foresight-vision/foresight/adapters/nudgerules"
+	"github.com/foresight-vision/foresight/adapters/poke"
+	"github.com/foresight-vision/foresight/adapters/postgres"
+	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
+)
+
+// nudgeStore is what the nudge loop needs of the caption store: its
+// captions and the audit of decisions, in the same database.
+type nudgeStore interface {
+	ports.CaptionSource
+	ports.InterventionStore
+}
+
+// checkNudges refuses nudge settings that cannot work, before anything
+// starts.
+func (c Config) checkNudges() error {
+	if c.Nudges == NudgesOff || c.Nudges == "" {
+		return nil
+	}
+	if c.DatabaseURL == DatabaseNone {
+		return fmt.Errorf("config: FORESIGHT_NUDGES=%s needs a caption store (every decision is recorded with the captions): set FORESIGHT_DATABASE_URL to sqlite:<path> or postgres://…", c.Nudges)
+	}
+	switch c.Nudges {
+	case NudgesRules:
+		if strings.TrimSpace(c.NudgeRules) == "" {
+			return errors.New("config: FORESIGHT_NUDGES=rules needs a rules file: set FORESIGHT_NUDGE_RULES (e.g. docs/examples/nudge-rules.yaml)")
+		}
+	case NudgesLLM:
+		if strings.TrimSpace(c.nudgeLLMConfig().Model) == "" {
+			return errors.New("config: FORESIGHT_NUDGES=llm needs a model: set FORESIGHT_NUDGE_LLM_MODEL (or FORESIGHT_OPENAI_MODEL)")
+		}
+	}
+	return nil
+}
+
+// nudgeLLMConfig is the llm decider's configuration: each FORESIGHT_NUDGE_LLM_*
+// setting falls back to the OpenAI backend's (itself falling back to
+// OPENAI_*), so one server and key can serve both.
+func (c Config) nudgeLLMConfig() nudgellm.Config {
+	orElse := func(v, fallback string) string {
+		if v != "" {
+			return v
+		}
+		return fallback
+	}
+	return nudgellm.Config{
+		BaseURL:        orElse(c.NudgeLLMBaseURL, c.OpenAIBaseURL),
+		APIKey:         orElse(c.NudgeLLMAPIKey, c.OpenAIAPIKey),
+		Model:          orElse(c.NudgeLLMModel, c.OpenAIModel),
+		Prompt:         c.NudgePrompt,
+		ResponseFormat: nudgellm.ResponseFormat(c.NudgeLLMResponseFormat),
+	}
+}
+
+// nudgeRetryBackoff is the wait after a failed delivery: the domain's, or
+// a tenth of the interval when that is shorter, so a short interval still
+// leaves room for retries (all of an evaluation ends within the interval).
+func (c Config) nudgeRetryBackoff() time.Duration {
+	return min(domain.DefaultNudgeRetryBackoff, c.NudgeInterval/10)
+}
+
+// nudges is the nudge loop as the app runs it: the decider is built with
+// the server (so a broken rules file stops the start), the loop and the
+// lock once the caption store is open. It serves GET /interventions and
+// POST /interventions/run.
+type nudges struct {
+	cfg      Config
+	mem      *captionMemory
+	notifier ports.Notifier
+	obs      ports.NudgeObserver
+	logger   *slog.Logger
+
+	decider      ports.NudgeDecider // nil when off
+	closeDecider func()
+
+	// Set by open, before the server listens, and not changed after.
+	lock *postgres.EvaluationLock // nil: the loop's local lock
+	loop *domain.NudgeLoop        // nil when off
+	list http.Handler
+	run  http.Handler
+}
+
+func newNudges(cfg Config, mem *captionMemory, notifier *poke.Client, m *metrics.Metrics, logger *slog.Logger) (*nudges, error) {
+	n := &nudges{cfg: cfg, mem: mem, notifier: notifier, obs: ports.NopNudgeObserver{}, logger: logger, closeDecider: func() {}}
+	switch cfg.Nudges {
+	case NudgesRules:
+		d, err := nudgerules.Load(cfg.NudgeRules)
+		if err != nil {
+			return nil, fmt.Errorf("nudges: %w", err) // names the file and the rule
+		}
+		n.decider = d
+	case NudgesLLM:
+		d, err := nudgellm.New(cfg.nudgeLLMConfig())
+		if err != nil {
+			return nil, fmt.Errorf("nudges: %w", err)
+		}
+		n.decider, n.closeDecider = d, d.Close
+	default:
+		return n, nil
+	}
+	if m != nil {
+		obs, err := metrics.NewNudgeMetrics(m)
+		if err != nil {
+			n.closeDecider()
+			return nil, err
+		}
+		n.obs = obs
+	}
+	return n, nil
+}
+
+// open builds the loop on the open caption store (and, on Postgres, the
+// lock shared by every instance), ready to start.
+func (n *nudges) open(ctx context.Context) error {
+	store, _ := n.mem.store.(nudgeStore)
+	if store != nil {
+		n.list = httpapi.NewInterventionsHandler(store, n.logger)
+	}
+	if n.decider == nil {
+		n.logger.Info("nudges off", "setting", "FORESIGHT_NUDGES")
+		return nil
+	}
+	if store == nil { // checkNudges refuses this; a store without the audit would lose decisions
+		return errors.New("nudges: the caption store keeps no interventions")
+	}
+	var lock ports.EvaluationLock
+	if kind, dsn, _ := ParseDatabaseURL(n.cfg.DatabaseURL); kind == StorePostgres {
+		l, err := postgres.OpenEvaluationLock(ctx, dsn)
+		if err != nil {
+			return fmt.Errorf("nudges: evaluation lock on %s: %w", RedactDatabaseURL(n.cfg.DatabaseURL), err)
+		}
+		n.lock, lock = l, l
+	}
+	loop, err := domain.NewNudgeLoop(domain.NudgePorts{
+		Captions: store,
+		Decider:  n.decider,
+		Store:    store,
+		Lock:     lock,
+		Notifier: n.notifier,
+	}, domain.NudgeConfig{
+		Interval:     n.cfg.NudgeInterval,
+		Window:       n.cfg.NudgeWindow,
+		Cooldown:     n.cfg.NudgeCooldown,
+		Prefix:       n.cfg.NudgePrefix,
+		APIKey:       n.cfg.PokeAPIKey,
+		Engine:       n.cfg.Nudges,
+		RetryBackoff: n.cfg.nudgeRetryBackoff(),
+		Observer:     n.obs,
+		Logger:       n.logger,
+	})
+	if err != nil {
+		n.closeLock()
+		return fmt.Errorf("nudges: %w", err)
+	}
+	n.loop = loop
+	n.run = httpapi.NewRunInterventionHandler(loop, n.logger)
+	lc := loop.Config()
+	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
+		"cooldown", max(lc.Cooldown, 0), "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
+	return nil
+}
+
+// start runs the loop, once the server listens.
+func (n *nudges) start() {
+	if n.loop != nil {
+		n.loop.Start()
+	}
+}
+
+// stopSteps are the loop's part of the stop sequence: after the streams
+// (no more captions) and before the recorder, the store and the notifier
+// close, so no evaluation reads a closed store or delivers on a closed
+// notifier.
+func (n *nudges) stopSteps() []stopStep {
+	return []stopStep{
+		{"nudge loop", func(ctx context.Context) error {
+			if n.loop == nil {
+				return nil
+			}
+			return n.loop.Stop(ctx)
+		}},
+		{"nudge lock and decider", func(context.Context) error {
+			n.closeLock()
+			n.closeDecider()
+			return nil
+		}},
+	}
+}
+
+func (n *nudges) closeLock() {
+	if n.lock != nil {
+		_ = n.lock.Close()
+		n.lock = nil
+	}
+}
+
+// listHandler is GET /interventions: the store's decisions (old ones too
+// with nudges off), or 503 when there is no store.
+func (n *nudges) listHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.list == nil {
+			writeDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none): no decisions are kept")
+			return
+		}
+		n.list.ServeHTTP(w, r)
+	})
+}
+
+// runHandler is POST /interventions/run, or 503 with nudges off.
+func (n *nudges) runHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n.run == nil {
+			writeDetail(w, http.StatusServiceUnavailable, "nudges are off: set FORESIGHT_NUDGES to rules or llm")
+			return
+		}
+		n.run.ServeHTTP(w, r)
+	})
+}
+
+func writeDetail(w http.ResponseWriter, status int, detail string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"detail": detail})
+}
