@@ -68,7 +68,7 @@ func TestCaptionsListsNewestFirstWithEveryField(t *testing.T) {
 		"id": "cap-0000003", "device": "other", "stream_id": "s2",
 		"start": "2026-03-14T09:00:03Z", "end": "2026-03-14T09:00:05Z",
 		"chunk_start_s": 3.0, "chunk_end_s": 5.0, "caption": "Coffee cups on a table",
-		"latency_ms": 812.25, "tokens_generated": 3.0, "backend": "modal", "model": "gemma3",
+		"latency_ms": 812.25, "tokens_generated": 3.0, "backend": "backend-a", "model": "model-a",
 	}, list[0])
 
 	_, body = getCaptions(t, srv, url.Values{"q": {"coffee"}, "device": {"kit"}})
