@@ -145,6 +145,23 @@ func TestCaptionsBadParameters(t *testing.T) {
 	assert.Len(t, body["detail"], 2, "every bad parameter is reported")
 }
 
+// An over-long value is echoed cut on a rune boundary, never into U+FFFD.
+func TestCaptionsTooLongInputIsCutOnARune(t *testing.T) {
+	srv := captionsServer(t)
+	// "€" is 3 bytes; after pad bytes of "w" it ends on, or straddles, the 256-byte limit.
+	for pad, want := range map[int]string{
+		253: strings.Repeat("w", 253) + "€",
+		254: strings.Repeat("w", 254),
+		255: strings.Repeat("w", 255),
+	} {
+		q := strings.Repeat("w", pad) + strings.Repeat("€", 4)
+		status, body := getCaptions(t, srv, url.Values{"q": {q}})
+		require.Equal(t, http.StatusUnprocessableEntity, status)
+		input := body["detail"].([]any)[0].(map[string]any)["input"].(string)
+		assert.Equal(t, want+"…", input, "pad %d", pad)
+	}
+}
+
 type brokenReader struct{}
 
 func (brokenReader) QueryCaptions(context.Context, ports.CaptionQuery) (ports.CaptionPage, error) {
