@@ -178,8 +178,15 @@ func TestCaptionsAreListedSearchedAndSurviveARestart(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	listed := listCaptions(t, inst.URL(), url.Values{"device": {"kitchen"}})
 	assert.ElementsMatch(t, seen, texts(listed))
-	assert.Equal(t, "modal", listed[0].Backend)
-	assert.Equal(t, "gemma3", listed[0].Model)
+	// A stored caption names its backend and model as /status does.
+	code, body := get(t, inst.URL()+"/status")
+	require.Equal(t, http.StatusOK, code)
+	var status struct{ Backend, Model string }
+	require.NoError(t, json.Unmarshal([]byte(body), &status))
+	assert.Equal(t, "gemma3", status.Backend)
+	assert.Equal(t, status.Backend, listed[0].Backend)
+	assert.Equal(t, status.Model, listed[0].Model)
+	assert.NotEmpty(t, listed[0].Model)
 	assert.Equal(t, "kitchen", listed[0].Device)
 
 	word := strings.Fields(seen[2])[0] // shotN: this caption's own word

@@ -19,38 +19,21 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/openai/openaitest"
 	"github.com/foresight-vision/foresight/app"
+	"github.com/foresight-vision/foresight/internal/testlog"
 )
 
 // These tests run the whole server with FORESIGHT_INFERENCE_BACKEND=openai
 // against the openaitest double on loopback: client -> server -> adapter ->
 // double.
 
-// syncBuffer is a log sink the server's goroutines may write concurrently.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startLogged runs the whole app with env on a loopback port, logging at
 // debug level into the returned buffer.
-func startLogged(t *testing.T, env ...string) (*app.Instance, *syncBuffer) {
+func startLogged(t *testing.T, env ...string) (*app.Instance, *testlog.Buffer) {
 	t.Helper()
 	// No caption store unless a test asks for one: nothing left in the package folder.
 	cfg, err := app.LoadConfig([]string{"--addr", "127.0.0.1:0"}, envOf(append([]string{"FORESIGHT_DATABASE_URL", "none"}, env...)...), nil)
 	require.NoError(t, err)
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	inst, err := app.Start(context.Background(), cfg, logger)
 	require.NoError(t, err)
@@ -62,7 +45,7 @@ func startLogged(t *testing.T, env ...string) (*app.Instance, *syncBuffer) {
 	return inst, logs
 }
 
-func startWithOpenAI(t *testing.T, env ...string) (*app.Instance, *openaitest.Server, *syncBuffer) {
+func startWithOpenAI(t *testing.T, env ...string) (*app.Instance, *openaitest.Server, *testlog.Buffer) {
 	t.Helper()
 	fake := openaitest.NewServer()
 	t.Cleanup(fake.Close) // after the server's stop (cleanups run last first)

@@ -199,13 +199,9 @@ func (c *captionMemory) abort(ctx context.Context) {
 	}
 }
 
-// captionLabels are the backend and model names kept with each caption.
+// captionLabels are the backend and model names kept with each caption:
+// those of /status and the start-up line, so the three agree.
 func captionLabels(cfg Config) (backend, model string) {
-	switch info := inferenceInfoOf(cfg); info.Backend {
-	case "none":
-		return "none", ""
-	case BackendOpenAI:
-		return BackendOpenAI, info.Model
-	}
-	return "modal", cfg.InferenceBackend
+	info := inferenceInfoOf(cfg)
+	return info.Backend, info.Model
 }

@@ -15,7 +15,7 @@ import (
 const (
 	DefaultNudgeInterval = 60 * time.Second
 	DefaultNudgeCooldown = 10 * time.Minute
-	// DefaultNudgePrefix goes before every nudge: Poke is itself an
+	// DefaultNudgePrefix goes before every nudge: the notifier is itself an
 	// assistant and rewrites what it gets unless told not to.
 	DefaultNudgePrefix       = "Send the following message to the user verbatim, without rewording it: "
 	DefaultNudgeConcurrency  = 4
@@ -52,7 +52,7 @@ type NudgeConfig struct {
 	// Prefix goes before the message sent to the notifier
 	// (FORESIGHT_NUDGE_PREFIX); empty means DefaultNudgePrefix.
 	Prefix string
-	// APIKey is the server's notifier key (FORESIGHT_POKE_API_KEY). Empty:
+	// APIKey is the server's key for the notifier. Empty:
 	// decisions are recorded, delivery is "skipped: no key".
 	APIKey string
 	// Engine names the decider in records of failed decisions, whose

@@ -233,7 +233,7 @@ func TestNudgeLoopRetriesFailedDeliveryWithBackoff(t *testing.T) {
 		h.notifier.Fail = func(call int) error {
 			attemptsAt = append(attemptsAt, time.Now())
 			if call <= 2 {
-				return errors.New("poke: upstream answered 503")
+				return errors.New("notifier: upstream answered 503")
 			}
 			return nil
 		}
@@ -260,7 +260,7 @@ func TestNudgeLoopRetriesFailedDeliveryWithBackoff(t *testing.T) {
 	})
 }
 
-func TestNudgeLoopPokeOutageLosesNoDecisionAndNeverSendsTwice(t *testing.T) {
+func TestNudgeLoopNotifierOutageLosesNoDecisionAndNeverSendsTwice(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, MaxAttempts: 3})
 		h.decider.Answer = domaintest.Yes("Stretch.")
@@ -268,7 +268,7 @@ func TestNudgeLoopPokeOutageLosesNoDecisionAndNeverSendsTwice(t *testing.T) {
 		down.Store(true)
 		h.notifier.Fail = func(int) error {
 			if down.Load() {
-				return errors.New("poke: dial tcp: connection refused")
+				return errors.New("notifier: dial tcp: connection refused")
 			}
 			return nil
 		}
@@ -280,7 +280,7 @@ func TestNudgeLoopPokeOutageLosesNoDecisionAndNeverSendsTwice(t *testing.T) {
 		require.Len(t, recs, 1)
 		assert.Equal(t, ports.DeliveryFailed, recs[0].Status)
 		assert.Equal(t, 3, recs[0].Attempts)
-		assert.Equal(t, "deliver: poke: dial tcp: connection refused", recs[0].Error)
+		assert.Equal(t, "deliver: notifier: dial tcp: connection refused", recs[0].Error)
 		assert.Len(t, h.notifier.Calls(), 3)
 
 		down.Store(false)
@@ -300,7 +300,7 @@ func TestNudgeLoopRetriesStopAtTheInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Interval: 10 * time.Second, Window: time.Minute, MaxAttempts: 100})
 		h.decider.Answer = domaintest.Yes("Stretch.")
-		h.notifier.Fail = func(int) error { return errors.New("poke down") }
+		h.notifier.Fail = func(int) error { return errors.New("notifier down") }
 		h.start(t)
 		h.caption("dev1", "c1", "sitting")
 		advance(10 * time.Second)
@@ -406,7 +406,7 @@ func TestNudgeLoopStopDuringRetryRecordsFailure(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
 		h.decider.Answer = domaintest.Yes("Stretch.")
-		h.notifier.Fail = func(int) error { return errors.New("poke down") }
+		h.notifier.Fail = func(int) error { return errors.New("notifier down") }
 		h.loop.Start()
 		h.caption("dev1", "c1", "sitting")
 		advance(time.Minute + time.Second) // first attempt failed, waiting to retry

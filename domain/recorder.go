@@ -114,7 +114,7 @@ type Recorder struct {
 	dropping  bool // inside a drop burst (since the last successful batch)
 	burst     int  // rows dropped in the current burst
 
-	wake    chan struct{} // pokes the writer; buffer 1
+	wake    chan struct{} // wakes the writer; buffer 1
 	runCtx  context.Context
 	abandon context.CancelFunc // cancels runCtx when Close runs out of time
 	done    chan struct{}
@@ -179,7 +179,7 @@ func (r *Recorder) Record(c ports.Caption) {
 		}
 	}
 	r.cfg.Observer.CaptionQueueDepth(depth)
-	r.poke()
+	r.wakeWriter()
 }
 
 // Close writes every queued caption and stops the writer. When ctx ends
@@ -189,7 +189,7 @@ func (r *Recorder) Close(ctx context.Context) error {
 	r.mu.Lock()
 	r.closing = true
 	r.mu.Unlock()
-	r.poke()
+	r.wakeWriter()
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -210,7 +210,7 @@ func (r *Recorder) Close(ctx context.Context) error {
 	return nil
 }
 
-func (r *Recorder) poke() {
+func (r *Recorder) wakeWriter() {
 	select {
 	case r.wake <- struct{}{}:
 	default:
@@ -269,7 +269,7 @@ func (r *Recorder) nextBatch() bool {
 				r.mu.Lock()
 				r.flushDue, r.timerOn = true, false
 				r.mu.Unlock()
-				r.poke()
+				r.wakeWriter()
 			})
 		}
 		r.mu.Unlock()

@@ -296,12 +296,12 @@ func TestCaptionFromResult(t *testing.T) {
 	c, ok := domain.CaptionFromResult(ports.Result{
 		"caption": "The wearer pours coffee", "latency_ms": 812.5, "chunk_start_s": 2.0, "chunk_end_s": 4.5,
 		"tokens_generated": 12,
-	}, "id1", "kit", "s1", start, "modal", "gemma3")
+	}, "id1", "kit", "s1", start, "backend-a", "model-a")
 	require.True(t, ok)
 	assert.Equal(t, ports.Caption{ID: "id1", Device: "kit", StreamID: "s1",
 		Start: start.Add(2 * time.Second), End: start.Add(4500 * time.Millisecond),
 		ChunkStartS: 2, ChunkEndS: 4.5, Text: "The wearer pours coffee", LatencyMS: 812.5, Tokens: 12,
-		Backend: "modal", Model: "gemma3"}, c)
+		Backend: "backend-a", Model: "model-a"}, c)
 
 	_, ok = domain.CaptionFromResult(ports.Result{"inference_error": "boom"}, "id", "kit", "s", start, "", "")
 	assert.False(t, ok, "an inference error is not a caption")

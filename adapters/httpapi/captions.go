@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
@@ -118,7 +119,7 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 		v := values.Get(name)
 		if len(v) > maxLen {
 			problems = append(problems, &validationError{Type: "string_too_long", Loc: loc(name),
-				Msg: fmt.Sprintf("String should have at most %d characters", maxLen), Input: v[:maxLen] + "…",
+				Msg: fmt.Sprintf("String should have at most %d characters", maxLen), Input: cutOnRune(v, maxLen) + "…",
 				Ctx: map[string]any{"max_length": maxLen}})
 		}
 		return v
@@ -171,4 +172,16 @@ func badCursor(v string) *validationError {
 	}
 	return &validationError{Type: "value_error", Loc: []any{"query", "cursor"},
 		Msg: "Value error, not a cursor this server gave out", Input: v}
+}
+
+// cutOnRune keeps at most n bytes of v without splitting a rune, so the
+// echoed input never ends in a broken character.
+func cutOnRune(v string, n int) string {
+	if len(v) <= n {
+		return v
+	}
+	for n > 0 && !utf8.RuneStart(v[n]) {
+		n--
+	}
+	return v[:n]
 }

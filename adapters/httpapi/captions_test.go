@@ -68,7 +68,7 @@ func TestCaptionsListsNewestFirstWithEveryField(t *testing.T) {
 		"id": "cap-0000003", "device": "other", "stream_id": "s2",
 		"start": "2026-03-14T09:00:03Z", "end": "2026-03-14T09:00:05Z",
 		"chunk_start_s": 3.0, "chunk_end_s": 5.0, "caption": "Coffee cups on a table",
-		"latency_ms": 812.25, "tokens_generated": 3.0, "backend": "modal", "model": "gemma3",
+		"latency_ms": 812.25, "tokens_generated": 3.0, "backend": "backend-a", "model": "model-a",
 	}, list[0])
 
 	_, body = getCaptions(t, srv, url.Values{"q": {"coffee"}, "device": {"kit"}})
@@ -143,6 +143,23 @@ func TestCaptionsBadParameters(t *testing.T) {
 	status, body := getCaptions(t, srv, url.Values{"limit": {"x"}, "since": {"y"}})
 	require.Equal(t, http.StatusUnprocessableEntity, status)
 	assert.Len(t, body["detail"], 2, "every bad parameter is reported")
+}
+
+// An over-long value is echoed cut on a rune boundary, never into U+FFFD.
+func TestCaptionsTooLongInputIsCutOnARune(t *testing.T) {
+	srv := captionsServer(t)
+	// "€" is 3 bytes; after pad bytes of "w" it ends on, or straddles, the 256-byte limit.
+	for pad, want := range map[int]string{
+		253: strings.Repeat("w", 253) + "€",
+		254: strings.Repeat("w", 254),
+		255: strings.Repeat("w", 255),
+	} {
+		q := strings.Repeat("w", pad) + strings.Repeat("€", 4)
+		status, body := getCaptions(t, srv, url.Values{"q": {q}})
+		require.Equal(t, http.StatusUnprocessableEntity, status)
+		input := body["detail"].([]any)[0].(map[string]any)["input"].(string)
+		assert.Equal(t, want+"…", input, "pad %d", pad)
+	}
 }
 
 type brokenReader struct{}

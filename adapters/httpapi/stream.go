@@ -326,6 +326,11 @@ type wsStream struct {
 	// start is the stream's wall-clock start: a caption's chunk offsets
 	// are counted from it.
 	start time.Time
+	// failures counts the inference failures since the last success, and
+	// lastFailure is the latest one's text: with the model down every
+	// chunk fails, and one line per change of state is enough.
+	failures    int
+	lastFailure string
 }
 
 // run reads frames until the stream ends and returns the close code seen
@@ -378,6 +383,8 @@ func (s *wsStream) ack(ack domain.Ack) error {
 		// Before the write: a caption the client sees is always handed on.
 		s.record(ack)
 	}
+	// Before the write, so a client that sees the ack finds the line.
+	s.logInference(ack)
 	s.ackBuf = AppendAck(s.ackBuf[:0], ack)
 	if err := s.frames.WriteText(s.ackBuf); err != nil {
 		return err
@@ -386,10 +393,24 @@ func (s *wsStream) ack(ack domain.Ack) error {
 	if ack.Frame%progressEvery == 0 {
 		s.logger.Debug("stream progress", "frames", ack.Frame)
 	}
-	if ack.InferenceError != "" {
-		s.logger.Warn("inference failed", "frame", ack.Frame, "err", ack.InferenceError)
-	}
 	return nil
+}
+
+// logInference warns of a failure only when the state changes (the first
+// failure after a success, or a new error text) and tells the recovery with
+// the count, instead of one line per failed chunk.
+func (s *wsStream) logInference(ack domain.Ack) {
+	switch {
+	case ack.InferenceError != "":
+		s.failures++
+		if s.failures == 1 || ack.InferenceError != s.lastFailure {
+			s.logger.Warn("inference failed", "frame", ack.Frame, "failures", s.failures, "err", ack.InferenceError)
+		}
+		s.lastFailure = ack.InferenceError
+	case ack.Result != nil && s.failures > 0:
+		s.logger.Info("inference recovered", "frame", ack.Frame, "failures", s.failures)
+		s.failures, s.lastFailure = 0, ""
+	}
 }
 
 // record hands the caption of ack's result to the visual memory. The id is

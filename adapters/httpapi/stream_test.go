@@ -13,6 +13,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/httpapi"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/domain/domaintest"
+	"github.com/foresight-vision/foresight/internal/testlog"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -249,6 +251,40 @@ func TestInferenceErrorThenStreamGoesOn(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, len(events), 2)
 	assert.Equal(t, []string{"error:CUDA out of memory", "caption"}, events[:2])
+}
+
+// With the model down every chunk fails: the stream warns once, not once
+// per chunk, and tells the recovery with the count.
+func TestFailingChunksAreLoggedOnceThenTheRecovery(t *testing.T) {
+	var calls atomic.Int64
+	backend := &domaintest.Backend{Infer: func(context.Context, ports.Chunk) (ports.Result, error) {
+		if calls.Add(1) <= 10 {
+			return nil, errors.New("model server unreachable")
+		}
+		return ports.Result{"caption": "back"}, nil
+	}}
+	logs := &testlog.Buffer{}
+	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1},
+		Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	c := s.dial(nil)
+	failed := 0
+	for frames := 0; ; frames++ {
+		require.Less(t, frames, 50_000, "no caption after the failures")
+		c.send([]byte{1})
+		a := c.readAck()
+		if a.InferenceError != nil {
+			failed++
+		}
+		if a.Caption != nil {
+			break
+		}
+		time.Sleep(time.Millisecond) // give the background call a moment
+	}
+	require.Greater(t, failed, 1, "several failures reached acks")
+	assert.Equal(t, 1, strings.Count(logs.String(), "level=WARN"), logs.String())
+	assert.Contains(t, logs.String(), `level=WARN msg="inference failed"`)
+	assert.Contains(t, logs.String(), `msg="inference recovered"`)
+	assert.Contains(t, logs.String(), fmt.Sprintf("failures=%d\n", failed))
 }
 
 func TestTextMessageGetsClose1003(t *testing.T) {

@@ -239,13 +239,13 @@ func (d *Decider) Decide(ctx context.Context, in ports.NudgeInput) (ports.NudgeD
 	}
 	msg := resp.Choices[0].Message
 	if msg.Refusal != "" {
-		return decision, fmt.Errorf("model refused: %s", clip(msg.Refusal))
+		return decision, fmt.Errorf("model refused: %s", clip(d.redact(msg.Refusal)))
 	}
 	content := msg.Content
 	if d.cfg.ResponseFormat == FormatNone {
 		content = stripFence(content)
 	}
-	r, err := ParseReply([]byte(content))
+	r, err := parseReply([]byte(content), d.redact)
 	if err != nil {
 		return decision, err
 	}
@@ -268,17 +268,23 @@ type Reply struct {
 // the keys decision ("yes" or "no"), reasoning (a string) and nudge (a string,
 // or null), and a non-empty nudge when the decision is yes.
 func ParseReply(content []byte) (Reply, error) {
+	return parseReply(content, func(s string) string { return s })
+}
+
+// parseReply is ParseReply with redact applied to the model's text before it
+// is cut into an error: the reply may quote the key.
+func parseReply(content []byte, redact func(string) string) (Reply, error) {
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(content))
 	if err := dec.Decode(&fields); err != nil || fields == nil {
-		return Reply{}, fmt.Errorf("model reply is not a JSON object: %q", clip(string(content)))
+		return Reply{}, fmt.Errorf("model reply is not a JSON object: %q", clip(redact(string(content))))
 	}
 	if dec.More() {
-		return Reply{}, fmt.Errorf("model reply has text after its JSON object: %q", clip(string(content)))
+		return Reply{}, fmt.Errorf("model reply has text after its JSON object: %q", clip(redact(string(content))))
 	}
 	for k := range fields {
 		if k != "decision" && k != "reasoning" && k != "nudge" {
-			return Reply{}, fmt.Errorf("model reply has an unexpected field %q", clip(k))
+			return Reply{}, fmt.Errorf("model reply has an unexpected field %q", clip(redact(k)))
 		}
 	}
 	var r Reply
@@ -286,7 +292,7 @@ func ParseReply(content []byte) (Reply, error) {
 		return Reply{}, err
 	}
 	if r.Decision != "yes" && r.Decision != "no" {
-		return Reply{}, fmt.Errorf("model reply: decision is %q, want \"yes\" or \"no\"", clip(r.Decision))
+		return Reply{}, fmt.Errorf("model reply: decision is %q, want \"yes\" or \"no\"", clip(redact(r.Decision)))
 	}
 	if err := stringField(fields, "reasoning", &r.Reasoning, false); err != nil {
 		return Reply{}, err

@@ -225,6 +225,29 @@ func TestUserMessageKeepsTheNewestCaptions(t *testing.T) {
 	assert.NotContains(t, msg, "the oldest")
 }
 
+// A reply quoting the key is redacted before it is cut into an error, so not
+// even the part of the key before the cut shows (errors keep 200 runes).
+func TestReplyQuotingTheKeyIsRedactedBeforeTheCut(t *testing.T) {
+	const key = "sk-secret-0123456789abcdef"
+	srv := fakeServer(t)
+	d := newDecider(t, srv, nudgellm.Config{APIKey: key})
+	for _, offset := range []int{0, 150, 180, 190, 195} {
+		pad := strings.Repeat("x", offset)
+		replies := map[string]func(){
+			"not JSON":      func() { srv.AnswerContent(pad + key + " and more") },
+			"trailing text": func() { srv.AnswerContent(`{"decision":"no","reasoning":"r","nudge":null}` + pad + key) },
+			"bad decision":  func() { srv.AnswerContent(`{"decision":"` + pad + key + `","reasoning":"r","nudge":null}`) },
+			"refusal":       func() { srv.AnswerRefusal(pad + key + " is what I will not use") },
+		}
+		for name, answer := range replies {
+			answer()
+			_, err := d.Decide(context.Background(), window())
+			require.Error(t, err, name)
+			assert.NotContains(t, err.Error(), key[:4], "%s, key at %d: %s", name, offset, err)
+		}
+	}
+}
+
 func TestErrorEchoingTheKeyIsRedactedAndHugeBodiesAreBounded(t *testing.T) {
 	const key = "sk-secret-0123456789abcdef"
 	srv := fakeServer(t)

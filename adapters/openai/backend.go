@@ -188,7 +188,7 @@ type cappedBody struct {
 
 func (c *cappedBody) Read(p []byte) (int, error) {
 	if c.left <= 0 {
-		return 0, errors.New("reply body too large")
+		return 0, errReplyTooLarge
 	}
 	if int64(len(p)) > c.left {
 		p = p[:c.left]
@@ -303,28 +303,32 @@ func (s *session) callError(ctx context.Context, err error) error {
 		if serr.StatusCode == http.StatusTooManyRequests {
 			b.rateLimited.Add(1)
 			s.waitUntil = b.cfg.Now().Add(serr.RetryAfter)
-			b.log.Warn("model server rate limited the stream", "stream_id", s.streamID, "retry_after", serr.RetryAfter)
+			b.log.Debug("model server rate limited the stream", "stream_id", s.streamID, "retry_after", serr.RetryAfter)
 		} else {
-			b.log.Warn("model call failed", "stream_id", s.streamID, "err", serr)
+			b.log.Debug("model call failed", "stream_id", s.streamID, "err", serr)
 		}
 		return serr
 	}
 	var netErr net.Error // every transport failure of http.Client.Do is a *url.Error, a net.Error
 	if errors.As(err, &netErr) {
 		uerr := &UnreachableError{Host: b.host, Reason: b.redact.clean(unreachableReason(err)), err: err}
-		b.log.Warn("model call failed", "stream_id", s.streamID, "err", uerr)
+		b.log.Debug("model call failed", "stream_id", s.streamID, "err", uerr)
 		return uerr
 	}
 	if refusal := sdkRefusal(err); refusal != nil {
 		// The SDK checks some requests itself (reasoning models refuse
 		// max_tokens) and sends nothing; its text names the rule.
-		b.log.Warn("model call not sent", "stream_id", s.streamID, "err", refusal)
+		b.log.Debug("model call not sent", "stream_id", s.streamID, "err", refusal)
 		return fmt.Errorf("model call not sent: %w", refusal)
 	}
 	// Anything else (a reply that does not parse, a body too large) is
-	// described without the SDK's text, which may quote the body.
-	b.log.Warn("model call failed", "stream_id", s.streamID, "err", b.redact.clean(err.Error()))
-	return fmt.Errorf("model server sent a reply that could not be read: %s", b.redact.clean(err.Error()))
+	// described without the SDK's text, which may quote the body; the
+	// cleaned text goes to the debug log only.
+	b.log.Debug("model call failed", "stream_id", s.streamID, "err", b.redact.clean(err.Error()))
+	if errors.Is(err, errReplyTooLarge) {
+		return fmt.Errorf("%w: %w", errUnreadableReply, errReplyTooLarge)
+	}
+	return errUnreadableReply
 }
 
 // Close forgets the stream's history; nothing remote is held.
@@ -334,6 +338,13 @@ func (s *session) Close(context.Context) error {
 	s.history.entries = nil
 	return nil
 }
+
+// errUnreadableReply stands for every failure the adapter cannot name
+// safely: a fixed text, since the SDK's may quote the reply body.
+var errUnreadableReply = errors.New("model server sent a reply that could not be read")
+
+// errReplyTooLarge is cappedBody's own fixed text, safe to show.
+var errReplyTooLarge = errors.New("reply body too large")
 
 // sdkRefusals are the SDK's errors for a request it declines to send; their
 // texts are fixed and safe to show.

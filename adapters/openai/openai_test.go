@@ -1,7 +1,6 @@
 package openai_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/openai/openaitest"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/domain/domaintest"
+	"github.com/foresight-vision/foresight/internal/testlog"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -31,24 +31,6 @@ const secret = "sk-test-0123456789abcdefSECRET"
 
 // jpeg makes a distinct frame that passes for a JPEG.
 func jpeg(tag string) []byte { return append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, tag...) }
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // fakeNow is a clock for Retry-After waits.
 type fakeNow struct {
@@ -71,13 +53,13 @@ func (f *fakeNow) Advance(d time.Duration) {
 type fixture struct {
 	srv     *openaitest.Server
 	backend *openai.Backend
-	logs    *syncBuffer
+	logs    *testlog.Buffer
 	clock   *fakeNow
 }
 
 func newFixture(t *testing.T, mutate func(*openai.Config)) *fixture {
 	t.Helper()
-	f := &fixture{srv: openaitest.NewServer(), logs: &syncBuffer{}, clock: &fakeNow{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
+	f := &fixture{srv: openaitest.NewServer(), logs: &testlog.Buffer{}, clock: &fakeNow{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
 	t.Cleanup(f.srv.Close)
 	cfg := openai.Config{BaseURL: f.srv.URL, Model: "gemma3:4b", Now: f.clock.Now}
 	if mutate != nil {
@@ -398,9 +380,9 @@ func TestUnreachableThenRecovers(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close()) // nothing listens there now
 
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	b, err := openai.New(openai.Config{BaseURL: "http://" + addr + "/v1", Model: "m", APIKey: secret},
-		slog.New(slog.NewTextHandler(logs, nil)))
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	require.NoError(t, err)
 	defer b.Close()
 	s, err := b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s1"})
@@ -436,8 +418,32 @@ func TestOversizedReplyIsRefused(t *testing.T) {
 	f.srv.Enqueue(openaitest.Response{Caption: strings.Repeat("word ", 400)})
 	_, err := f.open(t, "s").InferChunk(context.Background(), chunk(0, 1, jpeg("a")))
 	require.Error(t, err)
-	assert.True(t, strings.HasPrefix(err.Error(), "model server sent a reply that could not be read"), err.Error())
+	assert.Equal(t, "model server sent a reply that could not be read: reply body too large", err.Error(), "fixed texts: the SDK's may quote the body")
+	assert.Contains(t, f.logs.String(), "level=DEBUG msg=\"model call failed\"", "the SDK's cleaned text is for the debug log")
 	assert.False(t, errors.Is(err, openai.ErrRateLimited))
+}
+
+// A reply the SDK cannot parse is named by a fixed text: the SDK's own may
+// quote the body, which is the model server's to fill.
+func TestUnparsableReplyIsDescribedWithoutItsBody(t *testing.T) {
+	garbled := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"id":"x","choices":[{"index":"body-canary-text",`))
+	}))
+	defer garbled.Close()
+	logs := &testlog.Buffer{}
+	b, err := openai.New(openai.Config{BaseURL: garbled.URL + "/v1", Model: "m"},
+		slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	require.NoError(t, err)
+	defer b.Close()
+	s, err := b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s1"})
+	require.NoError(t, err)
+	defer s.Close(context.Background())
+
+	_, err = s.InferChunk(context.Background(), chunk(0, 1, jpeg("a")))
+	require.Error(t, err)
+	assert.Equal(t, "model server sent a reply that could not be read", err.Error())
+	assert.NotContains(t, logs.String(), "level=WARN", "the stream logs the failure, not the adapter")
 }
 
 // The SDK refuses max_tokens for reasoning models (o1, o3, o4, gpt-5) before

@@ -300,9 +300,10 @@ func screenshot(t *testing.T, ctx context.Context, name string, width, height in
 	}
 	steps(t, ctx, "viewport", chromedp.EmulateViewport(width, height, opts...))
 	png := run(t, ctx, "screenshot", chromedp.FullScreenshot(100))
+	// Kept only where FORESIGHT_ARTIFACTS asks; otherwise gone with the test.
 	dir := os.Getenv("FORESIGHT_ARTIFACTS")
 	if dir == "" {
-		dir = os.TempDir()
+		dir = t.TempDir()
 	}
 	path := filepath.Join(dir, name)
 	require.NoError(t, os.WriteFile(path, png, 0o644))

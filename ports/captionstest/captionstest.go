@@ -38,7 +38,7 @@ func Make(i int, device, stream, text string) ports.Caption {
 		ID: fmt.Sprintf("cap-%07d", i), Device: device, StreamID: stream,
 		Start: start, End: start.Add(2 * time.Second),
 		ChunkStartS: float64(i), ChunkEndS: float64(i) + 2,
-		Text: text, LatencyMS: 812.25, Tokens: int64(i % 40), Backend: "modal", Model: "gemma3",
+		Text: text, LatencyMS: 812.25, Tokens: int64(i % 40), Backend: "backend-a", Model: "model-a",
 	}
 }
 

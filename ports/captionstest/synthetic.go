@@ -46,6 +46,6 @@ func Synthetic(i int) ports.Caption {
 		Device: fmt.Sprintf("glasses-%03d", device), StreamID: fmt.Sprintf("stream-%03d-%04d", device, i/SyntheticDevices/1800),
 		Start: start, End: start.Add(2 * time.Second), ChunkStartS: float64(i/SyntheticDevices%1800) * 2,
 		ChunkEndS: float64(i/SyntheticDevices%1800)*2 + 2, Text: strings.Join(words, " "),
-		LatencyMS: 400 + float64(rng.IntN(800)), Tokens: int64(n + 4), Backend: "modal", Model: "gemma3",
+		LatencyMS: 400 + float64(rng.IntN(800)), Tokens: int64(n + 4), Backend: "backend-a", Model: "model-a",
 	}
 }

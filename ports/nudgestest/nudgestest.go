@@ -177,7 +177,7 @@ func Run(t *testing.T, h Harness) {
 		require.NoError(t, s.UpdateDelivery(t.Context(), recs[0].ID, ports.DeliveryUpdate{Status: ports.DeliverySending, Attempts: 1}))
 		require.NoError(t, s.UpdateDelivery(t.Context(), recs[0].ID, ports.DeliveryUpdate{Status: ports.DeliveryDelivered, Attempts: 1, DeliveredAt: delivered}))
 		// A failed one with a later time does not count.
-		require.NoError(t, s.UpdateDelivery(t.Context(), recs[1].ID, ports.DeliveryUpdate{Status: ports.DeliveryFailed, Attempts: 5, Error: "deliver: poke answered 502"}))
+		require.NoError(t, s.UpdateDelivery(t.Context(), recs[1].ID, ports.DeliveryUpdate{Status: ports.DeliveryFailed, Attempts: 5, Error: "deliver: notifier answered 502"}))
 		require.NoError(t, s.UpdateDelivery(t.Context(), recs[2].ID, ports.DeliveryUpdate{Status: ports.DeliveryDelivered, Attempts: 1, DeliveredAt: delivered.Add(time.Hour)}))
 
 		last, err = s.LastDelivered(t.Context(), "kit")
@@ -189,7 +189,7 @@ func Run(t *testing.T, h Harness) {
 		require.Len(t, page.Items, 2)
 		assert.Equal(t, ports.DeliveryFailed, page.Items[0].Status)
 		assert.Equal(t, 5, page.Items[0].Attempts)
-		assert.Equal(t, "deliver: poke answered 502", page.Items[0].Error)
+		assert.Equal(t, "deliver: notifier answered 502", page.Items[0].Error)
 		assert.True(t, page.Items[0].DeliveredAt.IsZero())
 		assert.Equal(t, ports.DeliveryDelivered, page.Items[1].Status)
 		assert.Equal(t, delivered.Truncate(time.Microsecond), page.Items[1].DeliveredAt)

@@ -42,6 +42,7 @@ type Server struct {
 	mu       sync.Mutex
 	requests []Request
 	content  string
+	refusal  string
 	status   int
 	errBody  string
 	stall    bool
@@ -66,7 +67,14 @@ func (s *Server) Close() { s.srv.Close() }
 func (s *Server) AnswerContent(content string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.content, s.status, s.stall = content, 0, false
+	s.content, s.refusal, s.status, s.stall = content, "", 0, false
+}
+
+// AnswerRefusal makes later replies refuse with text (status 200, no content).
+func (s *Server) AnswerRefusal(text string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.content, s.refusal, s.status, s.stall = "", text, 0, false
 }
 
 // AnswerYes makes later replies decide yes with nudge.
@@ -109,7 +117,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	_ = json.Unmarshal(raw, &req.Body)
 	s.mu.Lock()
 	s.requests = append(s.requests, req)
-	content, status, errBody, stall, model := s.content, s.status, s.errBody, s.stall, s.model
+	content, refusal, status, errBody, stall, model := s.content, s.refusal, s.status, s.errBody, s.stall, s.model
 	s.mu.Unlock()
 
 	if r.Method != http.MethodPost || r.URL.Path != "/v1/chat/completions" {
@@ -130,7 +138,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		"id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": model,
 		"choices": []any{map[string]any{
 			"index": 0, "finish_reason": "stop",
-			"message": map[string]any{"role": "assistant", "content": content},
+			"message": map[string]any{"role": "assistant", "content": content, "refusal": refusal},
 		}},
 		"usage": map[string]any{"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150},
 	})
