@@ -73,7 +73,10 @@ func (c RecorderConfig) withDefaults() RecorderConfig {
 	if c.BatchSize <= 0 {
 		c.BatchSize = DefaultRecorderBatchSize
 	}
-	c.BatchSize = min(c.BatchSize, c.QueueSize)
+	// A batch in flight may hold at most half the queue, so a caption that
+	// arrives while it is written displaces an older queued one rather than
+	// being the one lost.
+	c.BatchSize = min(c.BatchSize, max(c.QueueSize/2, 1))
 	if c.FlushInterval <= 0 {
 		c.FlushInterval = DefaultRecorderFlushInterval
 	}

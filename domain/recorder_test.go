@@ -308,3 +308,46 @@ func TestCaptionFromResult(t *testing.T) {
 	_, ok = domain.CaptionFromResult(ports.Result{"latency_ms": 3}, "id", "kit", "s", start, "", "")
 	assert.False(t, ok)
 }
+
+// gatedStore blocks every SaveCaptions until release is closed.
+type gatedStore struct {
+	release chan struct{}
+	mu      sync.Mutex
+	rows    []string
+}
+
+func (s *gatedStore) SaveCaptions(ctx context.Context, cs []ports.Caption) error {
+	select {
+	case <-s.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range cs {
+		s.rows = append(s.rows, c.ID)
+	}
+	return nil
+}
+
+// TestRecorderKeepsTheNewestWhileABatchIsWritten: a batch in flight never
+// holds the whole queue, so a caption arriving while it is written displaces
+// the oldest queued one instead of being lost itself.
+func TestRecorderKeepsTheNewestWhileABatchIsWritten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &gatedStore{release: make(chan struct{})}
+		rec := domain.NewRecorder(store, domain.RecorderConfig{QueueSize: 4})
+		for i := range 4 {
+			rec.Record(caption(i))
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait() // a batch is inside SaveCaptions
+		rec.Record(caption(4))
+		close(store.release)
+		require.NoError(t, rec.Close(t.Context()))
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		assert.Contains(t, store.rows, caption(4).ID, "the newest caption is kept")
+		assert.Len(t, store.rows, 4, "the bound held: one caption gave way")
+	})
+}
