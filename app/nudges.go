@@ -154,8 +154,11 @@ func (n *nudges) open(ctx context.Context) error {
 		Lock:     lock,
 		Notifier: n.notifier,
 	}, domain.NudgeConfig{
-		Interval:     n.cfg.NudgeInterval,
-		Window:       n.cfg.NudgeWindow,
+		Interval: n.cfg.NudgeInterval,
+		Window:   n.cfg.NudgeWindow,
+		// A caption reaches the store up to one model call and one writer
+		// batch after its chunk ends.
+		Settle:       n.cfg.InferenceTimeout + domain.DefaultRecorderFlushInterval,
 		Cooldown:     n.cfg.NudgeCooldown,
 		Prefix:       n.cfg.NudgePrefix,
 		APIKey:       n.cfg.PokeAPIKey,

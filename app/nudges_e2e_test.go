@@ -80,7 +80,10 @@ func pokeFake(t *testing.T) *poketest.Server {
 // nudgeEnv is the environment of a server with a short nudge loop.
 func nudgeEnv(poke *poketest.Server, env ...string) []string {
 	return append([]string{"FORESIGHT_POKE_URL", poke.URL(), "FORESIGHT_POKE_API_KEY", "server-poke-key",
-		"FORESIGHT_NUDGE_INTERVAL", nudgeInterval, "FORESIGHT_NUDGE_WINDOW", nudgeWindow}, env...)
+		"FORESIGHT_NUDGE_INTERVAL", nudgeInterval, "FORESIGHT_NUDGE_WINDOW", nudgeWindow,
+		// The loop's look-up reaches back the inference timeout beyond the
+		// window (captions land late); the double answers in milliseconds.
+		"FORESIGHT_INFERENCE_TIMEOUT", "2s"}, env...)
 }
 
 // streamInBackground streams frames as device until the returned stop is

@@ -46,6 +46,12 @@ type NudgeConfig struct {
 	// Window is how far back the captions of one evaluation reach
 	// (FORESIGHT_NUDGE_WINDOW); zero means Interval.
 	Window time.Duration
+	// Settle widens the look-up by the time a caption takes to reach the
+	// store after its chunk ends (the model call, then the writer's batch),
+	// so a caption that lands just after a slot boundary is still seen by
+	// the next evaluation instead of falling between two windows. Zero
+	// means none.
+	Settle time.Duration
 	// Cooldown is the least time between two delivered nudges to a device
 	// (FORESIGHT_NUDGE_COOLDOWN), whatever the decider says.
 	Cooldown time.Duration
@@ -201,7 +207,7 @@ func (l *NudgeLoop) run(ctx context.Context) {
 
 // tick evaluates every active device for the interval starting at slot.
 func (l *NudgeLoop) tick(ctx context.Context, slot time.Time) {
-	devices, err := l.p.Captions.ActiveDevices(ctx, slot.Add(-l.cfg.Window))
+	devices, err := l.p.Captions.ActiveDevices(ctx, slot.Add(-l.cfg.Window-l.cfg.Settle))
 	if err != nil {
 		l.cfg.Logger.Warn("nudge loop: list active devices", "err", err)
 		return
@@ -253,7 +259,7 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 	defer release()
 
 	now := l.cfg.Clock.Now()
-	captions, err := l.p.Captions.RecentCaptions(ctx, device, now.Add(-l.cfg.Window))
+	captions, err := l.p.Captions.RecentCaptions(ctx, device, now.Add(-l.cfg.Window-l.cfg.Settle))
 	if err != nil {
 		return ports.Intervention{}, fmt.Errorf("read captions: %w", err)
 	}
@@ -272,7 +278,11 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 	l.mu.Unlock()
 
 	started := l.cfg.Clock.Now()
-	dec, decErr := l.p.Decider.Decide(ctx, ports.NudgeInput{Device: device, Now: now, Captions: captions, LastDelivered: last})
+	// The decider gets 7/10 of the interval, so a model that does not answer
+	// leaves time to record the failure and to deliver a "yes".
+	decideCtx, cancelDecide := withClockTimeout(ctx, l.cfg.Clock, l.cfg.Interval*7/10, errNudgeDeadline)
+	dec, decErr := l.p.Decider.Decide(decideCtx, ports.NudgeInput{Device: device, Now: now, Captions: captions, LastDelivered: last})
+	cancelDecide()
 	engine := dec.Engine
 	if engine == "" {
 		engine = l.cfg.Engine
@@ -310,7 +320,11 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 		}
 	}
 
-	stored, err := l.p.Store.CreateIntervention(ctx, rec)
+	// Recorded even when the evaluation's deadline has passed (a slow
+	// model): every decision is stored, errors included.
+	wctx, cancelWrite := withClockTimeout(context.WithoutCancel(ctx), l.cfg.Clock, nudgeStoreWriteBudget, errNudgeDeadline)
+	stored, err := l.p.Store.CreateIntervention(wctx, rec)
+	cancelWrite()
 	if err != nil {
 		// Unrecorded, a delivery could not be kept to once: send nothing.
 		l.cfg.Observer.NudgeDecided(engine, "error")

@@ -511,3 +511,45 @@ func interventionIDs(rs []ports.Intervention) []string {
 	}
 	return out
 }
+
+// TestNudgeLoopRecordsADeciderThatNeverAnswers: a model that does not answer
+// within the interval still leaves a record of the failed decision.
+func TestNudgeLoopRecordsADeciderThatNeverAnswers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Engine: "llm"})
+		h.decider.Answer = func(ctx context.Context, _ ports.NudgeInput) (ports.NudgeDecision, error) {
+			<-ctx.Done()
+			return ports.NudgeDecision{}, context.Cause(ctx)
+		}
+		h.start(t)
+		h.caption("dev1", "c1", "eating a donut")
+		advance(2 * time.Minute)
+
+		recs := h.store.Records()
+		require.NotEmpty(t, recs, "the failed decision is recorded")
+		assert.Equal(t, ports.VerdictError, recs[0].Verdict)
+		assert.Empty(t, h.notifier.Calls())
+	})
+}
+
+// TestNudgeLoopSettleSeesACaptionThatLandsLate: a caption whose chunk ended
+// just before a slot boundary but reached the store after it is seen by the
+// next evaluation when Settle covers the delay.
+func TestNudgeLoopSettleSeesACaptionThatLandsLate(t *testing.T) {
+	for _, tc := range []struct {
+		settle time.Duration
+		seen   bool
+	}{{0, false}, {5 * time.Second, true}} {
+		synctest.Test(t, func(t *testing.T) {
+			h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Settle: tc.settle})
+			h.decider.Answer = domaintest.Yes("stand up")
+			h.start(t)
+			advance(time.Minute - 2*time.Second) // 2 s before the first boundary
+			ended := time.Now()
+			advance(4 * time.Second) // the boundary passes with nothing stored
+			h.captions.Add("dev1", ports.CaptionRef{ID: "late", Time: ended, Text: "sitting"})
+			advance(time.Minute) // the next boundary
+			assert.Equal(t, tc.seen, len(h.decider.Inputs()) > 0, "settle %s", tc.settle)
+		})
+	}
+}

@@ -135,7 +135,10 @@ func NewInterventions() *Interventions {
 }
 
 // CreateIntervention implements ports.InterventionStore; ids are 1, 2, ….
-func (s *Interventions) CreateIntervention(_ context.Context, rec ports.Intervention) (ports.Intervention, error) {
+func (s *Interventions) CreateIntervention(ctx context.Context, rec ports.Intervention) (ports.Intervention, error) {
+	if err := ctx.Err(); err != nil {
+		return ports.Intervention{}, err // as a database does with a done context
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.FailCreate != nil {
