@@ -291,13 +291,19 @@ var Settings = []Setting{
 		}},
 	{Flag: "nudge-rules", Envs: []string{"FORESIGHT_NUDGE_RULES"}, Help: "rules file (YAML or JSON) of {name, match, message}; required with --nudges rules, e.g. docs/examples/nudge-rules.yaml",
 		Apply: func(c *Config, v string) error { c.NudgeRules = v; return nil }},
-	{Flag: "nudge-prefix", Envs: []string{"FORESIGHT_NUDGE_PREFIX"}, Default: domain.DefaultNudgePrefix, Help: "put before every nudge sent to Poke, which rewrites what it gets unless told not to",
-		Apply: func(c *Config, v string) error { c.NudgePrefix = v; return nil }},
+	{Flag: "nudge-prefix", Envs: []string{"FORESIGHT_NUDGE_PREFIX"}, Default: domain.DefaultNudgePrefix, Help: "put before every nudge sent to Poke, which rewrites what it gets unless told not to; none sends the message alone",
+		Apply: func(c *Config, v string) error {
+			if strings.EqualFold(v, "none") {
+				v = ""
+			}
+			c.NudgePrefix = v
+			return nil
+		}},
 	{Flag: "nudge-prompt", Envs: []string{"FORESIGHT_NUDGE_PROMPT"}, Help: "system prompt of --nudges llm (default: the built-in health-agent prompt, docs/nudges.md)",
 		Apply: func(c *Config, v string) error { c.NudgePrompt = v; return nil }},
 	{Flag: "nudge-llm-base-url", Envs: []string{"FORESIGHT_NUDGE_LLM_BASE_URL"}, Help: "API root of the nudge model's OpenAI-compatible server (default: --openai-base-url)",
 		Apply: func(c *Config, v string) error { c.NudgeLLMBaseURL = v; return nil }},
-	{Envs: []string{"FORESIGHT_NUDGE_LLM_API_KEY"}, Secret: true, Help: "bearer key of the nudge model (default: FORESIGHT_OPENAI_API_KEY, then OPENAI_API_KEY)",
+	{Envs: []string{"FORESIGHT_NUDGE_LLM_API_KEY"}, Secret: true, Help: "bearer key of the nudge model; unset falls back to FORESIGHT_OPENAI_API_KEY, then OPENAI_API_KEY",
 		Apply: func(c *Config, v string) error { c.NudgeLLMAPIKey = v; return nil }},
 	{Flag: "nudge-llm-model", Envs: []string{"FORESIGHT_NUDGE_LLM_MODEL"}, Help: "the nudge model (default: --openai-model); required with --nudges llm",
 		Apply: func(c *Config, v string) error { c.NudgeLLMModel = v; return nil }},

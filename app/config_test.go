@@ -256,3 +256,9 @@ func TestDatabasePasswordIsRefusedOnTheCommandLine(t *testing.T) {
 	_, err = app.LoadConfig([]string{"--database-url", "postgres://u@127.0.0.1/db"}, envOf(), nil)
 	require.NoError(t, err, "no password, no secret")
 }
+
+func TestNudgePrefixNoneSendsTheMessageAlone(t *testing.T) {
+	c, err := app.LoadConfig(nil, envOf("FORESIGHT_NUDGE_PREFIX", "none"), nil)
+	require.NoError(t, err)
+	assert.Empty(t, c.NudgePrefix)
+}

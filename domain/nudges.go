@@ -56,8 +56,10 @@ type NudgeConfig struct {
 	// (FORESIGHT_NUDGE_COOLDOWN), whatever the decider says.
 	Cooldown time.Duration
 	// Prefix goes before the message sent to the notifier
-	// (FORESIGHT_NUDGE_PREFIX); empty means DefaultNudgePrefix.
-	Prefix string
+	// (FORESIGHT_NUDGE_PREFIX); empty means DefaultNudgePrefix unless
+	// NoPrefix is set.
+	Prefix   string
+	NoPrefix bool
 	// APIKey is the server's key for the notifier. Empty:
 	// decisions are recorded, delivery is "skipped: no key".
 	APIKey string
@@ -92,7 +94,9 @@ func (c NudgeConfig) withDefaults() NudgeConfig {
 	} else if c.Cooldown == 0 {
 		c.Cooldown = DefaultNudgeCooldown
 	}
-	if c.Prefix == "" {
+	if c.NoPrefix {
+		c.Prefix = ""
+	} else if c.Prefix == "" {
 		c.Prefix = DefaultNudgePrefix
 	}
 	if c.Concurrency <= 0 {

@@ -553,3 +553,16 @@ func TestNudgeLoopSettleSeesACaptionThatLandsLate(t *testing.T) {
 		})
 	}
 }
+
+func TestNudgeLoopNoPrefixSendsTheMessageAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, NoPrefix: true})
+		h.decider.Answer = domaintest.Yes("stand up")
+		h.start(t)
+		h.caption("dev1", "c1", "sitting")
+		advance(2 * time.Minute)
+		calls := h.notifier.Calls()
+		require.NotEmpty(t, calls)
+		assert.Equal(t, "stand up", calls[0].Message)
+	})
+}
