@@ -443,8 +443,8 @@ func withClockTimeout(parent context.Context, clock Clock, d time.Duration, caus
 }
 
 // LocalEvaluationLock is the in-process ports.EvaluationLock: right when a
-// single instance runs the loop (SQLite). It keeps one small entry per
-// device ever evaluated.
+// single instance runs the loop over a store no other instance shares. It
+// keeps one small entry per device ever evaluated.
 type LocalEvaluationLock struct {
 	mu      sync.Mutex
 	devices map[string]*localSlot
