@@ -262,3 +262,23 @@ func TestNudgePrefixNoneSendsTheMessageAlone(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, c.NudgePrefix)
 }
+
+// TestNudgeModelKeyStaysWithItsHost: the caption backend's OpenAI key is the
+// nudge model's fallback only when both are served by the same host.
+func TestNudgeModelKeyStaysWithItsHost(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  []string
+		want string
+	}{
+		{"same server", []string{"FORESIGHT_OPENAI_API_KEY", "sk-captions"}, "sk-captions"},
+		{"another host", []string{"FORESIGHT_OPENAI_API_KEY", "sk-captions", "FORESIGHT_NUDGE_LLM_BASE_URL", "https://nudges.example.net/v1"}, ""},
+		{"its own key", []string{"FORESIGHT_OPENAI_API_KEY", "sk-captions", "FORESIGHT_NUDGE_LLM_BASE_URL", "https://nudges.example.net/v1", "FORESIGHT_NUDGE_LLM_API_KEY", "sk-nudges"}, "sk-nudges"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := app.LoadConfig(nil, envOf(tc.env...), nil)
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, app.NudgeLLMAPIKeyForTest(c))
+		})
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -52,6 +53,13 @@ func (c Config) checkNudges() error {
 // nudgeLLMConfig is the llm decider's configuration: each FORESIGHT_NUDGE_LLM_*
 // setting falls back to the OpenAI backend's (itself falling back to
 // OPENAI_*), so one server and key can serve both.
+// sameHost reports whether two URLs name the same host and port.
+func sameHost(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	return errA == nil && errB == nil && strings.EqualFold(ua.Host, ub.Host)
+}
+
 func (c Config) nudgeLLMConfig() nudgellm.Config {
 	orElse := func(v, fallback string) string {
 		if v != "" {
@@ -59,9 +67,16 @@ func (c Config) nudgeLLMConfig() nudgellm.Config {
 		}
 		return fallback
 	}
+	baseURL := orElse(c.NudgeLLMBaseURL, c.OpenAIBaseURL)
+	// The caption backend's key belongs to its host: it is the nudge
+	// model's fallback only where that model is served by the same host.
+	fallbackKey := ""
+	if sameHost(baseURL, c.OpenAIBaseURL) {
+		fallbackKey = c.OpenAIAPIKey
+	}
 	return nudgellm.Config{
-		BaseURL:        orElse(c.NudgeLLMBaseURL, c.OpenAIBaseURL),
-		APIKey:         orElse(c.NudgeLLMAPIKey, c.OpenAIAPIKey),
+		BaseURL:        baseURL,
+		APIKey:         orElse(c.NudgeLLMAPIKey, fallbackKey),
 		Model:          orElse(c.NudgeLLMModel, c.OpenAIModel),
 		Prompt:         c.NudgePrompt,
 		ResponseFormat: nudgellm.ResponseFormat(c.NudgeLLMResponseFormat),
