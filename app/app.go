@@ -70,9 +70,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 // and on stop run stopSequence, so the order of a graceful stop is written
 // down in one place rather than implied by fx's construction order.
 func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges) {
-	// The nudge loop stops right after the streams, before the store it
-	// reads and the notifier it delivers through.
-	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, append(nud.stopSteps(), mem.stopSteps()...)...)
+	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, nud, mem)
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			// The store opens first: a stream's first caption needs it, and
@@ -81,10 +79,7 @@ func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke
 				return err
 			}
 			abort := func() {
-				for _, step := range nud.stopSteps() {
-					_ = step.run(ctx)
-				}
-				mem.abort(ctx)
+				_ = runStop(ctx, append(nud.stopSteps(), mem.stopSteps()...), s.logger)
 			}
 			if err := nud.open(ctx); err != nil {
 				abort()
@@ -249,9 +244,12 @@ type stopStep struct {
 //     write every queued caption, stop retention, close the database;
 //  3. the inference backend, once no session uses it any more;
 //  4. the notifier's idle connections, once no request can send.
-func stopSequence(s *Server, closeBackend func() error, closeNotifier func(), memory ...stopStep) []stopStep {
+func stopSequence(s *Server, closeBackend func() error, closeNotifier func(), nud *nudges, mem *captionMemory) []stopStep {
 	steps := []stopStep{{"http server and streams", s.stop}}
-	steps = append(steps, memory...)
+	// The nudge loop stops right after the streams, before the store it
+	// reads and the notifier it delivers through.
+	steps = append(steps, nud.stopSteps()...)
+	steps = append(steps, mem.stopSteps()...)
 	return append(steps,
 		stopStep{"inference backend", func(context.Context) error { return closeBackend() }},
 		stopStep{"notifier", func(context.Context) error { closeNotifier(); return nil }},

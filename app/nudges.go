@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -234,7 +233,7 @@ func (n *nudges) closeLock() {
 func (n *nudges) listHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.list == nil {
-			writeDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none): no decisions are kept")
+			httpapi.WriteDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none): no decisions are kept")
 			return
 		}
 		n.list.ServeHTTP(w, r)
@@ -245,15 +244,9 @@ func (n *nudges) listHandler() http.Handler {
 func (n *nudges) runHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if n.run == nil {
-			writeDetail(w, http.StatusServiceUnavailable, "nudges are off: set FORESIGHT_NUDGES to rules or llm")
+			httpapi.WriteDetail(w, http.StatusServiceUnavailable, "nudges are off: set FORESIGHT_NUDGES to rules or llm")
 			return
 		}
 		n.run.ServeHTTP(w, r)
 	})
-}
-
-func writeDetail(w http.ResponseWriter, status int, detail string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]string{"detail": detail})
 }

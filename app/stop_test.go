@@ -16,7 +16,7 @@ func TestStopSequenceOrder(t *testing.T) {
 	mem := newCaptionMemory(Config{DatabaseURL: DatabaseNone}, nil, slog.New(slog.DiscardHandler))
 	nud, err := newNudges(Config{Nudges: NudgesOff}, mem, nil, nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
-	steps := stopSequence(&Server{}, func() error { return nil }, func() {}, append(nud.stopSteps(), mem.stopSteps()...)...)
+	steps := stopSequence(&Server{}, func() error { return nil }, func() {}, nud, mem)
 	var names []string
 	for _, s := range steps {
 		names = append(names, s.name)

@@ -153,9 +153,7 @@ func (c *captionMemory) Record(caption ports.Caption) {
 // store is off.
 func (c *captionMemory) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.captions == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"detail":"caption store is off (FORESIGHT_DATABASE_URL=none)"}` + "\n"))
+		httpapi.WriteDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none)")
 		return
 	}
 	c.captions.ServeHTTP(w, r)
@@ -190,13 +188,6 @@ func (c *captionMemory) closeStore() error {
 		}
 	})
 	return err
-}
-
-// abort releases what open started when the server then fails to start.
-func (c *captionMemory) abort(ctx context.Context) {
-	for _, step := range c.stopSteps() {
-		_ = step.run(ctx)
-	}
 }
 
 // captionLabels are the backend and model names kept with each caption:

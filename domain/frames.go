@@ -2,16 +2,14 @@ package domain
 
 import "math"
 
-// DefaultMaxFramesPerChunk is the Gemma 3 app's own limit
-// (GEMMA3_MAX_FRAMES_PER_CHUNK): frames beyond it would be thrown away by the
-// model side, so they are not sent.
+// DefaultMaxFramesPerChunk is the most frames a chunk sends: the limit of the
+// model apps this server was built for, which throw away any beyond it.
 const DefaultMaxFramesPerChunk = 6
 
 // SampleFrameIndices picks at most maxCount of count indices evenly across
-// them, first and last included. It is the Gemma app's rule
-// (vlm_logic.sample_indices: numpy's linspace(0, count-1, maxCount).round(),
-// which rounds half to even, duplicates removed), so a chunk trimmed here
-// holds the frames that app would have kept. Indices are ascending; count or
+// them, first and last included: numpy's linspace(0, count-1, maxCount)
+// rounded half to even, duplicates removed, the rule the model side applies,
+// so a chunk trimmed here holds the frames it would have kept. Indices are ascending; count or
 // maxCount of zero or less gives none.
 func SampleFrameIndices(count, maxCount int) []int {
 	if count <= 0 || maxCount <= 0 {

@@ -236,8 +236,8 @@ func (l *NudgeLoop) tick(ctx context.Context, slot time.Time) {
 	wg.Wait()
 }
 
-// RunOnce evaluates device now, outside the schedule (POST
-// /interventions/run), under the same rules: lock, cooldown, delivery. It
+// RunOnce evaluates device now, outside the schedule (a manual run),
+// under the same rules: lock, cooldown, delivery. It
 // returns the stored record. With no captions in the window it returns
 // ErrNoCaptions; while another evaluation holds the device,
 // ErrEvaluationBusy.

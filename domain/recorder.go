@@ -338,17 +338,7 @@ func (r *Recorder) writeHeld() bool {
 }
 
 // sleep waits d on the Clock; false means the recorder was abandoned.
-func (r *Recorder) sleep(d time.Duration) bool {
-	fired := make(chan struct{})
-	stop := r.cfg.Clock.AfterFunc(d, func() { close(fired) })
-	select {
-	case <-fired:
-		return true
-	case <-r.runCtx.Done():
-		stop()
-		return false
-	}
-}
+func (r *Recorder) sleep(d time.Duration) bool { return sleepClock(r.runCtx, r.cfg.Clock, d) }
 
 // captionRing is a fixed-capacity FIFO of captions.
 type captionRing struct {

@@ -186,7 +186,13 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 			s.cut(now)
 		}
 	}
-	ack := Ack{Frame: s.summary.Frames, Bytes: len(frame), Result: s.pending.result, InferenceError: s.pending.err,
+	return s.reply(len(frame))
+}
+
+// reply is the ack of the frame just counted: what a finished call left
+// (a result or a failure) and a camera change ride on it, once.
+func (s *Stream) reply(size int) Ack {
+	ack := Ack{Frame: s.summary.Frames, Bytes: size, Result: s.pending.result, InferenceError: s.pending.err,
 		Camera: string(s.camera)}
 	s.pending = report{}
 	s.camera = ""
@@ -209,18 +215,19 @@ func (s *Stream) HandleDroppedFrame(size int) Ack {
 	s.summary.DroppedBytes += int64(size)
 	s.cfg.Observer.FramesDropped(1, int64(size))
 	s.poll()
-	ack := Ack{Frame: s.summary.Frames, Bytes: size, Result: s.pending.result, InferenceError: s.pending.err}
-	s.pending = report{}
-	return ack
+	return s.reply(size)
 }
 
 // poll collects the call in flight if it has finished.
-func (s *Stream) poll() {
+// It reports the budget bytes that collecting the call gave back.
+func (s *Stream) poll() (freed int64) {
 	if s.call == nil {
-		return
+		return 0
 	}
 	select {
 	case o := <-s.call.done:
+		// The scene gate gave back what it left out when it decided.
+		freed = s.call.bytes - o.scene.released
 		s.finish(o)
 	default:
 		c := s.call
@@ -236,6 +243,7 @@ func (s *Stream) poll() {
 			s.fail(err, s.cfg.Clock.Now().Sub(c.started))
 		}
 	}
+	return freed
 }
 
 func (s *Stream) timeoutErr() error {
@@ -407,15 +415,9 @@ func reviewChunk(gate *SceneGate, budget *MemoryBudget, now time.Time, chunk *po
 // shared MemoryBudget is spent, so a stream gives up its own frames before
 // it is refused a new message.
 func (s *Stream) DropBuffered() int64 {
-	var freed int64
-	if c := s.call; c != nil {
-		// A call that has come back frees its chunk first; its result
-		// stays for the next ack.
-		held := c.bytes
-		if s.poll(); s.call == nil {
-			freed = held
-		}
-	}
+	// A call that has come back frees its chunk first; its result stays
+	// for the next ack.
+	freed := s.poll()
 	frames, size := s.buf.count, s.buf.bytes
 	if frames == 0 {
 		return freed

@@ -57,6 +57,10 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 	_ = json.NewEncoder(w).Encode(body)
 }
 
+// WriteDetail answers FastAPI's error shape, {"detail": "..."}, for
+// handlers mounted beside this package's (the server's own 503s).
+func WriteDetail(w http.ResponseWriter, status int, detail string) { writeDetail(w, status, detail) }
+
 // writeDetail answers FastAPI's error shape, {"detail": "..."}.
 func writeDetail(w http.ResponseWriter, status int, detail string) {
 	writeJSON(w, status, map[string]string{"detail": detail})

@@ -17,7 +17,6 @@ type Captions struct {
 	mu    sync.Mutex
 	byDev map[string][]ports.CaptionRef
 	err   error
-	reads int
 }
 
 // NewCaptions returns an empty source.
@@ -37,18 +36,10 @@ func (c *Captions) Fail(err error) {
 	c.err = err
 }
 
-// Reads counts RecentCaptions calls.
-func (c *Captions) Reads() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.reads
-}
-
 // RecentCaptions implements ports.CaptionSource.
 func (c *Captions) RecentCaptions(_ context.Context, device string, since time.Time) ([]ports.CaptionRef, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.reads++
 	if c.err != nil {
 		return nil, c.err
 	}
