@@ -10,7 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -108,10 +107,8 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 	loc := func(name string) []any { return []any{"query", name} }
 
 	if v := values.Get("device"); values.Has("device") {
-		if !domain.ValidDevice(v) {
-			problems = append(problems, &validationError{Type: "string_pattern_mismatch", Loc: loc("device"),
-				Msg: fmt.Sprintf("String should match pattern '%s'", domain.DevicePattern), Input: v,
-				Ctx: map[string]any{"pattern": domain.DevicePattern}})
+		if p := checkDevice(v); p != nil {
+			problems = append(problems, p)
 		}
 		q.Device = v
 	}
