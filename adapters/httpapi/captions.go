@@ -65,7 +65,7 @@ type captionsJSON struct {
 func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, problems := parseCaptionQuery(r)
 	if len(problems) > 0 {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": problems})
+		writeValidation(w, problems...)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), captionsQueryTimeout)
@@ -73,7 +73,7 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	page, err := h.reader.QueryCaptions(ctx, q)
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{badCursor(q.Cursor)}})
+		writeValidation(w, badCursor(q.Cursor))
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
