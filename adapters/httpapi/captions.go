@@ -165,7 +165,7 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 
 func badCursor(v string) *validationError {
 	if len(v) > 64 {
-		v = v[:64] + "…"
+		v = cutOnRune(v, 64) + "…"
 	}
 	return &validationError{Type: "value_error", Loc: []any{"query", "cursor"},
 		Msg: "Value error, not a cursor this server gave out", Input: v}

@@ -181,7 +181,7 @@ func checkDevice(v string) *validationError {
 		return nil
 	}
 	if len(v) > 80 {
-		v = v[:80] + "…"
+		v = cutOnRune(v, 80) + "…"
 	}
 	return &validationError{Type: "string_pattern_mismatch", Loc: []any{"query", "device"},
 		Msg: fmt.Sprintf("String should match pattern '%s'", domain.DevicePattern), Input: v,
