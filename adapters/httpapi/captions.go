@@ -18,8 +18,8 @@ const CaptionsPath = "/captions"
 
 // Bounds on GET /captions parameters.
 const (
-	MaxCaptionQueryTextLen = 256
-	MaxCaptionStreamLen    = 128
+	maxCaptionQueryTextLen = 256
+	maxCaptionStreamLen    = 128
 	// captionsQueryTimeout bounds one store query, so a stuck database
 	// does not hold the request.
 	captionsQueryTimeout = 10 * time.Second
@@ -121,8 +121,8 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 		}
 		return v
 	}
-	q.StreamID = stringParam("stream", MaxCaptionStreamLen)
-	q.Text = stringParam("q", MaxCaptionQueryTextLen)
+	q.StreamID = stringParam("stream", maxCaptionStreamLen)
+	q.Text = stringParam("q", maxCaptionQueryTextLen)
 
 	timeParam := func(name string) time.Time {
 		v := values.Get(name)
