@@ -25,7 +25,6 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/edgegate"
 	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
-	"github.com/foresight-vision/foresight/adapters/trust"
 	"github.com/foresight-vision/foresight/adapters/wire"
 )
 
@@ -213,9 +212,9 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
 			pr.SetXForwarded()
-			if !trust.Gateway().ForwardClient() {
-				stripCredentialHeaders(pr.Out.Header)
-			}
+			// A client's credentials never pass: the gateway's own
+			// secrets, or none, reach the server.
+			stripCredentialHeaders(pr.Out.Header)
 			for _, kv := range secrets {
 				pr.Out.Header[kv[0]] = []string{kv[1]}
 			}

@@ -10,7 +10,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -19,8 +18,8 @@ const CaptionsPath = "/captions"
 
 // Bounds on GET /captions parameters.
 const (
-	MaxCaptionQueryTextLen = 256
-	MaxCaptionStreamLen    = 128
+	maxCaptionQueryTextLen = 256
+	maxCaptionStreamLen    = 128
 	// captionsQueryTimeout bounds one store query, so a stuck database
 	// does not hold the request.
 	captionsQueryTimeout = 10 * time.Second
@@ -66,7 +65,7 @@ type captionsJSON struct {
 func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, problems := parseCaptionQuery(r)
 	if len(problems) > 0 {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": problems})
+		writeValidation(w, problems...)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), captionsQueryTimeout)
@@ -74,7 +73,7 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	page, err := h.reader.QueryCaptions(ctx, q)
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{badCursor(q.Cursor)}})
+		writeValidation(w, badCursor(q.Cursor))
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
@@ -108,10 +107,8 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 	loc := func(name string) []any { return []any{"query", name} }
 
 	if v := values.Get("device"); values.Has("device") {
-		if !domain.ValidDevice(v) {
-			problems = append(problems, &validationError{Type: "string_pattern_mismatch", Loc: loc("device"),
-				Msg: fmt.Sprintf("String should match pattern '%s'", domain.DevicePattern), Input: v,
-				Ctx: map[string]any{"pattern": domain.DevicePattern}})
+		if p := checkDevice(v); p != nil {
+			problems = append(problems, p)
 		}
 		q.Device = v
 	}
@@ -124,8 +121,8 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 		}
 		return v
 	}
-	q.StreamID = stringParam("stream", MaxCaptionStreamLen)
-	q.Text = stringParam("q", MaxCaptionQueryTextLen)
+	q.StreamID = stringParam("stream", maxCaptionStreamLen)
+	q.Text = stringParam("q", maxCaptionQueryTextLen)
 
 	timeParam := func(name string) time.Time {
 		v := values.Get(name)
@@ -168,7 +165,7 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 
 func badCursor(v string) *validationError {
 	if len(v) > 64 {
-		v = v[:64] + "…"
+		v = cutOnRune(v, 64) + "…"
 	}
 	return &validationError{Type: "value_error", Loc: []any{"query", "cursor"},
 		Msg: "Value error, not a cursor this server gave out", Input: v}

@@ -102,7 +102,7 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q, problems := parseInterventionQuery(r)
 	if len(problems) > 0 {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": problems})
+		writeValidation(w, problems...)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), interventionsQueryTimeout)
@@ -110,7 +110,7 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 	page, err := h.lister.ListInterventions(ctx, q)
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{badCursor(q.Cursor)}})
+		writeValidation(w, badCursor(q.Cursor))
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
@@ -181,7 +181,7 @@ func checkDevice(v string) *validationError {
 		return nil
 	}
 	if len(v) > 80 {
-		v = v[:80] + "…"
+		v = cutOnRune(v, 80) + "…"
 	}
 	return &validationError{Type: "string_pattern_mismatch", Loc: []any{"query", "device"},
 		Msg: fmt.Sprintf("String should match pattern '%s'", domain.DevicePattern), Input: v,
@@ -208,13 +208,13 @@ func NewRunInterventionHandler(runner InterventionRunner, logger *slog.Logger) *
 func (h *RunInterventionHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	values := r.URL.Query()
 	if !values.Has("device") {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{&validationError{
-			Type: "missing", Loc: []any{"query", "device"}, Msg: "Field required", Input: nil}}})
+		writeValidation(w, &validationError{
+			Type: "missing", Loc: []any{"query", "device"}, Msg: "Field required", Input: nil})
 		return
 	}
 	device := values.Get("device")
 	if p := checkDevice(device); p != nil {
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{p}})
+		writeValidation(w, p)
 		return
 	}
 	// The loop bounds the evaluation itself (within its interval).

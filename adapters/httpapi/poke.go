@@ -78,7 +78,7 @@ func (h *PokeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	message, problem := parseMessage(body)
 	if problem != nil {
 		h.cfg.Observer.PokeSent("bad_request")
-		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": []any{problem}})
+		writeValidation(w, problem)
 		return
 	}
 	key := h.apiKey(r)
@@ -110,6 +110,11 @@ type validationError struct {
 	Msg   string         `json:"msg"`
 	Input any            `json:"input"`
 	Ctx   map[string]any `json:"ctx,omitempty"`
+}
+
+// writeValidation answers FastAPI's 422 shape, {"detail": [...]}.
+func writeValidation(w http.ResponseWriter, problems ...*validationError) {
+	writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"detail": problems})
 }
 
 // parseMessage validates {"message": "<text>"} the way FastAPI and pydantic

@@ -264,15 +264,11 @@ type Reply struct {
 	Nudge     string
 }
 
-// ParseReply checks a reply against the schema: one JSON object with exactly
+// parseReply checks a reply against the schema: one JSON object with exactly
 // the keys decision ("yes" or "no"), reasoning (a string) and nudge (a string,
-// or null), and a non-empty nudge when the decision is yes.
-func ParseReply(content []byte) (Reply, error) {
-	return parseReply(content, func(s string) string { return s })
-}
-
-// parseReply is ParseReply with redact applied to the model's text before it
-// is cut into an error: the reply may quote the key.
+// or null), and a non-empty nudge when the decision is yes. redact is applied
+// to the model's text before it is cut into an error: the reply may quote the
+// key.
 func parseReply(content []byte, redact func(string) string) (Reply, error) {
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(content))

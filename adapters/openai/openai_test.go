@@ -97,7 +97,6 @@ func TestRequestShapeAndResult(t *testing.T) {
 	assert.Equal(t, 1.25, res["chunk_end_s"])
 	assert.Equal(t, int64(9), res["tokens_generated"])
 	assert.IsType(t, int64(0), res["latency_ms"])
-	assert.GreaterOrEqual(t, res["latency_ms"].(int64), int64(0))
 
 	reqs := f.srv.Requests()
 	require.Len(t, reqs, 1, "one request per chunk")

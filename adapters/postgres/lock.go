@@ -46,18 +46,8 @@ var _ ports.EvaluationLock = (*EvaluationLock)(nil)
 // OpenEvaluationLock connects with dsn (the caption store's) and applies the
 // migrations, which create nudge_schedule.
 func OpenEvaluationLock(ctx context.Context, dsn string) (*EvaluationLock, error) {
-	cfg, err := pgxpool.ParseConfig(dsn)
+	pool, err := openPool(ctx, dsn, EvaluationLockConns)
 	if err != nil {
-		// pgx's message may echo the DSN, password included: say only what failed.
-		return nil, fmt.Errorf("parse the postgres connection string: invalid")
-	}
-	cfg.MinConns, cfg.MaxConns = 0, EvaluationLockConns
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect to postgres: %w", err)
-	}
-	if err := migrate(ctx, pool); err != nil {
-		pool.Close()
 		return nil, err
 	}
 	return &EvaluationLock{pool: pool}, nil

@@ -40,12 +40,26 @@ var _ ports.CaptionStore = (*Store)(nil)
 // Open connects with dsn (a postgres:// URL or key=value string) and applies
 // the migrations.
 func Open(ctx context.Context, dsn string) (*Store, error) {
+	pool, err := openPool(ctx, dsn, 0)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// openPool connects a pool with dsn, holding at most maxConns connections
+// (zero: pgx's default) and none idle at the least, and applies the
+// migrations.
+func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's message may echo the DSN, password included: say only what failed.
 		return nil, fmt.Errorf("parse the postgres connection string: invalid")
 	}
 	cfg.MinConns = 0
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to postgres: %w", err)
@@ -54,7 +68,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	return pool, nil
 }
 
 // migrate applies the migrations while holding a session advisory lock, so

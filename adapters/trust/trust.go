@@ -1,7 +1,8 @@
 // Package trust is the one place that decides which client-supplied
 // credentials the server honours, and when its own secrets win
 // (docs/security.md, "Precedence"). The server's stream and /poke/send
-// handlers and the gateway all ask it; none decides for itself.
+// handlers ask it; neither decides for itself. (The standalone gateway
+// forwards no client credential at all.)
 //
 // It imports only the standard library.
 package trust
@@ -15,10 +16,6 @@ type Policy struct {
 
 // New returns the policy for FORESIGHT_TRUST_CLIENT_CREDENTIALS.
 func New(trustClientCredentials bool) Policy { return Policy{trustClient: trustClientCredentials} }
-
-// Gateway is the policy of the standalone gateway: a client's credentials
-// never pass through it, whether or not the gateway holds its own.
-func Gateway() Policy { return Policy{} }
 
 // HonourClient reports whether a client may supply a credential (and the
 // settings that go with it, such as which model to call) when the server
@@ -35,8 +32,3 @@ func (p Policy) Pick(server, client string) string {
 	}
 	return server
 }
-
-// ForwardClient reports whether a proxy passes a client's credential headers
-// on to the server behind it. The gateway removes them always: its own
-// secrets, or none, reach the server.
-func (p Policy) ForwardClient() bool { return false }

@@ -51,11 +51,6 @@ func TestPick(t *testing.T) {
 	}
 }
 
-func TestGatewayNeverForwardsClientCredentials(t *testing.T) {
-	assert.False(t, trust.Gateway().ForwardClient())
-	assert.False(t, trust.New(true).ForwardClient(), "trusting clients is the server's setting, not a proxy's")
-}
-
 func TestZeroValueIsTheSafeDefault(t *testing.T) {
 	assert.Equal(t, trust.New(false), trust.Policy{})
 }

@@ -207,10 +207,6 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// PeerCode is the code of the client's close frame once ReadMessage
-// returned ErrPeerClosed (1005 when it carried none).
-func (s *Server) PeerCode() wire.CloseCode { return s.peerCode }
-
 // ReadMessage returns the next complete binary message. A fragmented
 // message is assembled; pings are answered and pongs skipped on the way.
 // It returns a *CloseError for a frame the server refuses (pass it to End),
