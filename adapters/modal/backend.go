@@ -19,6 +19,7 @@ import (
 	"time"
 
 	modalsdk "github.com/modal-labs/libmodal/modal-go"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
 	"github.com/foresight-vision/foresight/ports"
@@ -31,8 +32,8 @@ type Backend struct {
 	preset preset
 	log    *slog.Logger
 
-	// spawnSlots holds one token per spawn in progress.
-	spawnSlots chan struct{}
+	// spawnBudget holds the frame bytes of the spawns in progress.
+	spawnBudget *semaphore.Weighted
 
 	mu      sync.Mutex
 	clients map[[sha256.Size]byte]*clientEntry
@@ -69,20 +70,27 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
-	if cfg.MaxConcurrentSpawns <= 0 {
-		cfg.MaxConcurrentSpawns = DefaultMaxConcurrentSpawns
+	if cfg.MaxSpawnBytes <= 0 {
+		cfg.MaxSpawnBytes = DefaultMaxSpawnBytes
 	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
 	return &Backend{
-		cfg:        cfg,
-		spawnSlots: make(chan struct{}, cfg.MaxConcurrentSpawns),
-		preset:     p,
-		log:        log.With("component", "modal"),
-		clients:    map[[sha256.Size]byte]*clientEntry{},
+		cfg:         cfg,
+		spawnBudget: semaphore.NewWeighted(cfg.MaxSpawnBytes),
+		preset:      p,
+		log:         log.With("component", "modal"),
+		clients:     map[[sha256.Size]byte]*clientEntry{},
 	}, nil
+}
+
+// spawnWeight is what a spawn of size frame bytes takes from the spawn
+// budget: at least one byte, so a call without frames is bounded too, and
+// at most all of it, so a chunk larger than the budget is spawned alone.
+func (b *Backend) spawnWeight(size int64) int64 {
+	return min(max(size, 1), b.cfg.MaxSpawnBytes)
 }
 
 // target is what one stream calls, after resolution.

@@ -31,9 +31,9 @@ const (
 	DefaultMaxClients    = 8
 	DefaultCancelTimeout = 5 * time.Second
 	DefaultCloseTimeout  = 10 * time.Second
-	// DefaultMaxConcurrentSpawns bounds the calls being encoded and sent at
-	// once (see Config.MaxConcurrentSpawns).
-	DefaultMaxConcurrentSpawns = 2
+	// DefaultMaxSpawnBytes bounds the frame bytes being encoded and sent at
+	// once (see Config.MaxSpawnBytes).
+	DefaultMaxSpawnBytes = 4 << 20
 )
 
 // Config configures the Modal backend. Start from DefaultConfig: the zero
@@ -75,13 +75,17 @@ type Config struct {
 	// CloseTimeout bounds the remote close call at stream end (the caller's
 	// context may cut it shorter). Default 10 s.
 	CloseTimeout time.Duration
-	// MaxConcurrentSpawns bounds the calls being spawned at once across
-	// all sessions. A spawn copies its chunk twice (CBOR, then gRPC's
-	// message buffer, pooled in 1 MiB tiers) and burns CPU doing it; left
-	// unbounded, every stream cutting a chunk at once multiplies that memory
-	// and competes with the acks for the cores. Waiting for a slot delays
-	// only the call, never an ack. Default 2.
-	MaxConcurrentSpawns int
+	// MaxSpawnBytes bounds the frame bytes of the calls being spawned at
+	// once across all sessions. A spawn copies its chunk twice (CBOR, then
+	// gRPC's message buffer) and burns CPU doing it; left unbounded, every
+	// stream cutting a chunk at once multiplies that memory and competes
+	// with the acks for the cores. The bound is in bytes, not calls, so
+	// that many small chunks still spawn side by side (over a slow link
+	// each spawn waits a round trip; a bound of two calls would cap a
+	// server at two round trips' worth of chunks) while large ones queue.
+	// A chunk larger than the bound is spawned alone. Waiting delays only
+	// the call, never an ack. Default 4 MiB.
+	MaxSpawnBytes int64
 	// Logger receives the adapter's and the SDK's logs; nil means
 	// slog.Default().
 	Logger *slog.Logger

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"strings"
@@ -595,24 +596,62 @@ func TestRedact(t *testing.T) {
 	assert.Same(t, base, redact(base, "other"))
 }
 
-func TestSpawnWaitsForAFreeSlot(t *testing.T) {
+func TestSpawnWaitsForRoomInTheSpawnBudget(t *testing.T) {
 	f := setup(t, func(c *Config) {
-		c.MaxConcurrentSpawns = 1
+		c.MaxSpawnBytes = 4
 		c.CancelTimeout = 50 * time.Millisecond
 	})
 	s := f.open(t, "s", nil)
-	f.b.spawnSlots <- struct{}{} // another spawn holds the only slot
+	require.NoError(t, f.b.spawnBudget.Acquire(context.Background(), 4)) // other spawns hold it all
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	err := within(t, func() error { _, err := s.InferChunk(ctx, chunk([]byte("a"))); return err })
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	s.(*session).stragglers.Wait() // the detached spawn gave up too
-	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk), "no call was encoded or sent without a slot")
-	<-f.b.spawnSlots
+	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk), "no call was encoded or sent without room")
+	f.b.spawnBudget.Release(4)
 
-	err = within(t, func() error { _, err := s.InferChunk(context.Background(), chunk([]byte("b"))); return err })
+	// A chunk larger than the whole budget is spawned alone, not refused.
+	err = within(t, func() error {
+		_, err := s.InferChunk(context.Background(), chunk([]byte("bb"), []byte("ccc")))
+		return err
+	})
 	assert.NoError(t, err)
 	assert.Len(t, f.srv.CallsTo(modaltest.MethodInferChunk), 1)
-	assert.Empty(t, f.b.spawnSlots, "the slot is given back")
+	assert.True(t, f.b.spawnBudget.TryAcquire(4), "the spawn gave its bytes back")
+	f.b.spawnBudget.Release(4)
 	require.NoError(t, s.Close(context.Background()))
+}
+
+// Each spawn waits a control-plane round trip. Small chunks must go out side
+// by side: a bound of a few calls would cap the whole server at a few round
+// trips' worth of chunks, whatever its streams need.
+func TestSmallChunksSpawnSideBySide(t *testing.T) {
+	const streams = 8
+	f := setup(t, func(c *Config) { c.CancelTimeout = 50 * time.Millisecond })
+	f.srv.SetBehavior(modaltest.Behavior{SpawnDelay: time.Minute}) // every spawn's reply is held
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sessions := make([]ports.InferenceSession, streams)
+	errs := make(chan error, streams)
+	for i := range sessions {
+		sessions[i] = f.open(t, fmt.Sprint("s", i), nil)
+		go func() {
+			_, err := sessions[i].InferChunk(ctx, chunk(make([]byte, 20_000), make([]byte, 20_000)))
+			errs <- err
+		}()
+	}
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	assert.NoError(t, f.srv.WaitFor(wctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == streams }),
+		"all %d spawns are in flight at once, none of them answered yet", streams)
+	cancel()
+	for range sessions {
+		assert.ErrorIs(t, within(t, func() error { return <-errs }), context.Canceled)
+	}
+	f.srv.SetBehavior(modaltest.Behavior{})
+	for _, s := range sessions {
+		s.(*session).stragglers.Wait()
+		require.NoError(t, s.Close(context.Background()))
+	}
 }

@@ -70,7 +70,7 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 	args := []any{frames, chunk.StartS, chunk.EndS, chunk.Prompt}
 
 	start := time.Now()
-	out, err := s.call(ctx, s.infer, args)
+	out, err := s.callSized(ctx, s.infer, args, chunkBytes(chunk.Frames))
 	if err != nil {
 		return nil, fmt.Errorf("modal infer_chunk: %w", err)
 	}
@@ -88,7 +88,13 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 // other than the call having finished remotely (ctx done, control plane
 // unreachable), the call is cancelled before returning.
 func (s *session) call(ctx context.Context, fn *modalsdk.Function, args []any) (any, error) {
-	fc, err := s.spawn(ctx, fn, args)
+	return s.callSized(ctx, fn, args, 0)
+}
+
+// callSized is call for arguments carrying size bytes of frames, which the
+// spawn holds of the backend's spawn budget while it encodes and sends them.
+func (s *session) callSized(ctx context.Context, fn *modalsdk.Function, args []any, size int64) (any, error) {
+	fc, err := s.spawn(ctx, fn, args, size)
 	if err != nil {
 		return nil, withCtx(ctx, fmt.Errorf("spawn: %w", err))
 	}
@@ -117,7 +123,7 @@ func (s *session) call(ctx context.Context, fn *modalsdk.Function, args []any) (
 // ended would come back without its id and run on unseen. When the spawn
 // completes after spawn returned, its call is cancelled at once. Close waits
 // for such stragglers, so none outlives the session.
-func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any) (*modalsdk.FunctionCall, error) {
+func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any, size int64) (*modalsdk.FunctionCall, error) {
 	sctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	unwatch := context.AfterFunc(ctx, func() { time.AfterFunc(s.backend.cfg.CancelTimeout, stop) })
 
@@ -135,7 +141,7 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any) 
 		defer s.stragglers.Done()
 		defer stop()
 		defer unwatch()
-		fc, err := s.spawnInSlot(sctx, fn, args)
+		fc, err := s.spawnInBudget(sctx, fn, args, size)
 		mu.Lock()
 		gone := abandoned
 		if !gone {
@@ -165,15 +171,24 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any) 
 	}
 }
 
-// spawnInSlot runs fn.Spawn once one of the backend's spawn slots is free.
-func (s *session) spawnInSlot(ctx context.Context, fn *modalsdk.Function, args []any) (*modalsdk.FunctionCall, error) {
-	select {
-	case s.backend.spawnSlots <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+// spawnInBudget runs fn.Spawn once the backend's spawn budget can hold the
+// chunk's bytes (see Config.MaxSpawnBytes).
+func (s *session) spawnInBudget(ctx context.Context, fn *modalsdk.Function, args []any, size int64) (*modalsdk.FunctionCall, error) {
+	weight := s.backend.spawnWeight(size)
+	if err := s.backend.spawnBudget.Acquire(ctx, weight); err != nil {
+		return nil, err
 	}
-	defer func() { <-s.backend.spawnSlots }()
+	defer s.backend.spawnBudget.Release(weight)
 	return fn.Spawn(ctx, args, s.kwargs())
+}
+
+// chunkBytes is the frame bytes a chunk carries.
+func chunkBytes(frames [][]byte) int64 {
+	var n int64
+	for _, f := range frames {
+		n += int64(len(f))
+	}
+	return n
 }
 
 // cancel asks Modal to stop a call, on a fresh context so it still goes out
