@@ -34,6 +34,8 @@ type Backend struct {
 
 	// spawnBudget holds the frame bytes of the spawns in progress.
 	spawnBudget *semaphore.Weighted
+	// spawnSlots holds one token per spawn encoding or sending its chunk.
+	spawnSlots chan struct{}
 
 	mu      sync.Mutex
 	clients map[[sha256.Size]byte]*clientEntry
@@ -70,6 +72,12 @@ func New(cfg Config) (*Backend, error) {
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = DefaultCloseTimeout
 	}
+	if cfg.MaxConcurrentSpawns <= 0 {
+		cfg.MaxConcurrentSpawns = DefaultMaxConcurrentSpawns
+	}
+	if cfg.SpawnSlotHold <= 0 {
+		cfg.SpawnSlotHold = DefaultSpawnSlotHold
+	}
 	if cfg.MaxSpawnBytes <= 0 {
 		cfg.MaxSpawnBytes = DefaultMaxSpawnBytes
 	}
@@ -80,6 +88,7 @@ func New(cfg Config) (*Backend, error) {
 	return &Backend{
 		cfg:         cfg,
 		spawnBudget: semaphore.NewWeighted(cfg.MaxSpawnBytes),
+		spawnSlots:  make(chan struct{}, cfg.MaxConcurrentSpawns),
 		preset:      p,
 		log:         log.With("component", "modal"),
 		clients:     map[[sha256.Size]byte]*clientEntry{},
@@ -91,6 +100,21 @@ func New(cfg Config) (*Backend, error) {
 // at most all of it, so a chunk larger than the budget is spawned alone.
 func (b *Backend) spawnWeight(size int64) int64 {
 	return min(max(size, 1), b.cfg.MaxSpawnBytes)
+}
+
+// takeSpawnSlot waits for one of the spawn slots and returns the function
+// that gives it back. The slot goes back by itself after SpawnSlotHold: a
+// spawn still running by then is waiting on the network, not using a core.
+func (b *Backend) takeSpawnSlot(ctx context.Context) (free func(), err error) {
+	select {
+	case b.spawnSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var once sync.Once
+	giveBack := func() { once.Do(func() { <-b.spawnSlots }) }
+	t := time.AfterFunc(b.cfg.SpawnSlotHold, giveBack)
+	return func() { t.Stop(); giveBack() }, nil
 }
 
 // target is what one stream calls, after resolution.

@@ -34,6 +34,10 @@ const (
 	// DefaultMaxSpawnBytes bounds the frame bytes being encoded and sent at
 	// once (see Config.MaxSpawnBytes).
 	DefaultMaxSpawnBytes = 4 << 20
+	// DefaultMaxConcurrentSpawns and DefaultSpawnSlotHold bound the spawns
+	// encoding and sending at once (see Config.MaxConcurrentSpawns).
+	DefaultMaxConcurrentSpawns = 2
+	DefaultSpawnSlotHold       = 2 * time.Millisecond
 )
 
 // Config configures the Modal backend. Start from DefaultConfig: the zero
@@ -86,6 +90,14 @@ type Config struct {
 	// A chunk larger than the bound is spawned alone. Waiting delays only
 	// the call, never an ack. Default 4 MiB.
 	MaxSpawnBytes int64
+	// MaxConcurrentSpawns bounds the spawns encoding and sending their
+	// chunks at once, so that chunk encoding cannot take every core from
+	// the acks. A spawn holds its slot for at most SpawnSlotHold: one still
+	// running after that is waiting a control-plane round trip, and holding
+	// the slot then would cap the server at MaxConcurrentSpawns round
+	// trips' worth of chunks. Defaults 2 and 2 ms.
+	MaxConcurrentSpawns int
+	SpawnSlotHold       time.Duration
 	// Logger receives the adapter's and the SDK's logs; nil means
 	// slog.Default().
 	Logger *slog.Logger

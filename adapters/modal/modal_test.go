@@ -623,6 +623,27 @@ func TestSpawnWaitsForRoomInTheSpawnBudget(t *testing.T) {
 	require.NoError(t, s.Close(context.Background()))
 }
 
+func TestSpawnWaitsForASpawnSlot(t *testing.T) {
+	f := setup(t, func(c *Config) {
+		c.MaxConcurrentSpawns = 1
+		c.CancelTimeout = 50 * time.Millisecond
+	})
+	s := f.open(t, "s", nil)
+	f.b.spawnSlots <- struct{}{} // another spawn is encoding
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := within(t, func() error { _, err := s.InferChunk(ctx, chunk([]byte("a"))); return err })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	s.(*session).stragglers.Wait()
+	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk), "no call was encoded or sent without a slot")
+	<-f.b.spawnSlots
+
+	err = within(t, func() error { _, err := s.InferChunk(context.Background(), chunk([]byte("b"))); return err })
+	assert.NoError(t, err)
+	assert.Empty(t, f.b.spawnSlots, "the slot is given back")
+	require.NoError(t, s.Close(context.Background()))
+}
+
 // Each spawn waits a control-plane round trip. Small chunks must go out side
 // by side: a bound of a few calls would cap the whole server at a few round
 // trips' worth of chunks, whatever its streams need.

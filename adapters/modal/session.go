@@ -179,6 +179,11 @@ func (s *session) spawnInBudget(ctx context.Context, fn *modalsdk.Function, args
 		return nil, err
 	}
 	defer s.backend.spawnBudget.Release(weight)
+	free, err := s.backend.takeSpawnSlot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer free()
 	return fn.Spawn(ctx, args, s.kwargs())
 }
 
