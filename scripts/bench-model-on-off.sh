@@ -9,7 +9,10 @@
 # env:   BIN (dir with foresight and modaldouble; default bin, see `make bench-tools`),
 #        DELAY (per model call, 300ms), CHUNK (VISION_CHUNK_SECONDS, 1),
 #        MODE (lockstep), SERVER_ENV (extra env for both servers, e.g.
-#        "FORESIGHT_MAX_TOTAL_BUFFER_BYTES=268435456"), ON_ONLY=1 / OFF_ONLY=1 (one server only)
+#        "FORESIGHT_MAX_TOTAL_BUFFER_BYTES=268435456"), ON_ONLY=1 / OFF_ONLY=1 (one server only),
+#        FLOOR=1 (also run, at the same time, `modaldouble --floor`: one caller per stream making
+#        two plain gRPC calls per chunk interval, the floor under a modal-go chunk call, and
+#        print what it implies for the model server's CPU per frame)
 set -euo pipefail
 N=${1:-500}; FPS=${2:-10}; BYTES=${3:-20000}; DUR=${4:-8s}
 BIN=${BIN:-bin}; DELAY=${DELAY:-300ms}; CHUNK=${CHUNK:-1}; MODE=${MODE:-lockstep}
@@ -50,9 +53,14 @@ for n in "${names[@]}"; do
     --frame-bytes "$BYTES" --duration "$DUR" --mode "$MODE" --ramp "${ramp}s" --idle 2s --json \
     >"$tmp/$n.json" 2>/dev/null & bp[$n]=$!; pids+=(${bp[$n]})
 done
+if [ "${FLOOR:-}" = 1 ]; then
+  ( sleep $(( ramp + 1 )); "$BIN/modaldouble" --floor "$url" --streams "$N" --interval "${CHUNK}s" --duration "$DUR" >"$tmp/floor" ) &
+  floorpid=$!; pids+=($floorpid)
+fi
 sleep $(( ramp + 1 ))
 for n in "${names[@]}"; do c0[$n]=$(cpu "$(cat "$tmp/$n.pid")"); done
 for n in "${names[@]}"; do wait "${bp[$n]}"; done
+[ -n "${floorpid:-}" ] && wait "$floorpid"
 for n in "${names[@]}"; do
   pid=$(cat "$tmp/$n.pid")
   python3 - "$n" "$tmp/$n.json" "${base[$n]}" "$(hwm "$pid")" "${c0[$n]}" "$(cpu "$pid")" <<'PY'
@@ -65,3 +73,8 @@ print(f"model {name:3}: acked {d['acks']}/{d['frames_sent']} errors {d['transpor
       f"rss baseline {int(base) / 1024:.0f} MiB, peak {int(hwm) / 1024:.0f} MiB (+{(int(hwm) - int(base)) / 1024:.0f})")
 PY
 done
+if [ -n "${floorpid:-}" ]; then
+  cat "$tmp/floor"
+  pair=$(sed -n 's/.*, \([0-9.]*\) us per pair$/\1/p' "$tmp/floor")
+  python3 -c "p, f = $pair, $FPS * $CHUNK; print(f'rpc floor per frame: {p} us per pair / {f:g} frames per chunk = {p / f:.1f} us; the model server costs at least the no-model server\'s CPU per frame plus this')"
+fi
