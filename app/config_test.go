@@ -207,6 +207,41 @@ func TestHelpListsEverySetting(t *testing.T) {
 	assert.Contains(t, out.String(), "PORT")
 }
 
+// Each row of the server table says the setting's real default: the literal
+// (in backticks) when it has one, a description (unset, per backend, another
+// flag it falls back to) when it has none.
+func TestConfigurationDocStatesEveryDefault(t *testing.T) {
+	doc, err := os.ReadFile("../docs/configuration.md")
+	require.NoError(t, err)
+	server, _, found := strings.Cut(string(doc), "## Gateway")
+	require.True(t, found, "the server table comes before the gateway's")
+	defaults := map[string]string{}
+	for _, line := range strings.Split(server, "\n") {
+		cells := strings.Split(line, " | ")
+		if len(cells) < 4 || !strings.HasPrefix(cells[0], "| `--") {
+			continue
+		}
+		flag := strings.Trim(strings.TrimPrefix(cells[0], "| "), "`")
+		defaults[flag] = cells[2]
+	}
+	for _, s := range app.Settings {
+		if s.Flag == "" {
+			continue
+		}
+		cell, ok := defaults["--"+s.Flag]
+		if !assert.True(t, ok, "docs/configuration.md has no row for --%s", s.Flag) {
+			continue
+		}
+		if s.Default == "" {
+			// A backticked flag names a fallback, not a literal default.
+			literal := strings.HasPrefix(cell, "`") && !strings.HasPrefix(cell, "`--")
+			assert.False(t, literal, "--%s has no default, but the docs give %s", s.Flag, cell)
+			continue
+		}
+		assert.Equal(t, "`"+s.Default+"`", cell, "default of --%s", s.Flag)
+	}
+}
+
 func TestConfigurationDocCoversEverySetting(t *testing.T) {
 	doc, err := os.ReadFile("../docs/configuration.md")
 	require.NoError(t, err)

@@ -172,7 +172,8 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any, 
 }
 
 // spawnInBudget runs fn.Spawn once the backend's spawn budget can hold the
-// chunk's bytes (see Config.MaxSpawnBytes).
+// chunk's bytes (Config.MaxSpawnBytes) and a spawn slot is free
+// (Config.MaxConcurrentSpawns).
 func (s *session) spawnInBudget(ctx context.Context, fn *modalsdk.Function, args []any, size int64) (*modalsdk.FunctionCall, error) {
 	weight := s.backend.spawnWeight(size)
 	if err := s.backend.spawnBudget.Acquire(ctx, weight); err != nil {
