@@ -103,8 +103,9 @@ func (b *Backend) spawnWeight(size int64) int64 {
 }
 
 // takeSpawnSlot waits for one of the spawn slots and returns the function
-// that gives it back. The slot goes back by itself after SpawnSlotHold: a
-// spawn still running by then is waiting on the network, not using a core.
+// that gives it back (safe to call more than once). The slot also goes back
+// by itself after SpawnSlotHold: a spawn still running by then is, as a
+// rule, waiting on the network, not using a core.
 func (b *Backend) takeSpawnSlot(ctx context.Context) (free func(), err error) {
 	select {
 	case b.spawnSlots <- struct{}{}:

@@ -11,5 +11,5 @@ func TestChunkMessagesGetBuffersSizedToThem(t *testing.T) {
 	buf := mem.DefaultBufferPool().Get(120_000) // six 20 KB frames
 	defer mem.DefaultBufferPool().Put(buf)
 	assert.Len(t, *buf, 120_000)
-	assert.Equal(t, 128<<10, cap(*buf), "the next power of two, not gRPC's default 1 MiB tier")
+	assert.Equal(t, 128<<10, cap(*buf), "the next power of two, not the 1 MiB tier of gRPC's default pool")
 }

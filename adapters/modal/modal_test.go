@@ -24,7 +24,10 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	SetGRPCBufferPool() // as the binary does at init
+	goleak.VerifyTestMain(m)
+}
 
 const (
 	testTokenID     = "ak-test"
@@ -626,6 +629,7 @@ func TestSpawnWaitsForRoomInTheSpawnBudget(t *testing.T) {
 func TestSpawnWaitsForASpawnSlot(t *testing.T) {
 	f := setup(t, func(c *Config) {
 		c.MaxConcurrentSpawns = 1
+		c.SpawnSlotHold = time.Hour // only the spawn itself gives the slot back
 		c.CancelTimeout = 50 * time.Millisecond
 	})
 	s := f.open(t, "s", nil)
@@ -641,6 +645,57 @@ func TestSpawnWaitsForASpawnSlot(t *testing.T) {
 	err = within(t, func() error { _, err := s.InferChunk(context.Background(), chunk([]byte("b"))); return err })
 	assert.NoError(t, err)
 	assert.Empty(t, f.b.spawnSlots, "the slot is given back")
+	require.NoError(t, s.Close(context.Background()))
+}
+
+// The slot bounds encoding, not the round trip: after SpawnSlotHold it is
+// free again while the reply is still awaited.
+func TestSpawnSlotIsNotHeldOverTheRoundTrip(t *testing.T) {
+	f := setup(t, func(c *Config) {
+		c.MaxConcurrentSpawns = 1
+		c.SpawnSlotHold = 20 * time.Millisecond
+		c.CancelTimeout = 50 * time.Millisecond
+	})
+	a, b := f.open(t, "a", nil), f.open(t, "b", nil)
+	f.srv.QueueBehavior(modaltest.Behavior{SpawnDelay: time.Minute}) // a's spawn reply is held
+	actx, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	aDone := make(chan error, 1)
+	go func() { _, err := a.InferChunk(actx, chunk([]byte("a"))); aDone <- err }()
+	wctx, wcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer wcancel()
+	require.NoError(t, f.srv.WaitFor(wctx, func() bool { return len(f.srv.CallsTo(modaltest.MethodInferChunk)) == 1 }))
+
+	bctx, cancelB := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelB()
+	berr := within(t, func() error { _, err := b.InferChunk(bctx, chunk([]byte("b"))); return err })
+	assert.NoError(t, berr, "b got the only slot while a still waits for its reply")
+
+	cancelA()
+	assert.ErrorIs(t, within(t, func() error { return <-aDone }), context.Canceled)
+	a.(*session).stragglers.Wait()
+	assert.Empty(t, f.b.spawnSlots)
+	require.NoError(t, a.Close(context.Background()))
+	require.NoError(t, b.Close(context.Background()))
+}
+
+// A caller that gives up while its spawn waits for room sends nothing: no
+// call is created only to be cancelled.
+func TestGivenUpCallerSendsNothing(t *testing.T) {
+	f := setup(t, func(c *Config) {
+		c.MaxSpawnBytes = 4
+		c.CancelTimeout = time.Hour // the grace for a spawn already sent must not matter
+	})
+	s := f.open(t, "s", nil)
+	require.NoError(t, f.b.spawnBudget.Acquire(context.Background(), 4))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	err := within(t, func() error { _, err := s.InferChunk(ctx, chunk([]byte("a"))); return err })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	f.b.spawnBudget.Release(4) // room again, after the caller left
+	within(t, func() bool { s.(*session).stragglers.Wait(); return true })
+	assert.Empty(t, f.srv.CallsTo(modaltest.MethodInferChunk), "nothing was spawned for a caller that had gone")
+	assert.Empty(t, f.srv.Cancellations())
 	require.NoError(t, s.Close(context.Background()))
 }
 

@@ -141,7 +141,7 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any, 
 		defer s.stragglers.Done()
 		defer stop()
 		defer unwatch()
-		fc, err := s.spawnInBudget(sctx, fn, args, size)
+		fc, err := s.spawnInBudget(ctx, sctx, fn, args, size)
 		mu.Lock()
 		gone := abandoned
 		if !gone {
@@ -171,10 +171,11 @@ func (s *session) spawn(ctx context.Context, fn *modalsdk.Function, args []any, 
 	}
 }
 
-// spawnInBudget runs fn.Spawn once the backend's spawn budget can hold the
-// chunk's bytes (Config.MaxSpawnBytes) and a spawn slot is free
-// (Config.MaxConcurrentSpawns).
-func (s *session) spawnInBudget(ctx context.Context, fn *modalsdk.Function, args []any, size int64) (*modalsdk.FunctionCall, error) {
+// spawnInBudget runs fn.Spawn under sctx once the backend's spawn budget
+// can hold the chunk's bytes (Config.MaxSpawnBytes) and a spawn slot is free
+// (Config.MaxConcurrentSpawns). It waits for both on the caller's ctx: a
+// caller that has given up sends nothing, rather than a call to cancel.
+func (s *session) spawnInBudget(ctx, sctx context.Context, fn *modalsdk.Function, args []any, size int64) (*modalsdk.FunctionCall, error) {
 	weight := s.backend.spawnWeight(size)
 	if err := s.backend.spawnBudget.Acquire(ctx, weight); err != nil {
 		return nil, err
@@ -185,7 +186,7 @@ func (s *session) spawnInBudget(ctx context.Context, fn *modalsdk.Function, args
 		return nil, err
 	}
 	defer free()
-	return fn.Spawn(ctx, args, s.kwargs())
+	return fn.Spawn(sctx, args, s.kwargs())
 }
 
 // chunkBytes is the frame bytes a chunk carries.
