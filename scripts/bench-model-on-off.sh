@@ -54,13 +54,13 @@ for n in "${names[@]}"; do
     >"$tmp/$n.json" 2>/dev/null & bp[$n]=$!; pids+=(${bp[$n]})
 done
 if [ "${FLOOR:-}" = 1 ]; then
-  ( sleep $(( ramp + 1 )); "$BIN/modaldouble" --floor "$url" --streams "$N" --interval "${CHUNK}s" --duration "$DUR" >"$tmp/floor" ) &
+  ( sleep $(( ramp + 1 )); exec "$BIN/modaldouble" --floor "$url" --streams "$N" --interval "${CHUNK}s" --duration "$DUR" >"$tmp/floor" ) &
   floorpid=$!; pids+=($floorpid)
 fi
 sleep $(( ramp + 1 ))
 for n in "${names[@]}"; do c0[$n]=$(cpu "$(cat "$tmp/$n.pid")"); done
 for n in "${names[@]}"; do wait "${bp[$n]}"; done
-[ -n "${floorpid:-}" ] && wait "$floorpid"
+if [ -n "${floorpid:-}" ] && ! wait "$floorpid"; then echo "rpc floor: modaldouble --floor failed" >&2; floorpid=; fi
 for n in "${names[@]}"; do
   pid=$(cat "$tmp/$n.pid")
   python3 - "$n" "$tmp/$n.json" "${base[$n]}" "$(hwm "$pid")" "${c0[$n]}" "$(cpu "$pid")" <<'PY'
@@ -75,6 +75,7 @@ PY
 done
 if [ -n "${floorpid:-}" ]; then
   cat "$tmp/floor"
+  grep -q '(0 failed)' "$tmp/floor" || echo "rpc floor: some calls failed; the figure below is not a floor" >&2
   pair=$(sed -n 's/.*, \([0-9.]*\) us per pair$/\1/p' "$tmp/floor")
   python3 -c "p, f = $pair, $FPS * $CHUNK; print(f'rpc floor per frame: {p} us per pair / {f:g} frames per chunk = {p / f:.1f} us; the model server costs at least the no-model server\'s CPU per frame plus this')"
 fi

@@ -28,8 +28,12 @@ type floorConfig struct {
 // CPU, at the rate a model server makes its chunk calls: a modal-go chunk
 // call is two unary RPCs (FunctionMap, then FunctionGetOutputs), so this is
 // the floor under any Modal call however thin the adapter. The calls are
-// AuthTokenGet, the cheapest RPC the double serves, over a connection set up
-// as modal-go sets up its own (64 MiB windows, same grpc-go).
+// AuthTokenGet, the cheapest RPC the double serves, over a connection with
+// modal-go's window sizes and the same grpc-go, but without modal-go's
+// interceptors (headers, auth token, retry, timeout) or its message-size
+// options, and with gRPC's default buffer pool (this command does not set
+// the binary's): a real modal-go call costs at least this, so the floor errs
+// low.
 func runFloor(cfg floorConfig) (string, error) {
 	target, ok := strings.CutPrefix(cfg.url, "http://")
 	if !ok {
