@@ -153,21 +153,7 @@ func (n *nudges) open(ctx context.Context) error {
 	if store == nil { // checkNudges refuses this; a store without the audit would lose decisions
 		return errors.New("nudges: the caption store keeps no interventions")
 	}
-	var lock ports.EvaluationLock
-	if kind, dsn, _ := ParseDatabaseURL(n.cfg.DatabaseURL); kind == StorePostgres {
-		l, err := postgres.OpenEvaluationLock(ctx, dsn)
-		if err != nil {
-			return fmt.Errorf("nudges: evaluation lock on %s: %w", RedactDatabaseURL(n.cfg.DatabaseURL), err)
-		}
-		n.lock, lock = l, l
-	}
-	loop, err := domain.NewNudgeLoop(domain.NudgePorts{
-		Captions: store,
-		Decider:  n.decider,
-		Store:    store,
-		Lock:     lock,
-		Notifier: n.notifier,
-	}, domain.NudgeConfig{
+	loopCfg := domain.NudgeConfig{
 		Interval: n.cfg.NudgeInterval,
 		Window:   n.cfg.NudgeWindow,
 		// A caption reaches the store up to one model call and one writer
@@ -181,7 +167,24 @@ func (n *nudges) open(ctx context.Context) error {
 		RetryBackoff: n.cfg.nudgeRetryBackoff(),
 		Observer:     n.obs,
 		Logger:       n.logger,
-	})
+	}
+	var lock ports.EvaluationLock
+	if kind, dsn, _ := ParseDatabaseURL(n.cfg.DatabaseURL); kind == StorePostgres {
+		// One connection per evaluation the loop can run at once, manual
+		// runs included, so none ever waits for one.
+		l, err := postgres.OpenEvaluationLock(ctx, dsn, loopCfg.MaxEvaluations())
+		if err != nil {
+			return fmt.Errorf("nudges: evaluation lock on %s: %w", RedactDatabaseURL(n.cfg.DatabaseURL), err)
+		}
+		n.lock, lock = l, l
+	}
+	loop, err := domain.NewNudgeLoop(domain.NudgePorts{
+		Captions: store,
+		Decider:  n.decider,
+		Store:    store,
+		Lock:     lock,
+		Notifier: n.notifier,
+	}, loopCfg)
 	if err != nil {
 		n.closeLock()
 		return fmt.Errorf("nudges: %w", err)
@@ -190,7 +193,7 @@ func (n *nudges) open(ctx context.Context) error {
 	n.run = httpapi.NewRunInterventionHandler(loop, n.logger)
 	lc := loop.Config()
 	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
-		"cooldown", max(lc.Cooldown, 0), "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
+		"cooldown", max(lc.Cooldown, 0), "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
 	return nil
 }
 

@@ -17,10 +17,11 @@ const (
 	DefaultNudgeCooldown = 10 * time.Minute
 	// DefaultNudgePrefix goes before every nudge: the notifier is itself an
 	// assistant and rewrites what it gets unless told not to.
-	DefaultNudgePrefix       = "Send the following message to the user verbatim, without rewording it: "
-	DefaultNudgeConcurrency  = 4
-	DefaultNudgeMaxAttempts  = 5
-	DefaultNudgeRetryBackoff = 2 * time.Second
+	DefaultNudgePrefix        = "Send the following message to the user verbatim, without rewording it: "
+	DefaultNudgeConcurrency   = 4
+	DefaultNudgeMaxManualRuns = 4
+	DefaultNudgeMaxAttempts   = 5
+	DefaultNudgeRetryBackoff  = 2 * time.Second
 	// nudgeStoreWriteBudget bounds a status write made after the
 	// evaluation's own deadline has passed, so the record still tells the
 	// truth about the delivery.
@@ -34,8 +35,11 @@ var (
 	// ErrEvaluationBusy: another evaluation of the device (here or on
 	// another instance) holds this interval.
 	ErrEvaluationBusy = errors.New("an evaluation of this device is already running or done for this interval")
-	errNudgeDeadline  = errors.New("nudge evaluation ran out of its interval")
-	errNudgeStopped   = errors.New("nudge loop stopped")
+	// ErrTooManyManualRuns: MaxManualRuns manual runs are in progress
+	// already; the run was refused before it took the lock or read anything.
+	ErrTooManyManualRuns = errors.New("too many manual runs in progress")
+	errNudgeDeadline     = errors.New("nudge evaluation ran out of its interval")
+	errNudgeStopped      = errors.New("nudge loop stopped")
 )
 
 // NudgeConfig tunes the nudge loop. A zero field takes its default.
@@ -66,8 +70,15 @@ type NudgeConfig struct {
 	// Engine names the decider in records of failed decisions, whose
 	// NudgeDecision is empty.
 	Engine string
-	// Concurrency bounds the devices evaluated at once.
+	// Concurrency bounds the devices evaluated at once on the schedule.
 	Concurrency int
+	// MaxManualRuns bounds the manual runs (RunOnce) in progress at once,
+	// apart from the schedule's: over it RunOnce answers
+	// ErrTooManyManualRuns at once. Each evaluation may hold a lock
+	// resource (a Postgres connection) and a decider call for up to 9/10
+	// of the interval, so an unbounded burst of them would starve the
+	// schedule. See MaxEvaluations.
+	MaxManualRuns int
 	// MaxAttempts bounds the notifier calls for one decision; RetryBackoff
 	// is the wait after the first failure, doubled after each. Retries stop
 	// at the end of the interval, whichever comes first.
@@ -102,6 +113,9 @@ func (c NudgeConfig) withDefaults() NudgeConfig {
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultNudgeConcurrency
 	}
+	if c.MaxManualRuns <= 0 {
+		c.MaxManualRuns = DefaultNudgeMaxManualRuns
+	}
 	if c.MaxAttempts <= 0 {
 		c.MaxAttempts = DefaultNudgeMaxAttempts
 	}
@@ -120,6 +134,15 @@ func (c NudgeConfig) withDefaults() NudgeConfig {
 	return c
 }
 
+// MaxEvaluations is the most evaluations one loop with this configuration
+// has in progress at once, defaults filled: Concurrency scheduled plus
+// MaxManualRuns manual ones. An EvaluationLock that holds a resource per
+// evaluation needs that many to never make one wait.
+func (c NudgeConfig) MaxEvaluations() int {
+	c = c.withDefaults()
+	return c.Concurrency + c.MaxManualRuns
+}
+
 // NudgePorts are what the nudge loop drives.
 type NudgePorts struct {
 	Captions ports.CaptionSource
@@ -136,6 +159,8 @@ type NudgePorts struct {
 type NudgeLoop struct {
 	cfg NudgeConfig
 	p   NudgePorts
+
+	manual chan struct{} // a token per manual run in progress
 
 	mu            sync.Mutex
 	lastDelivered map[string]time.Time // backs up the store for the cooldown
@@ -158,7 +183,9 @@ func NewNudgeLoop(p NudgePorts, cfg NudgeConfig) (*NudgeLoop, error) {
 	if p.Lock == nil {
 		p.Lock = NewLocalEvaluationLock()
 	}
-	return &NudgeLoop{cfg: cfg.withDefaults(), p: p, lastDelivered: map[string]time.Time{}}, nil
+	cfg = cfg.withDefaults()
+	return &NudgeLoop{cfg: cfg, p: p, manual: make(chan struct{}, cfg.MaxManualRuns),
+		lastDelivered: map[string]time.Time{}}, nil
 }
 
 // Config returns the configuration in use, defaults filled.
@@ -240,8 +267,17 @@ func (l *NudgeLoop) tick(ctx context.Context, slot time.Time) {
 // under the same rules: lock, cooldown, delivery. It
 // returns the stored record. With no captions in the window it returns
 // ErrNoCaptions; while another evaluation holds the device,
-// ErrEvaluationBusy.
+// ErrEvaluationBusy; while MaxManualRuns manual runs are in progress,
+// ErrTooManyManualRuns, at once and without touching the lock or the store.
 func (l *NudgeLoop) RunOnce(ctx context.Context, device string) (ports.Intervention, error) {
+	// Refused, not queued: a waiting run would only hold its caller for
+	// a slot that may take most of an interval to free.
+	select {
+	case l.manual <- struct{}{}:
+	default:
+		return ports.Intervention{}, fmt.Errorf("%w (at most %d)", ErrTooManyManualRuns, l.cfg.MaxManualRuns)
+	}
+	defer func() { <-l.manual }()
 	return l.evaluate(ctx, device, time.Time{})
 }
 

@@ -3,6 +3,7 @@ package domain_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/synctest"
@@ -400,6 +401,89 @@ func TestNudgeLoopRunOnce(t *testing.T) {
 		require.ErrorIs(t, err, domain.ErrEvaluationBusy)
 		release()
 	})
+}
+
+// countingLock counts the TryAcquire calls per device.
+type countingLock struct {
+	ports.EvaluationLock
+	mu    sync.Mutex
+	tries map[string]int
+}
+
+func (c *countingLock) TryAcquire(ctx context.Context, device string, slot time.Time) (func(), bool, error) {
+	c.mu.Lock()
+	c.tries[device]++
+	c.mu.Unlock()
+	return c.EvaluationLock.TryAcquire(ctx, device, slot)
+}
+
+func (c *countingLock) Tries(device string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.tries[device]
+}
+
+// TestNudgeLoopBoundsManualRuns: with MaxManualRuns manual runs in
+// progress, one more is refused at once, before the lock or the store, while
+// a scheduled evaluation runs on; once a run ends, the next is taken.
+func TestNudgeLoopBoundsManualRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := domain.NudgeConfig{MaxManualRuns: 2}
+		h := newNudgeHarness(t, cfg)
+		lock := &countingLock{EvaluationLock: h.lock, tries: map[string]int{}}
+		h.lock = lock
+		h.loop = h.newLoop(t, cfg)
+		release := make(chan struct{})
+		h.decider.Answer = func(ctx context.Context, _ ports.NudgeInput) (ports.NudgeDecision, error) {
+			select {
+			case <-release:
+				return ports.NudgeDecision{Engine: "test"}, nil
+			case <-ctx.Done():
+				return ports.NudgeDecision{}, context.Cause(ctx)
+			}
+		}
+		h.start(t)
+		h.caption("sched", "c0", "sitting")
+		advance(time.Minute) // the tick lists "sched" only and holds it in the decider
+		require.Len(t, h.decider.Inputs(), 1)
+
+		var manual sync.WaitGroup
+		for _, dev := range []string{"man1", "man2"} {
+			h.caption(dev, "c-"+dev, "sitting")
+			manual.Go(func() {
+				_, err := h.loop.RunOnce(context.Background(), dev)
+				assert.NoError(t, err, dev)
+			})
+		}
+		synctest.Wait()
+		require.Len(t, h.decider.Inputs(), 3, "the scheduled evaluation and both manual runs are deciding")
+
+		h.caption("extra", "c-extra", "sitting")
+		before := time.Now()
+		_, err := h.loop.RunOnce(context.Background(), "extra")
+		require.ErrorIs(t, err, domain.ErrTooManyManualRuns)
+		assert.Equal(t, before, time.Now(), "refused at once, in the bubble's time")
+		assert.Zero(t, lock.Tries("extra"), "the lock is not asked")
+		assert.Len(t, h.decider.Inputs(), 3, "nor the decider")
+		assert.Empty(t, h.store.Records(), "nor the store")
+
+		close(release)
+		manual.Wait()
+		synctest.Wait()
+		rec, err := h.loop.RunOnce(context.Background(), "extra")
+		require.NoError(t, err, "taken once the others ended")
+		assert.Equal(t, ports.VerdictNo, rec.Verdict)
+		devices := map[string]int{}
+		for _, r := range h.store.Records() {
+			devices[r.Device]++
+		}
+		assert.Equal(t, map[string]int{"sched": 1, "man1": 1, "man2": 1, "extra": 1}, devices)
+	})
+}
+
+func TestNudgeConfigMaxEvaluations(t *testing.T) {
+	assert.Equal(t, domain.DefaultNudgeConcurrency+domain.DefaultNudgeMaxManualRuns, domain.NudgeConfig{}.MaxEvaluations())
+	assert.Equal(t, 5, domain.NudgeConfig{Concurrency: 2, MaxManualRuns: 3}.MaxEvaluations())
 }
 
 func TestNudgeLoopStopDuringRetryRecordsFailure(t *testing.T) {

@@ -21,6 +21,12 @@ const (
 	InterventionsRunPath = "/interventions/run"
 )
 
+// manualRunRetryAfter is the Retry-After, in seconds, of a manual run
+// refused because the loop's bound of manual runs is reached: a run takes
+// from one decider call to most of an interval, so a few seconds is a fair
+// first wait.
+const manualRunRetryAfter = 5
+
 // interventionsQueryTimeout bounds one store query, so a stuck database
 // does not hold the request.
 const interventionsQueryTimeout = 10 * time.Second
@@ -189,7 +195,9 @@ func checkDevice(v string) *validationError {
 }
 
 // RunInterventionHandler serves POST /interventions/run?device=<id>: one
-// evaluation of the device now, answered with the decision it recorded.
+// evaluation of the device now, answered with the decision it recorded; 404
+// with no captions, 409 while the device is busy, 429 with Retry-After while
+// the loop's manual runs are all taken, 503 when the store fails.
 type RunInterventionHandler struct {
 	runner InterventionRunner
 	logger *slog.Logger
@@ -225,6 +233,10 @@ func (h *RunInterventionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reques
 		return
 	case errors.Is(err, domain.ErrEvaluationBusy):
 		writeDetail(w, http.StatusConflict, fmt.Sprintf("an evaluation of device %q is already running", device))
+		return
+	case errors.Is(err, domain.ErrTooManyManualRuns):
+		w.Header().Set("Retry-After", strconv.Itoa(manualRunRetryAfter))
+		writeDetail(w, http.StatusTooManyRequests, fmt.Sprintf("too many manual runs in progress: try again in %d s", manualRunRetryAfter))
 		return
 	case err != nil:
 		if r.Context().Err() == nil {

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -200,6 +201,76 @@ func TestRunInterventionEvaluatesNowAndAnswersTheDecision(t *testing.T) {
 
 	_, list := call(t, n.srv, http.MethodGet, httpapi.InterventionsPath, nil)
 	assert.Len(t, list["interventions"], 2, "every decision is listed")
+}
+
+// TestRunInterventionOverTheManualBoundAnswers429: while the loop's one
+// manual run is held in the decider, another run, for another device, is
+// answered 429 with Retry-After at once.
+func TestRunInterventionOverTheManualBoundAnswers429(t *testing.T) {
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "foresight.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, store.Close()) })
+	clock := domaintest.NewClock()
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	decider := &domaintest.Decider{Answer: func(ctx context.Context, _ ports.NudgeInput) (ports.NudgeDecision, error) {
+		entered <- struct{}{}
+		select {
+		case <-release:
+			return ports.NudgeDecision{Engine: "test"}, nil
+		case <-ctx.Done():
+			return ports.NudgeDecision{}, context.Cause(ctx)
+		}
+	}}
+	loop, err := domain.NewNudgeLoop(domain.NudgePorts{Captions: store, Store: store, Decider: decider,
+		Notifier: &domaintest.Notifier{}}, domain.NudgeConfig{APIKey: "key", Clock: clock, MaxManualRuns: 1})
+	require.NoError(t, err)
+	srv := serveInterventions(t, store, loop)
+	now := clock.Now()
+	for _, dev := range []string{"kit", "cat"} {
+		require.NoError(t, store.SaveCaptions(t.Context(), []ports.Caption{{ID: "c-" + dev, Device: dev, StreamID: "s-" + dev,
+			Start: now.Add(-3 * time.Second), End: now.Add(-time.Second), Text: "The wearer eats a donut"}}))
+	}
+	// A guard, not a timing check: without the bound a run would wait in
+	// the decider, and the test should fail rather than hang.
+	client := &http.Client{Timeout: 30 * time.Second}
+	post := func(device string) (*http.Response, error) {
+		return client.Post(srv.URL+httpapi.InterventionsRunPath+"?device="+device, "", nil)
+	}
+	var releaseOnce sync.Once
+	unblock := func() { releaseOnce.Do(func() { close(release) }) }
+	defer unblock()
+
+	held := make(chan int, 1)
+	go func() {
+		resp, err := post("kit")
+		if err != nil {
+			held <- 0
+			return
+		}
+		_ = resp.Body.Close()
+		held <- resp.StatusCode
+	}()
+	select {
+	case <-entered:
+	case <-time.After(time.Minute): // a guard against a hang, not a timing check
+		t.Fatal("the first run never reached the decider")
+	}
+
+	resp, err := post("cat")
+	require.NoError(t, err)
+	var body map[string]any
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.Equal(t, "5", resp.Header.Get("Retry-After"))
+	assert.Equal(t, map[string]any{"detail": "too many manual runs in progress: try again in 5 s"}, body)
+
+	unblock()
+	assert.Equal(t, http.StatusOK, <-held)
+	resp, err = post("cat")
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "taken once the first run ended")
 }
 
 type brokenNudges struct{}

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -10,10 +11,6 @@ import (
 
 	"github.com/foresight-vision/foresight/ports"
 )
-
-// EvaluationLockConns bounds the connections an EvaluationLock holds: one
-// per evaluation in progress on this instance.
-const EvaluationLockConns = 16
 
 // releaseTimeout bounds the COMMIT that ends an evaluation's claim; it runs
 // on a fresh context, since the evaluation's own may have ended.
@@ -36,17 +33,32 @@ const nudgeLockSeed int64 = 0x6e75646765
 //
 // It has its own small pool: each evaluation in progress holds one
 // connection in a transaction, and sharing the store's pool could leave
-// the evaluation itself no connection to read with.
+// the evaluation itself no connection to read with. The pool has one
+// connection per evaluation the loop can have in progress
+// (domain.NudgeConfig.MaxEvaluations), so TryAcquire never waits for one:
+// a smaller pool would make evaluations queue in Begin until their
+// deadline, a larger one is never used.
 type EvaluationLock struct {
 	pool *pgxpool.Pool
 }
 
 var _ ports.EvaluationLock = (*EvaluationLock)(nil)
 
+// minLockConns is the floor of the lock's pool: migrate holds one
+// connection for its lock while goose takes another, so a pool of one would
+// never open.
+const minLockConns = 2
+
 // OpenEvaluationLock connects with dsn (the caption store's) and applies the
-// migrations, which create nudge_schedule.
-func OpenEvaluationLock(ctx context.Context, dsn string) (*EvaluationLock, error) {
-	pool, err := openPool(ctx, dsn, EvaluationLockConns)
+// migrations, which create nudge_schedule. conns sizes the pool: the most
+// evaluations in progress at once on this instance, which the loop bounds
+// (domain.NudgeConfig.MaxEvaluations); it must be at least 1, and the pool
+// has at least minLockConns for the migrations.
+func OpenEvaluationLock(ctx context.Context, dsn string, conns int) (*EvaluationLock, error) {
+	if conns < 1 || conns > math.MaxInt32 {
+		return nil, fmt.Errorf("evaluation lock: %d connections: want at least 1", conns)
+	}
+	pool, err := openPool(ctx, dsn, int32(max(conns, minLockConns)))
 	if err != nil {
 		return nil, err
 	}

@@ -19,9 +19,15 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
+// openLock opens a lock sized for a loop on the default configuration.
 func openLock(t *testing.T, dsn string) *postgres.EvaluationLock {
 	t.Helper()
-	l, err := postgres.OpenEvaluationLock(t.Context(), dsn)
+	return openLockConns(t, dsn, domain.NudgeConfig{}.MaxEvaluations())
+}
+
+func openLockConns(t *testing.T, dsn string, conns int) *postgres.EvaluationLock {
+	t.Helper()
+	l, err := postgres.OpenEvaluationLock(t.Context(), dsn, conns)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, l.Close()) })
 	return l
@@ -110,7 +116,7 @@ func TestEvaluationLockExcludesWhileHeldAndOutlivesTheInstance(t *testing.T) {
 
 func TestEvaluationLockReleasesWhenItsConnectionDies(t *testing.T) {
 	dsn := pgtest.Start(t).NewDatabase(t)
-	a, err := postgres.OpenEvaluationLock(t.Context(), dsn)
+	a, err := postgres.OpenEvaluationLock(t.Context(), dsn, domain.NudgeConfig{}.MaxEvaluations())
 	require.NoError(t, err)
 	b := openLock(t, dsn)
 	slot := time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
@@ -211,4 +217,118 @@ func TestTwoInstancesOnOnePostgresDeliverOneNudge(t *testing.T) {
 	require.Len(t, page.Items, 1, "one decision recorded")
 	assert.Equal(t, ports.DeliveryDelivered, page.Items[0].Status)
 	assert.Equal(t, []string{"c1"}, page.Items[0].CaptionIDs)
+}
+
+func TestOpenEvaluationLockNeedsAConnection(t *testing.T) {
+	_, err := postgres.OpenEvaluationLock(t.Context(), "postgres://127.0.0.1:1/none", 0)
+	require.ErrorContains(t, err, "want at least 1")
+}
+
+// TestEvaluationLockPoolHoldsEveryEvaluationAndRefusesTheNextManualRun: a
+// lock sized by the loop's MaxEvaluations holds Concurrency scheduled and
+// MaxManualRuns manual evaluations at once, each in its own transaction, and
+// one more manual run is refused at once rather than left waiting for a
+// connection (which would end in a 503 "store unavailable").
+func TestEvaluationLockPoolHoldsEveryEvaluationAndRefusesTheNextManualRun(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	store, err := postgres.Open(t.Context(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, store.Close()) })
+	clock := domaintest.NewClock()
+	cfg := domain.NudgeConfig{Concurrency: 2, MaxManualRuns: 2, Clock: clock, APIKey: "key"}
+	release := make(chan struct{})
+	entered := make(chan string, 8)
+	decider := &domaintest.Decider{Answer: func(ctx context.Context, in ports.NudgeInput) (ports.NudgeDecision, error) {
+		entered <- in.Device
+		select {
+		case <-release:
+			return ports.NudgeDecision{Engine: "test"}, nil
+		case <-ctx.Done():
+			return ports.NudgeDecision{}, context.Cause(ctx)
+		}
+	}}
+	loop, err := domain.NewNudgeLoop(domain.NudgePorts{Captions: store, Store: store, Decider: decider,
+		Lock: openLockConns(t, dsn, cfg.MaxEvaluations()), Notifier: &domaintest.Notifier{}}, cfg)
+	require.NoError(t, err)
+	saveCaption := func(device string) {
+		now := clock.Now()
+		require.NoError(t, store.SaveCaptions(t.Context(), []ports.Caption{{
+			ID: "c-" + device, Device: device, StreamID: "s-" + device, Start: now.Add(-2 * time.Second),
+			End: now.Add(30 * time.Second), Text: "The wearer sits", Backend: "modal", Model: "gemma3",
+		}}))
+	}
+	waitEntered := func(n int) {
+		t.Helper()
+		for range n {
+			select {
+			case <-entered:
+			case <-time.After(time.Minute): // a guard against a hang, not a timing check
+				t.Fatal("an evaluation never reached the decider")
+			}
+		}
+	}
+
+	// Concurrency scheduled evaluations, held in the decider.
+	saveCaption("sched1")
+	saveCaption("sched2")
+	loop.Start()
+	defer func() { require.NoError(t, loop.Stop(t.Context())) }()
+	for clock.PendingTimers() < 1 {
+		runtime.Gosched()
+	}
+	clock.Advance(domain.DefaultNudgeInterval)
+	waitEntered(cfg.Concurrency)
+
+	// MaxManualRuns manual runs, held too; they were listed after the tick
+	// began, so the tick does not see their devices.
+	var manual sync.WaitGroup
+	for _, dev := range []string{"man1", "man2"} {
+		saveCaption(dev)
+		manual.Go(func() {
+			_, err := loop.RunOnce(t.Context(), dev)
+			assert.NoError(t, err, dev)
+		})
+	}
+	waitEntered(cfg.MaxManualRuns)
+	assert.Equal(t, cfg.MaxEvaluations(), heldAdvisoryLocks(t, dsn), "every evaluation holds its lock at once")
+
+	// One more is refused at once. Without the bound it would wait in
+	// pool.Begin for a connection until this guard ends it.
+	saveCaption("man3")
+	guard, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err = loop.RunOnce(guard, "man3")
+	require.ErrorIs(t, err, domain.ErrTooManyManualRuns)
+	assert.Equal(t, cfg.MaxEvaluations(), heldAdvisoryLocks(t, dsn))
+
+	close(release)
+	manual.Wait()
+	rec, err := loop.RunOnce(t.Context(), "man3")
+	require.NoError(t, err, "a manual run once one has ended")
+	assert.Equal(t, ports.VerdictNo, rec.Verdict)
+	// Stop waits for the scheduled evaluations, whose records are written
+	// even when the stop cuts their decision short.
+	require.NoError(t, loop.Stop(t.Context()))
+	page, err := store.ListInterventions(t.Context(), ports.InterventionQuery{})
+	require.NoError(t, err)
+	devices := map[string]int{}
+	for _, r := range page.Items {
+		devices[r.Device]++
+	}
+	assert.Equal(t, map[string]int{"sched1": 1, "sched2": 1, "man1": 1, "man2": 1, "man3": 1}, devices,
+		"each held evaluation recorded its decision, the refused run none")
+}
+
+// heldAdvisoryLocks counts the advisory locks granted in dsn's database: one
+// per evaluation in progress.
+func heldAdvisoryLocks(t *testing.T, dsn string) int {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	require.NoError(t, err)
+	defer func() { assert.NoError(t, conn.Close(context.Background())) }()
+	var n int
+	require.NoError(t, conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted
+		AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`).Scan(&n))
+	return n
 }
