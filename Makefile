@@ -5,7 +5,7 @@ BIN     ?= bin/foresight
 PKGS    ?= ./...
 PYTHON  ?= python3
 # Debian packages some tests need: replay (ffmpeg), the browser test (chromium)
-# and the caption store's Postgres tests (postgresql, via adapters/postgres/pgtest).
+# and the caption store's Postgres tests (postgresql, via adapters/store/postgres/pgtest).
 TEST_DEBS ?= ffmpeg chromium postgresql
 
 .PHONY: run build check fmt-check vet test test-python test-models test-deps bench fuzz deploy-modal clean
@@ -64,13 +64,13 @@ test:
 # torch/transformers are missing.
 test-python:
 	@if command -v $(PYTHON) >/dev/null 2>&1; then \
-	  $(PYTHON) -m unittest discover -s adapters/modal/remote -p 'test_*.py'; \
+	  $(PYTHON) -m unittest discover -s adapters/inference/modal/remote -p 'test_*.py'; \
 	else echo "python3 missing: skipping the Modal app logic tests"; fi
 
 # The apps' model code on tiny random-weight models (needs torch, transformers,
 # tokenizers, Pillow, numpy, torchvision; CPU, or CUDA in bf16 when available).
 test-models:
-	@cd adapters/modal/remote && $(PYTHON) -m unittest -v test_model_smoke
+	@cd adapters/inference/modal/remote && $(PYTHON) -m unittest -v test_model_smoke
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
@@ -90,7 +90,7 @@ fuzz:
 
 # Deploys the Modal app (needs the `modal` CLI >= 1.2 and a Modal token).
 deploy-modal:
-	bash adapters/modal/remote/deploy.sh
+	bash adapters/inference/modal/remote/deploy.sh
 
 clean:
 	rm -rf bin coverage.out test-output.log

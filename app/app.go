@@ -17,11 +17,11 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
-	"github.com/foresight-vision/foresight/adapters/edgegate"
-	"github.com/foresight-vision/foresight/adapters/httpapi"
-	"github.com/foresight-vision/foresight/adapters/jpegscene"
-	"github.com/foresight-vision/foresight/adapters/metrics"
-	"github.com/foresight-vision/foresight/adapters/poke"
+	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/notify/poke"
+	"github.com/foresight-vision/foresight/adapters/observe/metrics"
+	"github.com/foresight-vision/foresight/adapters/scene/jpegscene"
 	"github.com/foresight-vision/foresight/domain"
 )
 

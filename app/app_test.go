@@ -18,7 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/foresight-vision/foresight/adapters/poke/poketest"
+	"github.com/foresight-vision/foresight/adapters/notify/poke/poketest"
 	"github.com/foresight-vision/foresight/app"
 )
 

@@ -17,10 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
-	"github.com/foresight-vision/foresight/adapters/postgres/pgtest"
-	"github.com/foresight-vision/foresight/adapters/sqlite"
-	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
+	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
+	"github.com/foresight-vision/foresight/adapters/store/postgres/pgtest"
+	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/app"
 	"github.com/foresight-vision/foresight/ports"
 )

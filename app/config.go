@@ -12,9 +12,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/foresight-vision/foresight/adapters/nudgellm"
-	"github.com/foresight-vision/foresight/adapters/trust"
-	"github.com/foresight-vision/foresight/adapters/wsframe"
+	"github.com/foresight-vision/foresight/adapters/decide/nudgellm"
+	"github.com/foresight-vision/foresight/adapters/frontend/trust"
+	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
@@ -449,7 +449,7 @@ func (c Config) sceneConfig() domain.SceneConfig {
 	}
 }
 
-// trustPolicy is the rule for client-supplied credentials (adapters/trust).
+// trustPolicy is the rule for client-supplied credentials (adapters/frontend/trust).
 func (c Config) trustPolicy() trust.Policy { return trust.New(c.TrustClientCredentials) }
 
 // ModalHeld reports whether the server has its own Modal credentials.

@@ -9,17 +9,17 @@ import (
 	"net/url"
 	"runtime/debug"
 
-	"github.com/foresight-vision/foresight/adapters/metrics"
-	"github.com/foresight-vision/foresight/adapters/modal"
-	"github.com/foresight-vision/foresight/adapters/modal/modalheader"
-	"github.com/foresight-vision/foresight/adapters/noop"
-	"github.com/foresight-vision/foresight/adapters/openai"
+	"github.com/foresight-vision/foresight/adapters/inference/modal"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modalheader"
+	"github.com/foresight-vision/foresight/adapters/inference/noop"
+	"github.com/foresight-vision/foresight/adapters/inference/openai"
+	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )
 
 // BackendOpenAI is the FORESIGHT_INFERENCE_BACKEND value of the
-// OpenAI-compatible backend (adapters/openai).
+// OpenAI-compatible backend (adapters/inference/openai).
 const BackendOpenAI = "openai"
 
 // StatusPath answers what the server runs (statusHandler).

@@ -16,8 +16,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/foresight-vision/foresight/adapters/gateway"
-	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
+	"github.com/foresight-vision/foresight/adapters/frontend/gateway"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
 	"github.com/foresight-vision/foresight/app"
 )
 

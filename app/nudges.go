@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/foresight-vision/foresight/adapters/httpapi"
-	"github.com/foresight-vision/foresight/adapters/metrics"
-	"github.com/foresight-vision/foresight/adapters/nudgellm"
-	"github.com/foresight-vision/foresight/adapters/nudgerules"
-	"github.com/foresight-vision/foresight/adapters/poke"
-	"github.com/foresight-vision/foresight/adapters/postgres"
+	"github.com/foresight-vision/foresight/adapters/decide/nudgellm"
+	"github.com/foresight-vision/foresight/adapters/decide/nudgerules"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/notify/poke"
+	"github.com/foresight-vision/foresight/adapters/observe/metrics"
+	"github.com/foresight-vision/foresight/adapters/store/postgres"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )

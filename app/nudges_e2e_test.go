@@ -17,10 +17,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
-	"github.com/foresight-vision/foresight/adapters/nudgellm/nudgellmtest"
-	"github.com/foresight-vision/foresight/adapters/poke/poketest"
-	"github.com/foresight-vision/foresight/adapters/postgres/pgtest"
+	"github.com/foresight-vision/foresight/adapters/decide/nudgellm/nudgellmtest"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
+	"github.com/foresight-vision/foresight/adapters/notify/poke/poketest"
+	"github.com/foresight-vision/foresight/adapters/store/postgres/pgtest"
 	"github.com/foresight-vision/foresight/app"
 	"github.com/foresight-vision/foresight/domain"
 )

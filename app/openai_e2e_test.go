@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/foresight-vision/foresight/adapters/openai/openaitest"
+	"github.com/foresight-vision/foresight/adapters/inference/openai/openaitest"
 	"github.com/foresight-vision/foresight/app"
 	"github.com/foresight-vision/foresight/internal/testlog"
 )

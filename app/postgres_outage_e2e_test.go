@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/foresight-vision/foresight/adapters/postgres"
-	"github.com/foresight-vision/foresight/adapters/postgres/pgtest"
+	"github.com/foresight-vision/foresight/adapters/store/postgres"
+	"github.com/foresight-vision/foresight/adapters/store/postgres/pgtest"
 	"github.com/foresight-vision/foresight/ports"
 )
 

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/foresight-vision/foresight/adapters/httpapi"
-	"github.com/foresight-vision/foresight/adapters/metrics"
-	"github.com/foresight-vision/foresight/adapters/postgres"
-	"github.com/foresight-vision/foresight/adapters/sqlite"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/observe/metrics"
+	"github.com/foresight-vision/foresight/adapters/store/postgres"
+	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )

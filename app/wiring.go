@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"net/http/pprof"
 
-	"github.com/foresight-vision/foresight/adapters/httpapi"
-	"github.com/foresight-vision/foresight/adapters/metrics"
-	"github.com/foresight-vision/foresight/adapters/webui"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/frontend/webui"
+	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 )
 
 // newObserver returns the Prometheus metrics when they are on.

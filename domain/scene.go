@@ -8,7 +8,7 @@ import (
 )
 
 // Defaults of SceneConfig. The thresholds were calibrated on the ffmpeg clip
-// of adapters/jpegscene's calibration test (see docs/benchmarks.md).
+// of adapters/scene/jpegscene's calibration test (see docs/benchmarks.md).
 const (
 	// DefaultChangeThreshold is the largest Hamming distance, in bits of the
 	// 64-bit difference hash, at which a chunk still counts as the same

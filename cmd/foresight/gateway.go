@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/foresight-vision/foresight/adapters/gateway"
+	"github.com/foresight-vision/foresight/adapters/frontend/gateway"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
 

@@ -20,9 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
-	"github.com/foresight-vision/foresight/adapters/sqlite"
-	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
+	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
+	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/ports"
 )
 

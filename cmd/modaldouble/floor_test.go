@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }

@@ -1,4 +1,4 @@
-// Command modaldouble runs the Modal test double (adapters/modal/modaltest)
+// Command modaldouble runs the Modal test double (adapters/inference/modal/modaltest)
 // as a standalone process, so `foresight serve` can be load-tested with
 // inference on, without Modal: point the server at it with
 // MODAL_SERVER_URL (printed on the first line of stdout) and any non-empty
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/foresight-vision/foresight/adapters/modal/modaltest"
+	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
 )
 
 func main() {

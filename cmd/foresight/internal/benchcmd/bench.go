@@ -21,7 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
 

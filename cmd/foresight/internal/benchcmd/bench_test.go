@@ -14,8 +14,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/foresight-vision/foresight/adapters/httpapi"
-	"github.com/foresight-vision/foresight/adapters/metrics"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/domain/domaintest"
 	"github.com/foresight-vision/foresight/ports"

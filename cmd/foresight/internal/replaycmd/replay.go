@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/foresight-vision/foresight/adapters/visionclient"
+	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
 

@@ -24,7 +24,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
-	"github.com/foresight-vision/foresight/adapters/httpapi"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/domain/domaintest"
 	"github.com/foresight-vision/foresight/ports"

@@ -1,0 +1,33 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/foresight-vision/foresight/adapters/store/postgres"
+	"github.com/foresight-vision/foresight/adapters/store/postgres/pgtest"
+	"github.com/foresight-vision/foresight/ports"
+	"github.com/foresight-vision/foresight/ports/captionstest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestContract(t *testing.T) {
+	srv := pgtest.Start(t)
+	captionstest.Run(t, captionstest.Harness{
+		NewLocation: func(t *testing.T) string { return srv.NewDatabase(t) },
+		Open: func(ctx context.Context, loc string) (ports.CaptionStore, error) {
+			return postgres.Open(ctx, loc)
+		},
+	})
+}
+
+func TestOpenNeverEchoesTheDSN(t *testing.T) {
+	_, err := postgres.Open(t.Context(), "postgres://user:hunter2@[::1/db?sslmode=bogus")
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "hunter2")
+}

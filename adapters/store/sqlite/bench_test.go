@@ -1,0 +1,52 @@
+package sqlite_test
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/foresight-vision/foresight/adapters/store/sqlite"
+	"github.com/foresight-vision/foresight/ports/captionstest"
+)
+
+// go test -run '^$' -bench 'SaveCaptions' ./adapters/store/sqlite
+func BenchmarkSaveCaptions(b *testing.B) {
+	for _, size := range []int{1, 64, 256} {
+		b.Run("batch="+strconv.Itoa(size), func(b *testing.B) {
+			s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() { _ = s.Close() }()
+			captionstest.BenchSave(b, s, size)
+		})
+	}
+}
+
+// go test -run '^$' -bench 'Search1M' -benchtime 2s ./adapters/store/sqlite
+// Seeds 1,000,000 captions first (minutes), so it runs only when named.
+func BenchmarkSearch1M(b *testing.B) {
+	if !captionstest.NamedExplicitly("Search1M") {
+		b.Skip("seeds a million captions: run with -bench Search1M")
+	}
+	path := filepath.Join(b.TempDir(), "bench.db")
+	s, err := sqlite.Open(b.Context(), path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	took := captionstest.Seed(b, s, captionstest.SeededRows)
+	if err := s.Checkpoint(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	var bytes int64
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if fi, err := os.Stat(path + suffix); err == nil {
+			bytes += fi.Size()
+		}
+	}
+	b.Logf("seeded %d captions in %v (%.0f rows/s); %d bytes on disk, %.0f bytes/row",
+		captionstest.SeededRows, took, float64(captionstest.SeededRows)/took.Seconds(), bytes, float64(bytes)/captionstest.SeededRows)
+	captionstest.BenchQueries(b, s)
+}
