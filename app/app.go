@@ -159,15 +159,15 @@ func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, ob
 			Analyzer:         jpegscene.Analyzer{},
 			// FORESIGHT_MAX_FRAMES_PER_CHUNK, per backend (app/inference.go).
 			MaxFramesPerChunk: cfg.framesPerChunk(),
+			Captions:          mem.sink,
+			BackendName:       backendName,
+			ModelName:         modelName,
 		},
 		MaxFrameBytes:  cfg.MaxFrameBytes,
 		IdleTimeout:    cfg.IdleTimeout,
 		MaxStreams:     cfg.MaxStreams,
 		SessionOptions: inf.sessionOptions,
 		Observer:       obs,
-		Captions:       mem,
-		BackendName:    backendName,
-		ModelName:      modelName,
 		Logger:         logger,
 	})
 }

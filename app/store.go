@@ -81,12 +81,16 @@ func RedactDatabaseURL(v string) string {
 // open, so a server that fails to build holds no database.
 type captionMemory struct {
 	cfg    Config
-	obs    domain.RecorderObserver
 	logger *slog.Logger
+
+	// sink is where streams hand their captions: the recorder, or nothing
+	// when the store is off. Set when built, so the streams get it then;
+	// the recorder queues until open starts it.
+	sink     ports.CaptionSink
+	recorder *domain.Recorder // nil when the store is off
 
 	// Set by open, before the server listens, and not changed after.
 	store         ports.CaptionStore // nil when off
-	recorder      *domain.Recorder
 	stopRetention func()
 	captions      http.Handler
 
@@ -94,11 +98,21 @@ type captionMemory struct {
 }
 
 func newCaptionMemory(cfg Config, m *metrics.Metrics, logger *slog.Logger) *captionMemory {
+	c := &captionMemory{cfg: cfg, logger: logger, sink: ports.NopCaptionSink{}}
+	if kind, _, err := ParseDatabaseURL(cfg.DatabaseURL); err != nil || kind == StoreNone {
+		return c // a bad URL fails open, with its reason
+	}
 	var obs domain.RecorderObserver = domain.NopRecorderObserver{}
 	if m != nil {
 		obs = metrics.NewRecorderMetrics(m.Registry())
 	}
-	return &captionMemory{cfg: cfg, obs: obs, logger: logger}
+	c.recorder = domain.PrepareRecorder(domain.RecorderConfig{
+		QueueSize: cfg.CaptionQueue,
+		Observer:  obs,
+		Logger:    logger,
+	})
+	c.sink = c.recorder
+	return c
 }
 
 // open opens the store (applying its migrations), starts the recorder and
@@ -128,11 +142,7 @@ func (c *captionMemory) open(ctx context.Context) error {
 		store = s
 	}
 	c.store = store
-	c.recorder = domain.NewRecorder(store, domain.RecorderConfig{
-		QueueSize: c.cfg.CaptionQueue,
-		Observer:  c.obs,
-		Logger:    c.logger,
-	})
+	c.recorder.Start(store)
 	if c.cfg.CaptionRetention > 0 {
 		c.stopRetention = domain.StartRetention(store, domain.RetentionConfig{MaxAge: c.cfg.CaptionRetention, Logger: c.logger})
 	}
@@ -140,13 +150,6 @@ func (c *captionMemory) open(ctx context.Context) error {
 	c.logger.Info("caption store open", "database_url", RedactDatabaseURL(c.cfg.DatabaseURL),
 		"retention", c.cfg.CaptionRetention, "queue", c.cfg.CaptionQueue)
 	return nil
-}
-
-// Record hands c to the recorder; without a store it keeps nothing.
-func (c *captionMemory) Record(caption ports.Caption) {
-	if c.recorder != nil {
-		c.recorder.Record(caption)
-	}
 }
 
 // ServeHTTP is GET /captions: the store's answer, or a clear 503 when the

@@ -12,7 +12,7 @@ const (
 	DefaultMaxBufferFrames  = 120
 	DefaultMaxBufferBytes   = 64 << 20
 	DefaultInferenceTimeout = 30 * time.Second
-	DefaultPrompt           = "Provide a concise present-tense narration of the wearer's current actions and surroundings."
+	DefaultPrompt           = ports.DefaultPrompt
 )
 
 // Config tunes one stream. A zero field takes its default, so Config{} is a
@@ -53,6 +53,12 @@ type Config struct {
 	Scene SceneConfig
 	// Analyzer reads frames for the SceneGate; nil switches the gate off.
 	Analyzer ports.FrameAnalyzer
+	// Captions is handed each caption the stream delivers on an ack (the
+	// visual memory); nil keeps none.
+	Captions ports.CaptionSink
+	// BackendName and ModelName label the captions handed to Captions.
+	BackendName string
+	ModelName   string
 }
 
 // withDefaults fills zero fields.
@@ -86,6 +92,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Observer == nil {
 		c.Observer = ports.NopObserver{}
+	}
+	if c.Captions == nil {
+		c.Captions = ports.NopCaptionSink{}
 	}
 	return c
 }

@@ -18,7 +18,7 @@ func (captioner) OpenSession(context.Context, ports.SessionRequest) (ports.Infer
 }
 
 func (captioner) InferChunk(_ context.Context, c ports.Chunk) (ports.Result, error) {
-	return ports.Result{"caption": fmt.Sprintf("%d frames from %.1fs to %.1fs", len(c.Frames), c.StartS, c.EndS)}, nil
+	return ports.Result{Caption: fmt.Sprintf("%d frames from %.1fs to %.1fs", len(c.Frames), c.StartS, c.EndS), Set: ports.ResultCaption}, nil
 }
 
 func (captioner) Close(context.Context) error { return nil }
@@ -38,8 +38,8 @@ func ExampleStartStream() {
 	for range 25 {
 		clock.Advance(100 * time.Millisecond)
 		ack := stream.HandleFrame([]byte("jpeg"))
-		if ack.Result != nil {
-			fmt.Printf("frame %d: %v\n", ack.Frame, ack.Result["caption"])
+		if !ack.Result.Empty() {
+			fmt.Printf("frame %d: %v\n", ack.Frame, ack.Result.Caption)
 		}
 		stream.Await(ctx) // a real camera's pace gives calls time; here we wait
 	}

@@ -85,7 +85,7 @@ func TestChunkCarriesSelectedFrames(t *testing.T) {
 			// call still holds the ones it was sent.
 			assert.Equal(t, wantBytes, budget.Used())
 
-			go gate.Release(ports.Result{"caption": "x"}, nil)
+			go gate.Release(ports.Result{Caption: "x", Set: ports.ResultCaption}, nil)
 			h.stream.AwaitCall()
 			chunks := h.session().Chunks()
 			require.Len(t, chunks, 1)

@@ -100,7 +100,7 @@ func (c RecorderConfig) withDefaults() RecorderConfig {
 
 // Recorder hands captions to a ports.CaptionWriter off the ack path: Record
 // only queues, and one goroutine writes batches, retrying with backoff while
-// the store fails. It is safe for concurrent use.
+// the store fails. It is a ports.CaptionSink, safe for concurrent use.
 type Recorder struct {
 	cfg    RecorderConfig
 	writer ports.CaptionWriter
@@ -112,8 +112,9 @@ type Recorder struct {
 	flushDue  bool
 	timerOn   bool
 	stopTimer func() bool
+	started   bool // Start has run: the writer goroutine owns done
 	closing   bool
-	stopped   bool // the writer has exited: Record drops
+	stopped   bool // the writer has exited (or Close ran before Start): Record drops
 	dropping  bool // inside a drop burst (since the last successful batch)
 	burst     int  // rows dropped in the current burst
 
@@ -123,21 +124,42 @@ type Recorder struct {
 	done    chan struct{}
 }
 
+var _ ports.CaptionSink = (*Recorder)(nil)
+
 // NewRecorder starts a recorder writing to w.
 func NewRecorder(w ports.CaptionWriter, cfg RecorderConfig) *Recorder {
+	r := PrepareRecorder(cfg)
+	r.Start(w)
+	return r
+}
+
+// PrepareRecorder returns a recorder that queues what Record hands it, within
+// QueueSize, but writes nothing until Start gives it its writer: a server
+// hands it to its streams when it is built, and opens the store later.
+func PrepareRecorder(cfg RecorderConfig) *Recorder {
 	cfg = cfg.withDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Recorder{
+	return &Recorder{
 		cfg:     cfg,
-		writer:  w,
 		queue:   newCaptionRing(cfg.QueueSize),
 		wake:    make(chan struct{}, 1),
 		runCtx:  ctx,
 		abandon: cancel,
 		done:    make(chan struct{}),
 	}
+}
+
+// Start begins writing the queued captions, and every later one, to w. Only
+// the first call counts, and none after Close.
+func (r *Recorder) Start(w ports.CaptionWriter) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.started || r.closing {
+		return
+	}
+	r.started = true
+	r.writer = w
 	go r.run()
-	return r
 }
 
 // Record queues c for writing. It never blocks on the store: when the
@@ -187,17 +209,24 @@ func (r *Recorder) Record(c ports.Caption) {
 
 // Close writes every queued caption and stops the writer. When ctx ends
 // first, the write in progress is abandoned, the rest are counted as
-// dropped and an error says how many were lost. Record after Close drops.
+// dropped and an error says how many were lost; so are those queued by a
+// recorder that was never started. Record after Close drops.
 func (r *Recorder) Close(ctx context.Context) error {
 	r.mu.Lock()
 	r.closing = true
+	started := r.started
+	if !started {
+		r.stopped = true
+	}
 	r.mu.Unlock()
-	r.wakeWriter()
-	select {
-	case <-r.done:
-	case <-ctx.Done():
-		r.abandon()
-		<-r.done
+	if started {
+		r.wakeWriter()
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			r.abandon()
+			<-r.done
+		}
 	}
 	r.abandon()
 	r.mu.Lock()
@@ -208,6 +237,9 @@ func (r *Recorder) Close(ctx context.Context) error {
 	if lost > 0 {
 		r.cfg.Observer.CaptionsDropped(lost)
 		r.cfg.Observer.CaptionQueueDepth(0)
+		if !started {
+			return fmt.Errorf("caption recorder closed before it was started, with %d captions unwritten", lost)
+		}
 		return fmt.Errorf("caption recorder closed with %d captions unwritten: %w", lost, context.Cause(ctx))
 	}
 	return nil
@@ -407,51 +439,4 @@ func DeviceID(raw string) (string, error) {
 		return "", ErrBadDevice
 	}
 	return raw, nil
-}
-
-// CaptionFromResult builds the caption to keep from a result delivered on
-// an ack of a stream that began at streamStart (wall clock). ok is false
-// when the result holds no caption: inference errors are not captions.
-func CaptionFromResult(res ports.Result, id, device, streamID string, streamStart time.Time, backend, model string) (c ports.Caption, ok bool) {
-	text, _ := res["caption"].(string)
-	if _, failed := res["inference_error"]; failed || text == "" {
-		return ports.Caption{}, false
-	}
-	startS, endS := number(res["chunk_start_s"]), number(res["chunk_end_s"])
-	return ports.Caption{
-		ID:          id,
-		Device:      device,
-		StreamID:    streamID,
-		Start:       streamStart.Add(time.Duration(startS * float64(time.Second))),
-		End:         streamStart.Add(time.Duration(endS * float64(time.Second))),
-		ChunkStartS: startS,
-		ChunkEndS:   endS,
-		Text:        text,
-		LatencyMS:   number(res["latency_ms"]),
-		Tokens:      int64(number(res["tokens_generated"])),
-		Backend:     backend,
-		Model:       model,
-	}, true
-}
-
-// number reads a JSON-ish number of whatever Go type a backend produced.
-func number(v any) float64 {
-	switch n := v.(type) {
-	case float64:
-		return n
-	case float32:
-		return float64(n)
-	case int:
-		return float64(n)
-	case int64:
-		return float64(n)
-	case int32:
-		return float64(n)
-	case uint64:
-		return float64(n)
-	case interface{ Float64() (float64, error) }: // json.Number
-		f, _ := n.Float64()
-		return f
-	}
-	return 0
 }

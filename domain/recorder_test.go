@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/domain/domaintest"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -291,22 +293,97 @@ func TestDeviceID(t *testing.T) {
 	}
 }
 
-func TestCaptionFromResult(t *testing.T) {
-	start := time.Date(2026, 5, 1, 9, 0, 0, 0, time.UTC)
-	c, ok := domain.CaptionFromResult(ports.Result{
-		"caption": "The wearer pours coffee", "latency_ms": 812.5, "chunk_start_s": 2.0, "chunk_end_s": 4.5,
-		"tokens_generated": 12,
-	}, "id1", "kit", "s1", start, "backend-a", "model-a")
-	require.True(t, ok)
-	assert.Equal(t, ports.Caption{ID: "id1", Device: "kit", StreamID: "s1",
-		Start: start.Add(2 * time.Second), End: start.Add(4500 * time.Millisecond),
-		ChunkStartS: 2, ChunkEndS: 4.5, Text: "The wearer pours coffee", LatencyMS: 812.5, Tokens: 12,
-		Backend: "backend-a", Model: "model-a"}, c)
+// captionLog is a ports.CaptionSink that keeps what it is handed.
+type captionLog struct {
+	mu  sync.Mutex
+	got []ports.Caption
+}
 
-	_, ok = domain.CaptionFromResult(ports.Result{"inference_error": "boom"}, "id", "kit", "s", start, "", "")
-	assert.False(t, ok, "an inference error is not a caption")
-	_, ok = domain.CaptionFromResult(ports.Result{"latency_ms": 3}, "id", "kit", "s", start, "", "")
-	assert.False(t, ok)
+func (l *captionLog) Record(c ports.Caption) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.got = append(l.got, c)
+}
+
+func (l *captionLog) all() []ports.Caption {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]ports.Caption(nil), l.got...)
+}
+
+// TestStreamHandsDeliveredCaptionsToItsSink: a caption goes to the stream's
+// sink on the ack that delivers it, labelled with the stream, its device
+// and the backend; a failure, a reply without a caption and an empty
+// caption are not captions.
+func TestStreamHandsDeliveredCaptionsToItsSink(t *testing.T) {
+	replies := []struct {
+		res ports.Result
+		err error
+	}{
+		{res: ports.Result{Caption: "The wearer pours coffee", LatencyMS: 812.5, ChunkStartS: 2, ChunkEndS: 4.5,
+			TokensGenerated: 12, Set: ports.ResultAll}},
+		{err: errors.New("boom")},
+		{res: ports.Result{LatencyMS: 3, Set: ports.ResultLatency, Extras: map[string]any{"caption": "an extra"}}},
+		{res: ports.Result{ChunkStartS: 1, Set: ports.ResultAll}},
+		{res: ports.Result{Caption: "a cup", Set: ports.ResultCaption}},
+	}
+	var calls atomic.Int32
+	backend := &domaintest.Backend{Infer: func(context.Context, ports.Chunk) (ports.Result, error) {
+		i := int(calls.Add(1) - 1)
+		if i >= len(replies) {
+			return ports.Result{}, nil // the chunk cut by the last frame
+		}
+		return replies[i].res, replies[i].err
+	}}
+	clock := domaintest.NewClock()
+	start := clock.Now()
+	sink := &captionLog{}
+	s := domain.StartStream(backend, ports.SessionRequest{StreamID: "s1", Device: "kit"}, domain.Config{
+		Clock: clock, ChunkInterval: -1, Captions: sink, BackendName: "backend-a", ModelName: "model-a"})
+	defer s.Close(context.Background())
+	s.AwaitCall() // the open
+
+	s.HandleFrame([]byte{1}) // cuts the first chunk
+	for frame := 2; frame <= len(replies)+1; frame++ {
+		s.AwaitCall()
+		s.HandleFrame([]byte{1}) // delivers the previous reply, cuts the next chunk
+		if frame == 2 {
+			require.Len(t, sink.all(), 1, "handed over by the time its ack is returned")
+		}
+	}
+	assert.Equal(t, []ports.Caption{
+		{ID: "s1-2", Device: "kit", StreamID: "s1",
+			Start: start.Add(2 * time.Second), End: start.Add(4500 * time.Millisecond),
+			ChunkStartS: 2, ChunkEndS: 4.5, Text: "The wearer pours coffee", LatencyMS: 812.5, Tokens: 12,
+			Backend: "backend-a", Model: "model-a"},
+		{ID: "s1-6", Device: "kit", StreamID: "s1", Start: start, End: start, Text: "a cup",
+			Backend: "backend-a", Model: "model-a"},
+	}, sink.all())
+}
+
+// TestPreparedRecorderWritesOnceStarted: a recorder built before its store
+// is open queues what it is handed and writes it once started; one closed
+// without a start reports what it lost and starts no writer.
+func TestPreparedRecorderWritesOnceStarted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := domain.PrepareRecorder(domain.RecorderConfig{FlushInterval: time.Second})
+		r.Record(ports.Caption{ID: "a"})
+		r.Record(ports.Caption{ID: "b"})
+		store := &fakeStore{}
+		r.Start(store)
+		require.NoError(t, r.Close(context.Background()))
+		assert.Equal(t, []string{"a", "b"}, store.stored())
+
+		idle := domain.PrepareRecorder(domain.RecorderConfig{})
+		idle.Record(ports.Caption{ID: "c"})
+		err := idle.Close(context.Background())
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "1 captions unwritten")
+		idle.Start(store) // too late: nothing starts
+		idle.Record(ports.Caption{ID: "d"})
+		synctest.Wait()
+		assert.Equal(t, []string{"a", "b"}, store.stored())
+	})
 }
 
 // gatedStore blocks every SaveCaptions until release is closed.

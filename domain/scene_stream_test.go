@@ -76,7 +76,7 @@ func TestStreamSkipsUnchangedChunks(t *testing.T) {
 
 func TestStreamRejectsUnusableFramesAndReportsCameraOnce(t *testing.T) {
 	h := newSceneHarness(t, domain.SceneConfig{RejectUnusable: true}, func(context.Context, ports.Chunk) (ports.Result, error) {
-		return ports.Result{"caption": "seen"}, nil
+		return ports.Result{Caption: "seen", Set: ports.ResultCaption}, nil
 	})
 	var acks []domain.Ack
 	for _, name := range []string{"a", "dark", "dark2", "dark", "blurred", "a", "b"} {
@@ -97,7 +97,7 @@ func TestStreamRejectsUnusableFramesAndReportsCameraOnce(t *testing.T) {
 	assert.Equal(t, "dark", acks[2].Camera)
 	assert.Equal(t, "blurred", acks[5].Camera)
 	assert.Equal(t, "ok", acks[6].Camera)
-	assert.Equal(t, "seen", acks[6].Result["caption"], "the ok arrives with the sent chunk's result")
+	assert.Equal(t, "seen", acks[6].Result.Caption, "the ok arrives with the sent chunk's result")
 
 	assert.Equal(t, [][]string{{"a"}, {"a"}, {"b"}, {"b"}}, sentFrames(h.session()))
 	sum := h.stream.Close(context.Background())

@@ -1,14 +1,16 @@
 // Package domain holds the rules of a live vision stream as pure logic:
 // frame acks, the chunk window, the one-call-in-flight rule, attaching a
-// finished result to exactly one later ack, and the stream's lifecycle and
-// summary. It does no I/O: inference goes through ports.InferenceBackend and
-// time through Clock.
+// finished result to exactly one later ack, handing each delivered caption
+// to a ports.CaptionSink, and the stream's lifecycle and summary. It does no
+// I/O: inference goes through ports.InferenceBackend, captions through
+// ports.CaptionSink and time through Clock.
 package domain
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/foresight-vision/foresight/ports"
@@ -27,7 +29,8 @@ var errStreamClosed = errors.New("stream closed")
 type Ack struct {
 	Frame int64
 	Bytes int
-	// Result is a successful call's non-empty reply.
+	// Result is a successful call's reply; Result.Empty() when there is
+	// none.
 	Result ports.Result
 	// InferenceError says why a call (or opening the session) failed;
 	// empty when none did.
@@ -129,7 +132,10 @@ type sceneOutcome struct {
 }
 
 // StartStream begins a stream now and starts opening its inference session in
-// the background, so the first acks never wait for the backend.
+// the background, so the first acks never wait for the backend. req names
+// the stream and its device, which label the captions it hands to
+// cfg.Captions. A nil backend means no model: the stream is acked as usual
+// and keeps no frames, as with one that answers ports.ErrNoInference.
 func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg Config) *Stream {
 	cfg = cfg.withDefaults()
 	now := cfg.Clock.Now()
@@ -143,6 +149,10 @@ func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg C
 	}
 	if gate := NewSceneGate(cfg.Scene, cfg.Analyzer); gate.Enabled() {
 		s.gate = gate
+	}
+	if backend == nil {
+		s.disable()
+		return s
 	}
 	s.call = s.launch(true, func(ctx context.Context) outcome {
 		sess, err := backend.OpenSession(ctx, req)
@@ -190,14 +200,43 @@ func (s *Stream) HandleFrame(frame []byte) Ack {
 }
 
 // reply is the ack of the frame just counted: what a finished call left
-// (a result or a failure) and a camera change ride on it, once.
+// (a result or a failure) and a camera change ride on it, once. A caption
+// it delivers is handed to the caption sink first, so a caption the client
+// sees is always kept.
 func (s *Stream) reply(size int) Ack {
 	ack := Ack{Frame: s.summary.Frames, Bytes: size, Result: s.pending.result, InferenceError: s.pending.err,
 		Camera: string(s.camera)}
 	s.pending = report{}
 	s.camera = ""
+	if ack.Result.Caption != "" && ack.Result.Set.Has(ports.ResultCaption) {
+		s.cfg.Captions.Record(s.caption(ack))
+	}
 	return ack
 }
+
+// caption is the caption to keep from ack's result. Its id is the stream's
+// (random) id and the frame number, unique and stable, so a retried batch
+// is stored once; its times are the chunk's window counted from the
+// stream's start.
+func (s *Stream) caption(ack Ack) ports.Caption {
+	res := ack.Result
+	return ports.Caption{
+		ID:          s.req.StreamID + "-" + strconv.FormatInt(ack.Frame, 10),
+		Device:      s.req.Device,
+		StreamID:    s.req.StreamID,
+		Start:       s.start.Add(secondsToDuration(res.ChunkStartS)),
+		End:         s.start.Add(secondsToDuration(res.ChunkEndS)),
+		ChunkStartS: res.ChunkStartS,
+		ChunkEndS:   res.ChunkEndS,
+		Text:        res.Caption,
+		LatencyMS:   res.LatencyMS,
+		Tokens:      res.TokensGenerated,
+		Backend:     s.cfg.BackendName,
+		Model:       s.cfg.ModelName,
+	}
+}
+
+func secondsToDuration(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 // HandleDroppedFrame acks a frame of size bytes that the server could not
 // hold (the shared MemoryBudget was spent and the stream had nothing
@@ -301,7 +340,7 @@ func (s *Stream) finish(o outcome) {
 		return
 	}
 	s.cfg.Observer.InferenceDone(ports.OutcomeOK, elapsed)
-	if len(o.result) > 0 {
+	if !o.result.Empty() {
 		s.pending = report{result: o.result}
 	}
 }
@@ -431,8 +470,9 @@ func (s *Stream) DropBuffered() int64 {
 
 // Await waits until the call in flight (opening the session or inferring a
 // chunk), if any, has finished and applies its outcome, so that a result is
-// on the next ack. It reports false if ctx ended first. Useful to offline
-// callers (a file replayed at full speed) and to tests.
+// on the next ack. It reports false if ctx ended first. The server never
+// waits (acks go out at once); tests, benchmarks and the package example
+// use it to make a result's arrival deterministic.
 func (s *Stream) Await(ctx context.Context) bool {
 	if s.call == nil {
 		return true

@@ -80,7 +80,7 @@ func TestAcksCountFramesAndBytes(t *testing.T) {
 		ack := h.frame(size)
 		assert.Equal(t, int64(i+1), ack.Frame)
 		assert.Equal(t, size, ack.Bytes)
-		assert.Nil(t, ack.Result)
+		assert.True(t, ack.Result.Empty())
 	}
 }
 
@@ -203,13 +203,13 @@ func TestOneCallInFlight(t *testing.T) {
 	for range 10 {
 		h.clock.Advance(time.Second)
 		ack := h.frame(1) // acked at once while the call hangs
-		assert.Nil(t, ack.Result)
+		assert.True(t, ack.Result.Empty())
 	}
 	assert.True(t, h.stream.Busy())
-	gate.Release(ports.Result{"caption": "one"}, nil)
+	gate.Release(ports.Result{Caption: "one", Set: ports.ResultCaption}, nil)
 	h.stream.AwaitCall()
 	ack := h.frame(1) // takes the result, then cuts chunk 2 with 11 frames
-	assert.Equal(t, ports.Result{"caption": "one"}, ack.Result)
+	assert.Equal(t, ports.Result{Caption: "one", Set: ports.ResultCaption}, ack.Result)
 	go gate.Release(ports.Result{}, nil)
 	h.stream.AwaitCall()
 	chunks := h.session().Chunks()
@@ -226,10 +226,10 @@ func TestResultAttachment(t *testing.T) {
 		want    ports.Result
 		wantErr string
 	}{
-		{"caption on one later ack", ports.Result{"caption": "a dog", "latency_ms": 120}, nil, ports.Result{"caption": "a dog", "latency_ms": 120}, ""},
-		{"empty result adds nothing", ports.Result{}, nil, nil, ""},
-		{"nil result adds nothing", nil, nil, nil, ""},
-		{"failure becomes the ack's error", nil, errors.New("boom"), nil, "boom"},
+		{"caption on one later ack", ports.Result{Caption: "a dog", LatencyMS: 120, Set: ports.ResultCaption | ports.ResultLatency}, nil, ports.Result{Caption: "a dog", LatencyMS: 120, Set: ports.ResultCaption | ports.ResultLatency}, ""},
+		{"extras alone are a result", ports.Result{Extras: map[string]any{"x": 1}}, nil, ports.Result{Extras: map[string]any{"x": 1}}, ""},
+		{"empty result adds nothing", ports.Result{}, nil, ports.Result{}, ""},
+		{"failure becomes the ack's error", ports.Result{}, errors.New("boom"), ports.Result{}, "boom"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -238,13 +238,13 @@ func TestResultAttachment(t *testing.T) {
 			})
 			h.clock.Advance(time.Hour)
 			first := h.frame(1) // cuts the chunk; its result cannot be on its own ack
-			assert.Nil(t, first.Result)
+			assert.True(t, first.Result.Empty())
 			h.stream.AwaitCall()
 			ack := h.frame(1)
 			assert.Equal(t, tt.want, ack.Result)
 			assert.Equal(t, tt.wantErr, ack.InferenceError)
 			again := h.frame(1)
-			assert.Nil(t, again.Result, "a result is attached to exactly one ack")
+			assert.True(t, again.Result.Empty(), "a result is attached to exactly one ack")
 			assert.Empty(t, again.InferenceError, "an error is attached to exactly one ack")
 			sum := h.stream.Close(context.Background())
 			wantFailures := int64(0)
@@ -260,15 +260,15 @@ func TestFailureThenStreamGoesOn(t *testing.T) {
 	var calls atomic.Int32
 	h := newHarness(t, domain.Config{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
 		if calls.Add(1) == 1 {
-			return nil, errors.New("model crashed")
+			return ports.Result{}, errors.New("model crashed")
 		}
-		return ports.Result{"caption": "fine"}, nil
+		return ports.Result{Caption: "fine", Set: ports.ResultCaption}, nil
 	})
 	h.frame(1)
 	h.stream.AwaitCall()
 	assert.Equal(t, "model crashed", h.frame(1).InferenceError) // and cuts the next chunk
 	h.stream.AwaitCall()
-	assert.Equal(t, ports.Result{"caption": "fine"}, h.frame(1).Result)
+	assert.Equal(t, ports.Result{Caption: "fine", Set: ports.ResultCaption}, h.frame(1).Result)
 	assert.Equal(t, int64(1), h.obs.outcomes[1].Load())
 }
 
@@ -306,7 +306,7 @@ func TestOpenFailure(t *testing.T) {
 	for range 5 {
 		clock.Advance(time.Second)
 		ack := s.HandleFrame([]byte{1})
-		assert.Nil(t, ack.Result)
+		assert.True(t, ack.Result.Empty())
 		assert.False(t, s.Busy())
 	}
 	frames, _ := s.Buffered()
@@ -340,7 +340,7 @@ func TestFramesDuringOpenGoInFirstChunk(t *testing.T) {
 	s := domain.StartStream(backend, ports.SessionRequest{StreamID: "abc"}, domain.Config{Clock: clock})
 	for range 3 {
 		clock.Advance(time.Second)
-		assert.Nil(t, s.HandleFrame([]byte{9}).Result)
+		assert.True(t, s.HandleFrame([]byte{9}).Result.Empty())
 	}
 	close(release)
 	s.AwaitCall()
@@ -361,7 +361,7 @@ func TestClose(t *testing.T) {
 		h := newHarness(t, domain.Config{ChunkInterval: -1}, func(ctx context.Context, _ ports.Chunk) (ports.Result, error) {
 			<-ctx.Done()
 			cancelled.Store(true)
-			return nil, ctx.Err()
+			return ports.Result{}, ctx.Err()
 		})
 		h.frame(1)
 		h.clock.Advance(2 * time.Second)
@@ -378,7 +378,7 @@ func TestClose(t *testing.T) {
 	})
 	t.Run("a finished result is consumed", func(t *testing.T) {
 		h := newHarness(t, domain.Config{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
-			return ports.Result{"caption": "late"}, nil
+			return ports.Result{Caption: "late", Set: ports.ResultCaption}, nil
 		})
 		h.frame(1)
 		h.stream.AwaitCall()
@@ -420,7 +420,7 @@ func (failingCloseBackend) OpenSession(context.Context, ports.SessionRequest) (p
 type failingCloseSession struct{}
 
 func (failingCloseSession) InferChunk(context.Context, ports.Chunk) (ports.Result, error) {
-	return nil, nil
+	return ports.Result{}, nil
 }
 func (failingCloseSession) Close(context.Context) error { return errors.New("remote close failed") }
 
@@ -432,7 +432,7 @@ func TestNoInferenceKeepsNoFrames(t *testing.T) {
 	for range 5 {
 		clock.Advance(time.Second)
 		ack := s.HandleFrame([]byte{1, 2})
-		assert.Nil(t, ack.Result, "no model is not an error")
+		assert.True(t, ack.Result.Empty(), "no model is not an error")
 	}
 	frames, _ := s.Buffered()
 	assert.Zero(t, frames)
@@ -440,6 +440,24 @@ func TestNoInferenceKeepsNoFrames(t *testing.T) {
 	assert.Zero(t, sum.InferenceFailures)
 	assert.Zero(t, sum.Chunks)
 	assert.Equal(t, int64(5), sum.Frames)
+}
+
+// TestNilBackendMeansNoModel: a stream given no backend is acked as usual
+// and keeps no frame, from its first one.
+func TestNilBackendMeansNoModel(t *testing.T) {
+	s := domain.StartStream(nil, ports.SessionRequest{}, domain.Config{Clock: domaintest.NewClock(), ChunkInterval: -1})
+	assert.False(t, s.RetainsFrames())
+	assert.False(t, s.Busy())
+	for i := range 3 {
+		ack := s.HandleFrame([]byte{1, 2})
+		assert.Equal(t, int64(i+1), ack.Frame)
+		assert.True(t, ack.Result.Empty())
+		assert.Empty(t, ack.InferenceError)
+	}
+	sum := s.Close(context.Background())
+	assert.Zero(t, sum.InferenceFailures)
+	assert.Zero(t, sum.Chunks)
+	assert.Equal(t, int64(3), sum.Frames)
 }
 
 func TestSharedMemoryBudget(t *testing.T) {
@@ -504,17 +522,17 @@ func TestTimeoutReportedWhenSessionIgnoresCancellation(t *testing.T) {
 		release := make(chan struct{})
 		h := newHarness(t, domain.Config{ChunkInterval: -1, InferenceTimeout: time.Second}, func(context.Context, ports.Chunk) (ports.Result, error) {
 			<-release // ignores ctx
-			return ports.Result{"caption": "too late"}, nil
+			return ports.Result{Caption: "too late", Set: ports.ResultCaption}, nil
 		})
 		h.frame(1)
 		h.clock.Advance(time.Second)
 		ack := h.frame(1)
 		assert.Equal(t, "inference timed out after 1s", ack.InferenceError)
 		assert.True(t, h.stream.Busy(), "no new call while the old one has not returned")
-		assert.Nil(t, h.frame(1).Result, "reported once")
+		assert.True(t, h.frame(1).Result.Empty(), "reported once")
 		close(release)
 		h.stream.AwaitCall()
-		assert.Nil(t, h.frame(1).Result, "the late result is dropped")
+		assert.True(t, h.frame(1).Result.Empty(), "the late result is dropped")
 		synctest.Wait()
 		require.Len(t, h.session().Chunks(), 2)
 		assert.Equal(t, 1, h.session().MaxConcurrentCalls())
@@ -536,7 +554,7 @@ func TestOpenTimeoutReportedWhenBackendIgnoresCancellation(t *testing.T) {
 		assert.Zero(t, frames, "no inference: frames are not kept")
 		close(release)
 		s.AwaitCall()
-		assert.Nil(t, s.HandleFrame([]byte{1}).Result)
+		assert.True(t, s.HandleFrame([]byte{1}).Result.Empty())
 		synctest.Wait()
 		ss := backend.Sessions()
 		require.Len(t, ss, 1)
@@ -551,7 +569,7 @@ func TestCloseNeverClosesTheSessionUnderARunningCall(t *testing.T) {
 		release := make(chan struct{})
 		h := newHarness(t, domain.Config{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
 			<-release // ignores cancellation
-			return nil, nil
+			return ports.Result{}, nil
 		})
 		h.frame(1)
 		synctest.Wait()

@@ -69,6 +69,18 @@ type CaptionPage struct {
 	NextCursor string
 }
 
+// CaptionSink takes each caption a stream delivers, as the ack that carries
+// it is written (domain.Recorder keeps them in a store). Record is called on
+// the ack path: it must not block, and must be safe for concurrent use.
+type CaptionSink interface {
+	Record(Caption)
+}
+
+// NopCaptionSink is a CaptionSink that keeps nothing.
+type NopCaptionSink struct{}
+
+func (NopCaptionSink) Record(Caption) {}
+
 // CaptionWriter saves captions.
 type CaptionWriter interface {
 	// SaveCaptions stores a batch in one transaction: all or none. A caption

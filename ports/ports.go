@@ -22,6 +22,10 @@ import (
 // not a failure: the stream is acked as usual and keeps no frames.
 var ErrNoInference = errors.New("no inference configured")
 
+// DefaultPrompt is the instruction a chunk carries when none is configured
+// (VISION_PROMPT); a backend handed a blank one falls back to it.
+const DefaultPrompt = "Provide a concise present-tense narration of the wearer's current actions and surroundings."
+
 // Chunk is one time window of a stream, sent to the model in a single call.
 type Chunk struct {
 	// Frames are the encoded frames (JPEG in practice), oldest first.
@@ -37,12 +41,54 @@ type Chunk struct {
 	ReceivedBytes  int64
 }
 
-// Result is a model reply. Its non-null fields are merged into the next ack
-// as they are (typically caption, latency_ms, chunk_start_s, chunk_end_s,
-// tokens_generated, and whatever else a backend adds). Values must be
-// JSON-encodable. A failed call is not a Result: it is an error, which the
-// domain reports on the ack in a field of its own.
-type Result map[string]any
+// Result is a model's reply to one chunk. The next ack carries the typed
+// fields the backend set (those named in Set) and its Extras, merged in key
+// order. A failed call is not a Result: it is an error, which the domain
+// reports on the ack in a field of its own.
+type Result struct {
+	// Caption is what the model saw. Only a non-empty caption is kept in
+	// the visual memory.
+	Caption string
+	// ChunkStartS and ChunkEndS bound the window the reply describes, in
+	// seconds since the stream began.
+	ChunkStartS float64
+	ChunkEndS   float64
+	// LatencyMS is the call's latency as the backend measured it.
+	LatencyMS float64
+	// TokensGenerated is how many tokens the model produced.
+	TokensGenerated int64
+	// Set names the fields above that the backend filled in. Only those
+	// reach the ack, so a backend that reports no token count sends none
+	// rather than a 0.
+	Set ResultFields
+	// Extras are a backend's own fields, passed to the client as they are.
+	// Values must be JSON-encodable; nil ones are left out. An extra never
+	// replaces a typed field that is set, nor a field the server writes
+	// itself (frame, bytes, and an inference error or camera state when
+	// the ack carries one).
+	Extras map[string]any
+}
+
+// ResultFields is a set of Result's typed fields.
+type ResultFields uint8
+
+// The typed fields of a Result.
+const (
+	ResultCaption ResultFields = 1 << iota
+	ResultChunkStart
+	ResultChunkEnd
+	ResultLatency
+	ResultTokens
+
+	// ResultAll is every typed field: a backend that always reports each.
+	ResultAll = ResultCaption | ResultChunkStart | ResultChunkEnd | ResultLatency | ResultTokens
+)
+
+// Has reports whether every field of f2 is in f.
+func (f ResultFields) Has(f2 ResultFields) bool { return f&f2 == f2 }
+
+// Empty reports whether r carries nothing for an ack.
+func (r Result) Empty() bool { return r.Set == 0 && len(r.Extras) == 0 }
 
 // Outcome is how one inference call ended, as told to StreamObserver.
 type Outcome string
@@ -72,6 +118,8 @@ type InferenceSession interface {
 type SessionRequest struct {
 	// StreamID is unique per stream; backends use it to scope model state.
 	StreamID string
+	// Device is the wearer's device the stream comes from.
+	Device string
 	// Options are per-stream settings for the backend, already vetted by
 	// the caller's trust policy. Their keys and meaning belong to the
 	// backend that reads them; the domain passes them on untouched. Empty

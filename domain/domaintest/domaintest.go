@@ -210,7 +210,7 @@ func (g *Gate) Infer(ctx context.Context, _ ports.Chunk) (ports.Result, error) {
 	case r := <-g.ch:
 		return r.res, r.err
 	case <-ctx.Done():
-		return nil, context.Cause(ctx)
+		return ports.Result{}, context.Cause(ctx)
 	}
 }
 

@@ -46,7 +46,7 @@ func (b *recBackend) requests() []ports.SessionRequest {
 type captionSession struct{}
 
 func (captionSession) InferChunk(context.Context, ports.Chunk) (ports.Result, error) {
-	return ports.Result{"caption": "a test scene"}, nil
+	return ports.Result{Caption: "a test scene", Set: ports.ResultCaption}, nil
 }
 func (captionSession) Close(context.Context) error { return nil }
 

@@ -1,68 +1,117 @@
 package httpapi
 
 import (
+	"cmp"
 	"encoding/json"
 	"slices"
 	"strconv"
 
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
 )
 
-// InferenceErrorField is the ack field that carries a failed call's error
-// text (domain.Ack.InferenceError), as the original server named it.
-const InferenceErrorField = "inference_error"
+// The fixed start of every ack, spelled out once so the common ack is a few
+// appends.
+const (
+	ackFramePrefix = `{"` + wire.AckFrame + `":`
+	ackBytesPrefix = `,"` + wire.AckBytes + `":`
+)
 
-// CameraField is the ack field that carries a change of camera state seen by
-// the scene gate (domain.Ack.Camera): "dark", "blurred" or "ok".
-const CameraField = "camera"
+// ackField is one field of an ack after frame and bytes.
+type ackField struct {
+	name  string
+	value any
+}
 
 // AppendAck appends the JSON form of ack to dst: {"frame":n,"bytes":b}
-// followed, in key order, by the result's non-null fields or by
-// "inference_error", with "camera" among them when the camera state changed.
-// The frame and bytes fields always come from the server, never from a model
-// reply, and so do inference_error when a call failed and camera when set.
-// The common case, an ack without a result, allocates nothing.
+// followed, in key order, by the result's fields (its typed fields that are
+// set, then its non-null extras) or by the inference error, with the camera
+// state among them when it changed (wire names each). The frame and bytes fields
+// always come from the server, never from a model reply, and so do
+// inference_error when a call failed and camera when set; a typed result
+// field wins over an extra of the same name. The common case, an ack
+// without a result, allocates nothing.
 func AppendAck(dst []byte, ack domain.Ack) []byte {
-	dst = append(dst, `{"frame":`...)
+	dst = append(dst, ackFramePrefix...)
 	dst = strconv.AppendInt(dst, ack.Frame, 10)
-	dst = append(dst, `,"bytes":`...)
+	dst = append(dst, ackBytesPrefix...)
 	dst = strconv.AppendInt(dst, int64(ack.Bytes), 10)
-	if len(ack.Result) == 0 && ack.InferenceError == "" && ack.Camera == "" {
+	if ack.Result.Empty() && ack.InferenceError == "" && ack.Camera == "" {
 		return append(dst, '}')
 	}
-	keys := make([]string, 0, len(ack.Result)+2)
-	for k, v := range ack.Result {
-		if v != nil && k != "frame" && k != "bytes" && (k != InferenceErrorField || ack.InferenceError == "") &&
-			(k != CameraField || ack.Camera == "") {
-			keys = append(keys, k)
-		}
-	}
-	if ack.InferenceError != "" {
-		keys = append(keys, InferenceErrorField)
-	}
-	if ack.Camera != "" {
-		keys = append(keys, CameraField)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		var v any
-		switch {
-		case k == InferenceErrorField && ack.InferenceError != "":
-			v = ack.InferenceError
-		case k == CameraField && ack.Camera != "":
-			v = ack.Camera
-		default:
-			v = ack.Result[k]
-		}
-		value, err := json.Marshal(v)
+	fields := ackFields(ack)
+	for _, f := range fields {
+		value, err := json.Marshal(f.value)
 		if err != nil {
 			continue // a field we cannot encode is left out rather than breaking the ack
 		}
-		name, _ := json.Marshal(k)
+		name, _ := json.Marshal(f.name)
 		dst = append(dst, ',')
 		dst = append(dst, name...)
 		dst = append(dst, ':')
 		dst = append(dst, value...)
 	}
 	return append(dst, '}')
+}
+
+// ackFields lists the fields of ack after frame and bytes, in key order.
+func ackFields(ack domain.Ack) []ackField {
+	res := ack.Result
+	fields := make([]ackField, 0, 7+len(res.Extras))
+	typed := func(set ports.ResultFields, name string, value any) {
+		if res.Set.Has(set) {
+			fields = append(fields, ackField{name, value})
+		}
+	}
+	typed(ports.ResultCaption, wire.AckCaption, res.Caption)
+	typed(ports.ResultChunkStart, wire.AckChunkStartS, res.ChunkStartS)
+	typed(ports.ResultChunkEnd, wire.AckChunkEndS, res.ChunkEndS)
+	typed(ports.ResultLatency, wire.AckLatencyMS, res.LatencyMS)
+	typed(ports.ResultTokens, wire.AckTokensGenerated, res.TokensGenerated)
+	for name, value := range res.Extras {
+		if value != nil && !serverField(name, ack) && !typedFieldSet(name, res.Set) {
+			fields = append(fields, ackField{name, value})
+		}
+	}
+	if ack.InferenceError != "" {
+		fields = append(fields, ackField{wire.AckInferenceError, ack.InferenceError})
+	}
+	if ack.Camera != "" {
+		fields = append(fields, ackField{wire.AckCamera, ack.Camera})
+	}
+	slices.SortFunc(fields, func(a, b ackField) int { return cmp.Compare(a.name, b.name) })
+	return fields
+}
+
+// serverField reports whether the server writes the field name on ack
+// itself, so that no model extra may.
+func serverField(name string, ack domain.Ack) bool {
+	switch name {
+	case wire.AckFrame, wire.AckBytes:
+		return true
+	case wire.AckInferenceError:
+		return ack.InferenceError != ""
+	case wire.AckCamera:
+		return ack.Camera != ""
+	}
+	return false
+}
+
+// typedFieldSet reports whether name is one of the result's typed fields
+// and set.
+func typedFieldSet(name string, set ports.ResultFields) bool {
+	switch name {
+	case wire.AckCaption:
+		return set.Has(ports.ResultCaption)
+	case wire.AckChunkStartS:
+		return set.Has(ports.ResultChunkStart)
+	case wire.AckChunkEndS:
+		return set.Has(ports.ResultChunkEnd)
+	case wire.AckLatencyMS:
+		return set.Has(ports.ResultLatency)
+	case wire.AckTokensGenerated:
+		return set.Has(ports.ResultTokens)
+	}
+	return false
 }

@@ -29,28 +29,38 @@ func TestAppendAckWire(t *testing.T) {
 	}{
 		{"plain", domain.Ack{Frame: 7, Bytes: 20000}, `{"frame":7,"bytes":20000}`},
 		{"result in key order", domain.Ack{Frame: 3, Bytes: 5, Result: ports.Result{
-			"tokens_generated": 12, "caption": "a dog", "latency_ms": 120, "chunk_start_s": 0.0, "chunk_end_s": 1.5,
+			TokensGenerated: 12, Caption: "a dog", LatencyMS: 120, ChunkStartS: 0.0, ChunkEndS: 1.5, Set: ports.ResultAll,
 		}}, `{"frame":3,"bytes":5,"caption":"a dog","chunk_end_s":1.5,"chunk_start_s":0,"latency_ms":120,"tokens_generated":12}`},
-		{"extra model fields pass", domain.Ack{Frame: 1, Bytes: 1, Result: ports.Result{"zeta": []int{1}, "alpha": true}},
+		{"extra model fields pass", domain.Ack{Frame: 1, Bytes: 1, Result: extras("zeta", []int{1}, "alpha", true)},
 			`{"frame":1,"bytes":1,"alpha":true,"zeta":[1]}`},
-		{"null fields left out", domain.Ack{Frame: 1, Bytes: 1, Result: ports.Result{"caption": nil, "x": 1}}, `{"frame":1,"bytes":1,"x":1}`},
-		{"model cannot set frame or bytes", domain.Ack{Frame: 2, Bytes: 3, Result: ports.Result{"frame": 99, "bytes": 99}}, `{"frame":2,"bytes":3}`},
-		{"unencodable field left out", domain.Ack{Frame: 1, Bytes: 1, Result: ports.Result{"nan": math.NaN(), "ok": 1}}, `{"frame":1,"bytes":1,"ok":1}`},
+		{"null fields left out", domain.Ack{Frame: 1, Bytes: 1, Result: extras("caption", nil, "x", 1)}, `{"frame":1,"bytes":1,"x":1}`},
+		{"model cannot set frame or bytes", domain.Ack{Frame: 2, Bytes: 3, Result: extras("frame", 99, "bytes", 99)}, `{"frame":2,"bytes":3}`},
+		{"unencodable field left out", domain.Ack{Frame: 1, Bytes: 1, Result: extras("nan", math.NaN(), "ok", 1)}, `{"frame":1,"bytes":1,"ok":1}`},
 		{"inference error", domain.Ack{Frame: 4, Bytes: 2, InferenceError: "inference timed out after 5s"},
 			`{"frame":4,"bytes":2,"inference_error":"inference timed out after 5s"}`},
 		{"the server's error wins over a model field of that name", domain.Ack{Frame: 4, Bytes: 2,
-			Result: ports.Result{"inference_error": "model's", "caption": "c"}, InferenceError: "server's"},
+			Result:         ports.Result{Extras: map[string]any{"inference_error": "model's"}, Caption: "c", Set: ports.ResultCaption},
+			InferenceError: "server's"},
 			`{"frame":4,"bytes":2,"caption":"c","inference_error":"server's"}`},
 		{"camera alone", domain.Ack{Frame: 262, Bytes: 3120, Camera: "dark"}, `{"frame":262,"bytes":3120,"camera":"dark"}`},
 		{"camera among result fields, in key order", domain.Ack{Frame: 301, Bytes: 9, Camera: "ok",
-			Result: ports.Result{"caption": "a desk", "latency_ms": 80}},
+			Result: ports.Result{Caption: "a desk", LatencyMS: 80, Set: ports.ResultCaption | ports.ResultLatency}},
 			`{"frame":301,"bytes":9,"camera":"ok","caption":"a desk","latency_ms":80}`},
 		{"camera with an inference error", domain.Ack{Frame: 5, Bytes: 1, Camera: "blurred", InferenceError: "boom"},
 			`{"frame":5,"bytes":1,"camera":"blurred","inference_error":"boom"}`},
 		{"the server's camera wins over a model field of that name", domain.Ack{Frame: 6, Bytes: 1, Camera: "dark",
-			Result: ports.Result{"camera": "model's"}}, `{"frame":6,"bytes":1,"camera":"dark"}`},
+			Result: extras("camera", "model's")}, `{"frame":6,"bytes":1,"camera":"dark"}`},
 		{"without a camera state a model field of that name passes as before", domain.Ack{Frame: 6, Bytes: 1,
-			Result: ports.Result{"camera": "model's"}}, `{"frame":6,"bytes":1,"camera":"model's"}`},
+			Result: extras("camera", "model's")}, `{"frame":6,"bytes":1,"camera":"model's"}`},
+		{"a typed field wins over an extra of that name", domain.Ack{Frame: 8, Bytes: 1,
+			Result: ports.Result{Caption: "typed", Set: ports.ResultCaption, Extras: map[string]any{"caption": "extra", "z": 1}}},
+			`{"frame":8,"bytes":1,"caption":"typed","z":1}`},
+		{"an empty caption that is set is sent", domain.Ack{Frame: 9, Bytes: 1,
+			Result: ports.Result{ChunkStartS: 2, ChunkEndS: 3, Set: ports.ResultAll}},
+			`{"frame":9,"bytes":1,"caption":"","chunk_end_s":3,"chunk_start_s":2,"latency_ms":0,"tokens_generated":0}`},
+		{"a typed field that cannot be encoded is left out", domain.Ack{Frame: 9, Bytes: 1,
+			Result: ports.Result{LatencyMS: math.Inf(1), Caption: "c", Set: ports.ResultCaption | ports.ResultLatency}},
+			`{"frame":9,"bytes":1,"caption":"c"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +123,7 @@ func FuzzAppendAck(f *testing.F) {
 	f.Add(int64(9), 1, "a desk", "", "camera", 1.0, false, "dark")
 	f.Add(int64(9), 1, "", "boom", "", 0.0, false, "\xff\"")
 	f.Fuzz(func(t *testing.T, frame int64, size int, caption, errText, key string, number float64, withNull bool, camera string) {
-		result := ports.Result{}
+		result := map[string]any{}
 		if caption != "" {
 			result["caption"] = caption
 		}
@@ -123,7 +133,7 @@ func FuzzAppendAck(f *testing.F) {
 		if withNull {
 			result["nothing"] = nil
 		}
-		ack := domain.Ack{Frame: frame, Bytes: size, Result: result, InferenceError: errText, Camera: camera}
+		ack := domain.Ack{Frame: frame, Bytes: size, Result: typedResult(result), InferenceError: errText, Camera: camera}
 		got := httpapi.AppendAck([]byte("prefix"), ack)
 		require.True(t, bytes.HasPrefix(got, []byte("prefix")), "appends to dst")
 		got = got[len("prefix"):]
@@ -158,6 +168,44 @@ func FuzzAppendAck(f *testing.F) {
 			assert.Less(t, keys[i-1], keys[i], "keys after frame and bytes are sorted and unique")
 		}
 	})
+}
+
+// extras is a result of only backend-specific fields, given as name, value
+// pairs.
+func extras(pairs ...any) ports.Result {
+	m := make(map[string]any, len(pairs)/2)
+	for i := 0; i < len(pairs); i += 2 {
+		m[pairs[i].(string)] = pairs[i+1]
+	}
+	return ports.Result{Extras: m}
+}
+
+// typedResult is the result a backend builds from reply fields: those of
+// the typed fields' names and types become typed fields, the rest extras.
+func typedResult(fields map[string]any) ports.Result {
+	var res ports.Result
+	for name, value := range fields {
+		s, isString := value.(string)
+		f, isFloat := value.(float64)
+		switch {
+		case name == "caption" && isString:
+			res.Caption, res.Set = s, res.Set|ports.ResultCaption
+		case name == "chunk_start_s" && isFloat:
+			res.ChunkStartS, res.Set = f, res.Set|ports.ResultChunkStart
+		case name == "chunk_end_s" && isFloat:
+			res.ChunkEndS, res.Set = f, res.Set|ports.ResultChunkEnd
+		case name == "latency_ms" && isFloat:
+			res.LatencyMS, res.Set = f, res.Set|ports.ResultLatency
+		case name == "tokens_generated" && isFloat && f == math.Trunc(f) && math.Abs(f) <= 1<<53 && !(f == 0 && math.Signbit(f)):
+			res.TokensGenerated, res.Set = int64(f), res.Set|ports.ResultTokens
+		default:
+			if res.Extras == nil {
+				res.Extras = map[string]any{}
+			}
+			res.Extras[name] = value
+		}
+	}
+	return res
 }
 
 func decode(t *testing.T, data []byte) map[string]any {

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -43,18 +44,15 @@ func NewCaptionsHandler(reader ports.CaptionReader, logger *slog.Logger) *Captio
 
 // captionJSON is one caption in the response.
 type captionJSON struct {
-	ID          string  `json:"id"`
-	Device      string  `json:"device"`
-	StreamID    string  `json:"stream_id"`
-	Start       string  `json:"start"`
-	End         string  `json:"end"`
-	ChunkStartS float64 `json:"chunk_start_s"`
-	ChunkEndS   float64 `json:"chunk_end_s"`
-	Caption     string  `json:"caption"`
-	LatencyMS   float64 `json:"latency_ms"`
-	Tokens      int64   `json:"tokens_generated"`
-	Backend     string  `json:"backend"`
-	Model       string  `json:"model"`
+	ID       string `json:"id"`
+	Device   string `json:"device"`
+	StreamID string `json:"stream_id"`
+	Start    string `json:"start"`
+	End      string `json:"end"`
+	// The model's fields, under the ack's names.
+	wire.CaptionFields
+	Backend string `json:"backend"`
+	Model   string `json:"model"`
 }
 
 type captionsJSON struct {
@@ -87,8 +85,9 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body.Captions = append(body.Captions, captionJSON{
 			ID: c.ID, Device: c.Device, StreamID: c.StreamID,
 			Start: c.Start.UTC().Format(time.RFC3339Nano), End: c.End.UTC().Format(time.RFC3339Nano),
-			ChunkStartS: c.ChunkStartS, ChunkEndS: c.ChunkEndS, Caption: c.Text,
-			LatencyMS: c.LatencyMS, Tokens: c.Tokens, Backend: c.Backend, Model: c.Model,
+			CaptionFields: wire.CaptionFields{ChunkStartS: c.ChunkStartS, ChunkEndS: c.ChunkEndS, Caption: c.Text,
+				LatencyMS: c.LatencyMS, TokensGenerated: c.Tokens},
+			Backend: c.Backend, Model: c.Model,
 		})
 	}
 	if page.NextCursor != "" {

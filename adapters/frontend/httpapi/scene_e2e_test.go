@@ -53,7 +53,7 @@ func streamClip(t *testing.T, frames [][]byte, scene domain.SceneConfig) clipRun
 	}
 	secondOf := func(chunk ports.Chunk) int { return index[string(chunk.Frames[len(chunk.Frames)-1])] / scenetest.FPS }
 	backend := &domaintest.Backend{Infer: func(_ context.Context, chunk ports.Chunk) (ports.Result, error) {
-		return ports.Result{"caption": fmt.Sprintf("second %d", secondOf(chunk))}, nil
+		return ports.Result{Caption: fmt.Sprintf("second %d", secondOf(chunk)), Set: ports.ResultCaption}, nil
 	}}
 	clock := domaintest.NewClock()
 	obs := &cutCounter{}

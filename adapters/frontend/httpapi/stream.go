@@ -9,14 +9,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gobwas/ws"
 
-	"github.com/foresight-vision/foresight/adapters/inference/noop"
 	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
 	"github.com/foresight-vision/foresight/domain"
@@ -48,10 +46,11 @@ const HeaderPokeAPIKey = wire.HeaderPokeAPIKey
 // StreamConfig configures the /vision/stream handler. The zero value works:
 // no inference, default limits.
 type StreamConfig struct {
-	// Backend opens one inference session per stream; nil means noop.
+	// Backend opens one inference session per stream; nil means no model
+	// (the app hands in its own, noop included).
 	Backend ports.InferenceBackend
 	// Session tunes each stream's domain session (chunking, buffer, prompt,
-	// inference timeout). Its Budget also bounds the messages being read:
+	// inference timeout, where its captions go). Its Budget also bounds the messages being read:
 	// when it is spent and the stream has no frames of its own to give up,
 	// the new message is read past, discarded and acked as dropped. A
 	// message larger than the whole budget gets close 1009.
@@ -73,20 +72,11 @@ type StreamConfig struct {
 	SessionOptions func(*http.Request) map[string]string
 	// Observer is told about streams and frames; nil means none.
 	Observer Observer
-	// Captions is handed every caption delivered on an ack (the visual
-	// memory); nil keeps none. Record must not block.
-	Captions CaptionSink
-	// BackendName and ModelName label the captions kept.
-	BackendName string
-	ModelName   string
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
 }
 
 func (c StreamConfig) withDefaults() StreamConfig {
-	if c.Backend == nil {
-		c.Backend = noop.Backend{}
-	}
 	if c.MaxFrameBytes <= 0 {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
 	}
@@ -109,11 +99,6 @@ func (c StreamConfig) withDefaults() StreamConfig {
 		c.Session.Observer = c.Observer
 	}
 	return c
-}
-
-// CaptionSink takes the captions delivered on acks; domain.Recorder is one.
-type CaptionSink interface {
-	Record(ports.Caption)
 }
 
 // StreamHandler serves GET /vision/stream: binary frames in, JSON acks out.
@@ -176,7 +161,7 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer h.active.Add(-1)
 
-	req := ports.SessionRequest{StreamID: rand.Text()}
+	req := ports.SessionRequest{StreamID: rand.Text(), Device: device}
 	if h.cfg.SessionOptions != nil {
 		req.Options = h.cfg.SessionOptions(r)
 	}
@@ -204,9 +189,6 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h:      h,
 		frames: frames,
 		logger: logger,
-		id:     req.StreamID,
-		device: device,
-		start:  time.Now(),
 		stream: domain.StartStream(h.cfg.Backend, req, h.cfg.Session),
 	}
 	frames.SetShed(s.stream.DropBuffered)
@@ -321,11 +303,6 @@ type wsStream struct {
 	logger *slog.Logger
 	stream *domain.Stream
 	ackBuf []byte
-	id     string
-	device string
-	// start is the stream's wall-clock start: a caption's chunk offsets
-	// are counted from it.
-	start time.Time
 	// failures counts the inference failures since the last success, and
 	// lastFailure is the latest one's text: with the model down every
 	// chunk fails, and one line per change of state is enough.
@@ -379,10 +356,6 @@ func (s *wsStream) handleFrame(frame []byte) error {
 
 // ack writes one frame's ack.
 func (s *wsStream) ack(ack domain.Ack) error {
-	if ack.Result != nil && s.h.cfg.Captions != nil {
-		// Before the write: a caption the client sees is always handed on.
-		s.record(ack)
-	}
 	// Before the write, so a client that sees the ack finds the line.
 	s.logInference(ack)
 	s.ackBuf = AppendAck(s.ackBuf[:0], ack)
@@ -407,20 +380,9 @@ func (s *wsStream) logInference(ack domain.Ack) {
 			s.logger.Warn("inference failed", "frame", ack.Frame, "failures", s.failures, "err", ack.InferenceError)
 		}
 		s.lastFailure = ack.InferenceError
-	case ack.Result != nil && s.failures > 0:
+	case !ack.Result.Empty() && s.failures > 0:
 		s.logger.Info("inference recovered", "frame", ack.Frame, "failures", s.failures)
 		s.failures, s.lastFailure = 0, ""
-	}
-}
-
-// record hands the caption of ack's result to the visual memory. The id is
-// the stream's (random) id and the frame number, unique and stable, so a
-// retried batch is stored once.
-func (s *wsStream) record(ack domain.Ack) {
-	id := s.id + "-" + strconv.FormatInt(ack.Frame, 10)
-	c, ok := domain.CaptionFromResult(ack.Result, id, s.device, s.id, s.start, s.h.cfg.BackendName, s.h.cfg.ModelName)
-	if ok {
-		s.h.cfg.Captions.Record(c)
 	}
 }
 

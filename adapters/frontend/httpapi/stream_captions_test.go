@@ -33,10 +33,10 @@ func captionBackend() *domaintest.Backend {
 	return &domaintest.Backend{Infer: func(_ context.Context, c ports.Chunk) (ports.Result, error) {
 		i := n.Add(1)
 		if i%5 == 0 {
-			return nil, errors.New("CUDA out of memory")
+			return ports.Result{}, errors.New("CUDA out of memory")
 		}
-		return ports.Result{"caption": fmt.Sprintf("caption %d", i), "chunk_start_s": 0.25, "chunk_end_s": 0.75,
-			"latency_ms": 12.5, "tokens_generated": 3}, nil
+		return ports.Result{Caption: fmt.Sprintf("caption %d", i), ChunkStartS: 0.25, ChunkEndS: 0.75,
+			LatencyMS: 12.5, TokensGenerated: 3, Set: ports.ResultAll}, nil
 	}}
 }
 
@@ -95,8 +95,8 @@ func captionsOn(t *testing.T, c *client, n int, sent *int64) (captions []string,
 
 func TestStreamHandsEachCaptionOnWithItsDevice(t *testing.T) {
 	rec := &sink{}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: captionBackend(), Session: domain.Config{ChunkInterval: -1},
-		Captions: rec, BackendName: "modal", ModelName: "gemma3"})
+	s := newStreamServer(t, httpapi.StreamConfig{Backend: captionBackend(), Session: domain.Config{ChunkInterval: -1,
+		Captions: rec, BackendName: "modal", ModelName: "gemma3"}})
 
 	base := s.url
 	byQuery, errs := captionsOn(t, s.dialURL(base+"?device=kitchen", nil), 6, new(int64))
@@ -131,7 +131,7 @@ func TestStreamHandsEachCaptionOnWithItsDevice(t *testing.T) {
 
 func TestBadDeviceGets400BeforeTheUpgrade(t *testing.T) {
 	rec := &sink{}
-	s := newStreamServer(t, httpapi.StreamConfig{Captions: rec})
+	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Captions: rec}})
 	httpURL := "http" + strings.TrimPrefix(s.url, "ws")
 	for _, bad := range []string{"no spaces", "slash/no", strings.Repeat("a", 65), "ünï", "semi;colon"} {
 		t.Run("query "+bad, func(t *testing.T) {
@@ -220,7 +220,7 @@ func TestStoreOutageChangesNoAckAndTheQueueBoundHolds(t *testing.T) {
 	watch := &depthWatch{}
 	recorder := domain.NewRecorder(db, domain.RecorderConfig{QueueSize: bound, BatchSize: 4,
 		FlushInterval: 5 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, Observer: watch})
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: captionBackend(), Session: domain.Config{ChunkInterval: -1}, Captions: recorder})
+	s := newStreamServer(t, httpapi.StreamConfig{Backend: captionBackend(), Session: domain.Config{ChunkInterval: -1, Captions: recorder}})
 	c := s.dial(nil)
 	var sent int64
 

@@ -199,7 +199,8 @@ func TestAckNotDelayedByInference(t *testing.T) {
 		ss := backend.Sessions()
 		return len(ss) == 1 && len(ss[0].Chunks()) == 1
 	}, 5*time.Second, time.Millisecond)
-	gate.Release(ports.Result{"caption": "a person walking", "chunk_start_s": 0.0, "chunk_end_s": 0.5, "latency_ms": 250, "tokens_generated": nil}, nil)
+	gate.Release(ports.Result{Caption: "a person walking", ChunkStartS: 0.0, ChunkEndS: 0.5, LatencyMS: 250,
+		Set: ports.ResultCaption | ports.ResultChunkStart | ports.ResultChunkEnd | ports.ResultLatency}, nil)
 
 	// The caption arrives on exactly one later ack.
 	captions := 0
@@ -211,7 +212,7 @@ func TestAckNotDelayedByInference(t *testing.T) {
 			assert.Equal(t, "a person walking", *a.Caption)
 			assert.Equal(t, float64(250), a.raw["latency_ms"])
 			assert.Contains(t, a.raw, "chunk_end_s")
-			assert.NotContains(t, a.raw, "tokens_generated", "null fields are left out")
+			assert.NotContains(t, a.raw, "tokens_generated", "fields a backend does not set are left out")
 		}
 		if i == 10 {
 			go gate.Release(ports.Result{}, nil) // let the next call finish with nothing
@@ -228,9 +229,9 @@ func TestInferenceErrorThenStreamGoesOn(t *testing.T) {
 		defer mu.Unlock()
 		calls++
 		if calls == 1 {
-			return nil, errors.New("CUDA out of memory")
+			return ports.Result{}, errors.New("CUDA out of memory")
 		}
-		return ports.Result{"caption": "ok again"}, nil
+		return ports.Result{Caption: "ok again", Set: ports.ResultCaption}, nil
 	}}
 	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1}})
 	c := s.dial(nil)
@@ -259,9 +260,9 @@ func TestFailingChunksAreLoggedOnceThenTheRecovery(t *testing.T) {
 	var calls atomic.Int64
 	backend := &domaintest.Backend{Infer: func(context.Context, ports.Chunk) (ports.Result, error) {
 		if calls.Add(1) <= 10 {
-			return nil, errors.New("model server unreachable")
+			return ports.Result{}, errors.New("model server unreachable")
 		}
-		return ports.Result{"caption": "back"}, nil
+		return ports.Result{Caption: "back", Set: ports.ResultCaption}, nil
 	}}
 	logs := &testlog.Buffer{}
 	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1},
@@ -616,7 +617,7 @@ func TestLoneClientIsNotRefusedByItsOwnChunkInFlight(t *testing.T) {
 		assert.Equal(t, frameBytes, a.Bytes)
 		assert.Nil(t, a.Caption)
 	}
-	gate.Release(ports.Result{"caption": "a desk"}, nil)
+	gate.Release(ports.Result{Caption: "a desk", Set: ports.ResultCaption}, nil)
 	// The result rides on a later ack (as soon as the stream sees the call
 	// back); every frame meanwhile is acked, none refused.
 	captions := 0

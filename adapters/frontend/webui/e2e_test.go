@@ -192,10 +192,9 @@ func startServer(t *testing.T, magicWord string) *server {
 	recorder := domain.NewRecorder(store, domain.RecorderConfig{FlushInterval: 50 * time.Millisecond})
 
 	streams := newSwapStreams(httpapi.StreamConfig{
-		Backend:  backend,
-		Captions: recorder,
+		Backend: backend,
 		// Short chunks, so captions come quickly.
-		Session: domain.Config{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second},
+		Session: domain.Config{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second, Captions: recorder},
 		Logger:  logger,
 	})
 	router := httpapi.NewRouter(streams,

@@ -98,17 +98,17 @@ func TestCaptionRoundTrip(t *testing.T) {
 
 	res, err := s.InferChunk(context.Background(), chunk([]byte("jpeg-1"), []byte("jpeg-22")))
 	require.NoError(t, err)
-	assert.Equal(t, "chunk 1: 2 frames", res["caption"])
-	assert.Equal(t, 1.5, res["chunk_start_s"])
-	assert.Equal(t, 2.5, res["chunk_end_s"])
-	assert.Equal(t, int64(3), res["tokens_generated"])
-	assert.IsType(t, 0, res["latency_ms"], "measured round trip filled in")
+	assert.Equal(t, "chunk 1: 2 frames", res.Caption)
+	assert.Equal(t, 1.5, res.ChunkStartS)
+	assert.Equal(t, 2.5, res.ChunkEndS)
+	assert.Equal(t, int64(3), res.TokensGenerated)
+	assert.True(t, res.Set.Has(ports.ResultLatency), "measured round trip filled in")
 	_, err = json.Marshal(res)
 	require.NoError(t, err)
 
 	res, err = s.InferChunk(context.Background(), chunk([]byte("x")))
 	require.NoError(t, err)
-	assert.Equal(t, "chunk 2: 1 frames", res["caption"])
+	assert.Equal(t, "chunk 2: 1 frames", res.Caption)
 
 	calls := f.srv.CallsTo(modaltest.MethodInferChunk)
 	require.Len(t, calls, 2)
@@ -134,7 +134,7 @@ func TestEmptyChunkSendsEmptyList(t *testing.T) {
 	s := f.open(t, "s", nil)
 	res, err := s.InferChunk(context.Background(), ports.Chunk{Prompt: "p"})
 	require.NoError(t, err)
-	assert.Equal(t, "", res["caption"])
+	assert.Equal(t, "", res.Caption)
 	c := f.srv.CallsTo(modaltest.MethodInferChunk)[0]
 	assert.Equal(t, []any{}, c.Args[0], "frames must reach Python as an empty list, not None")
 	require.NoError(t, s.Close(context.Background()))
@@ -157,7 +157,7 @@ func TestLargeChunkAndReplyGoThroughBlobs(t *testing.T) {
 	}
 	res, err := s.InferChunk(context.Background(), chunk(frames...))
 	require.NoError(t, err)
-	assert.Equal(t, big, res["caption"])
+	assert.Equal(t, big, res.Caption)
 
 	c := f.srv.CallsTo(modaltest.MethodInferChunk)[0]
 	assert.True(t, c.ArgsViaBlob, "3 MiB of arguments must go through the blob upload")
@@ -190,7 +190,7 @@ func TestRemoteFailureThenStreamGoesOn(t *testing.T) {
 
 	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
-	assert.Equal(t, "chunk 2: 1 frames", res["caption"])
+	assert.Equal(t, "chunk 2: 1 frames", res.Caption)
 	require.NoError(t, s.Close(context.Background()))
 }
 
@@ -200,7 +200,7 @@ func TestDelayedReplyArrives(t *testing.T) {
 	s := f.open(t, "s", nil)
 	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
-	assert.Equal(t, "chunk 1: 1 frames", res["caption"])
+	assert.Equal(t, "chunk 1: 1 frames", res.Caption)
 	require.NoError(t, s.Close(context.Background()))
 }
 
@@ -225,7 +225,7 @@ func TestHungCallIsCancelledOnDeadline(t *testing.T) {
 	// The next chunk still goes.
 	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
-	assert.Equal(t, "chunk 2: 1 frames", res["caption"])
+	assert.Equal(t, "chunk 2: 1 frames", res.Caption)
 	require.NoError(t, s.Close(context.Background()))
 }
 
@@ -565,12 +565,44 @@ func TestReplyDecoding(t *testing.T) {
 	res, err := s.InferChunk(context.Background(), chunk([]byte("a")))
 	require.NoError(t, err)
 	assert.Equal(t, ports.Result{
-		"caption":    "hi",
-		"latency_ms": int64(42),
-		"nested":     map[string]any{"7": []any{float64(math.MaxUint64), int64(-3), "txt"}},
+		Caption:   "hi",
+		LatencyMS: 42,
+		Set:       ports.ResultCaption | ports.ResultLatency,
+		Extras:    map[string]any{"nested": map[string]any{"7": []any{float64(math.MaxUint64), int64(-3), "txt"}}},
 	}, res)
-	_, err = json.Marshal(res)
+	_, err = json.Marshal(res.Extras)
 	require.NoError(t, err)
+
+	// A field whose value does not fit its typed field (or would change its
+	// JSON form there) stays an extra, as it came; a latency the app sent,
+	// of whatever type, is not replaced by the measured one.
+	f.srv.SetReply(func(c modaltest.Call) (any, error) {
+		return map[any]any{
+			"caption":          7,
+			"chunk_start_s":    int64(1) << 60,
+			"chunk_end_s":      2,
+			"latency_ms":       "slow",
+			"tokens_generated": 2.5,
+		}, nil
+	})
+	res, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, ports.Result{
+		ChunkEndS: 2,
+		Set:       ports.ResultChunkEnd,
+		Extras: map[string]any{"caption": int64(7), "chunk_start_s": int64(1) << 60, "latency_ms": "slow",
+			"tokens_generated": 2.5},
+	}, res)
+
+	f.srv.SetReply(func(c modaltest.Call) (any, error) {
+		return map[any]any{"tokens_generated": 4.0, "chunk_start_s": int64(3)}, nil
+	})
+	res, err = s.InferChunk(context.Background(), chunk([]byte("a")))
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), res.TokensGenerated, "a whole float is a token count")
+	assert.Equal(t, 3.0, res.ChunkStartS)
+	assert.True(t, res.Set.Has(ports.ResultTokens|ports.ResultChunkStart|ports.ResultLatency), "latency measured when the app sent none")
+	assert.Empty(t, res.Extras)
 
 	f.srv.SetReply(func(c modaltest.Call) (any, error) { return []any{"not", "a", "dict"}, nil })
 	_, err = s.InferChunk(context.Background(), chunk([]byte("a")))

@@ -10,6 +10,7 @@ import (
 
 	modalsdk "github.com/modal-labs/libmodal/modal-go"
 
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -52,10 +53,10 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 	closed := s.closed
 	s.mu.Unlock()
 	if closed {
-		return nil, errSessionClosed
+		return ports.Result{}, errSessionClosed
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("modal infer_chunk: %w", err)
+		return ports.Result{}, fmt.Errorf("modal infer_chunk: %w", err)
 	}
 
 	// []any of []byte encodes as a CBOR array of byte strings, which Python
@@ -72,14 +73,15 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 	start := time.Now()
 	out, err := s.callSized(ctx, s.infer, args, chunkBytes(chunk.Frames))
 	if err != nil {
-		return nil, fmt.Errorf("modal infer_chunk: %w", err)
+		return ports.Result{}, fmt.Errorf("modal infer_chunk: %w", err)
 	}
 	res, err := toResult(out)
 	if err != nil {
-		return nil, fmt.Errorf("modal infer_chunk: %w", err)
+		return ports.Result{}, fmt.Errorf("modal infer_chunk: %w", err)
 	}
-	if _, ok := res["latency_ms"]; !ok {
-		res["latency_ms"] = sinceMS(start)
+	if _, sent := res.Extras[wire.AckLatencyMS]; !sent && !res.Set.Has(ports.ResultLatency) {
+		res.LatencyMS = float64(sinceMS(start))
+		res.Set |= ports.ResultLatency
 	}
 	return res, nil
 }

@@ -219,14 +219,16 @@ type reply struct {
 	tokensGenerated int64
 }
 
-// toResult is the one place a reply becomes the ack's fields.
+// toResult is the one place a reply becomes the ack's fields: every typed
+// field, always, as the Gemma app replies.
 func toResult(r reply) ports.Result {
 	return ports.Result{
-		"caption":          r.caption,
-		"chunk_start_s":    r.startS,
-		"chunk_end_s":      r.endS,
-		"latency_ms":       r.latency.Milliseconds(),
-		"tokens_generated": r.tokensGenerated,
+		Caption:         r.caption,
+		ChunkStartS:     r.startS,
+		ChunkEndS:       r.endS,
+		LatencyMS:       float64(r.latency.Milliseconds()),
+		TokensGenerated: r.tokensGenerated,
+		Set:             ports.ResultAll,
 	}
 }
 
@@ -245,7 +247,7 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 	}
 	if now := b.cfg.Now(); now.Before(s.waitUntil) {
 		b.droppedChunks.Add(1)
-		return nil, fmt.Errorf("%w: chunk not sent, retry in %s", ErrRateLimited, s.waitUntil.Sub(now).Round(100*time.Millisecond))
+		return ports.Result{}, fmt.Errorf("%w: chunk not sent, retry in %s", ErrRateLimited, s.waitUntil.Sub(now).Round(100*time.Millisecond))
 	}
 	parts := make([]sdk.ChatMessagePart, 0, 1+len(chunk.Frames))
 	parts = append(parts, sdk.ChatMessagePart{
@@ -262,7 +264,7 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 		})
 	}
 	if len(parts) == 1 {
-		return nil, fmt.Errorf("none of the %d frames in the chunk is a JPEG", len(chunk.Frames))
+		return ports.Result{}, fmt.Errorf("none of the %d frames in the chunk is a JPEG", len(chunk.Frames))
 	}
 	request := sdk.ChatCompletionRequest{
 		Model:       b.cfg.Model,
@@ -272,7 +274,7 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 	}
 	completion, err := b.client.CreateChatCompletion(ctx, request)
 	if err != nil {
-		return nil, s.callError(ctx, err)
+		return ports.Result{}, s.callError(ctx, err)
 	}
 	var raw string
 	if len(completion.Choices) > 0 {

@@ -14,7 +14,7 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/foresight-vision/foresight/domain"
+	"github.com/foresight-vision/foresight/ports"
 )
 
 // Defaults of Config.
@@ -62,7 +62,7 @@ type Config struct {
 	// a negative value means none.
 	CaptionHistory int
 	// Prompt is the task when a chunk brings none (VISION_PROMPT). Default
-	// domain.DefaultPrompt.
+	// ports.DefaultPrompt.
 	Prompt string
 	// MaxResponseBytes bounds a reply body. Zero or less means
 	// DefaultMaxResponseBytes.
@@ -116,7 +116,7 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 		c.CaptionHistory = 0
 	}
 	if c.Prompt == "" {
-		c.Prompt = domain.DefaultPrompt
+		c.Prompt = ports.DefaultPrompt
 	}
 	if c.MaxResponseBytes <= 0 {
 		c.MaxResponseBytes = DefaultMaxResponseBytes

@@ -92,11 +92,11 @@ func TestRequestShapeAndResult(t *testing.T) {
 	frames := [][]byte{jpeg("one"), jpeg("two"), []byte("not a jpeg"), jpeg("three")}
 	res, err := s.InferChunk(context.Background(), chunk(0, 1.25, frames...))
 	require.NoError(t, err)
-	assert.Equal(t, "A person walks a dog.", res["caption"])
-	assert.Equal(t, 0.0, res["chunk_start_s"])
-	assert.Equal(t, 1.25, res["chunk_end_s"])
-	assert.Equal(t, int64(9), res["tokens_generated"])
-	assert.IsType(t, int64(0), res["latency_ms"])
+	assert.Equal(t, "A person walks a dog.", res.Caption)
+	assert.Equal(t, 0.0, res.ChunkStartS)
+	assert.Equal(t, 1.25, res.ChunkEndS)
+	assert.Equal(t, int64(9), res.TokensGenerated)
+	assert.True(t, res.Set.Has(ports.ResultLatency))
 
 	reqs := f.srv.Requests()
 	require.Len(t, reqs, 1, "one request per chunk")
@@ -131,8 +131,8 @@ func TestEmptyChunkAndNoJPEGSendNothing(t *testing.T) {
 	s := f.open(t, "s1")
 	res, err := s.InferChunk(context.Background(), chunk(2, 3))
 	require.NoError(t, err)
-	assert.Equal(t, "", res["caption"])
-	assert.Equal(t, int64(0), res["tokens_generated"])
+	assert.Equal(t, "", res.Caption)
+	assert.Equal(t, int64(0), res.TokensGenerated)
 	_, err = s.InferChunk(context.Background(), chunk(2, 3, []byte("png?")))
 	require.ErrorContains(t, err, "none of the 1 frames in the chunk is a JPEG")
 	assert.Empty(t, f.srv.Requests())
@@ -235,7 +235,7 @@ func TestFailuresAreShortAndNeverCarryTheKey(t *testing.T) {
 			// Recovery: the next chunk goes through.
 			res, err := s.InferChunk(context.Background(), chunk(1, 2, jpeg("b")))
 			require.NoError(t, err)
-			assert.Equal(t, "caption 2", res["caption"])
+			assert.Equal(t, "caption 2", res.Caption)
 
 			logs := f.logs.String()
 			assert.Contains(t, logs, "stream_id=stream-1")
@@ -282,7 +282,7 @@ func TestRateLimitHonoursRetryAfter(t *testing.T) {
 			f.clock.Advance(100 * time.Millisecond)
 			res, err := a.InferChunk(context.Background(), chunk(3, 4, jpeg("d")))
 			require.NoError(t, err)
-			assert.Equal(t, "caption 3", res["caption"])
+			assert.Equal(t, "caption 3", res.Caption)
 			assert.Len(t, f.srv.Requests(), 3)
 		})
 	}
@@ -364,12 +364,12 @@ func TestStreamTimesOutAndRecovers(t *testing.T) {
 	clock.Advance(5 * time.Second)
 	require.True(t, st.Await(context.Background()))
 	ack := st.HandleFrame(jpeg("b")) // carries the timeout, cuts chunk 2
-	assert.Nil(t, ack.Result)
+	assert.True(t, ack.Result.Empty())
 	assert.Equal(t, "inference timed out after 5s", ack.InferenceError)
 	require.True(t, st.Await(context.Background()))
 	ack = st.HandleFrame(jpeg("c"))
-	require.NotNil(t, ack.Result)
-	assert.Equal(t, "caption 2", ack.Result["caption"])
+	require.False(t, ack.Result.Empty())
+	assert.Equal(t, "caption 2", ack.Result.Caption)
 	assert.Equal(t, [][]byte{jpeg("b")}, f.srv.Requests()[1].Images)
 }
 
@@ -409,7 +409,7 @@ func TestUnreachableThenRecovers(t *testing.T) {
 	defer up.Close()
 	res, err := s.InferChunk(context.Background(), chunk(1, 2, jpeg("b")))
 	require.NoError(t, err)
-	assert.Equal(t, "back", res["caption"])
+	assert.Equal(t, "back", res.Caption)
 }
 
 func TestOversizedReplyIsRefused(t *testing.T) {

@@ -77,7 +77,7 @@ type Ack struct {
 // HasResult reports whether the ack carries an inference outcome: a caption
 // or an inference_error (the replay tool's "inference event").
 func (a Ack) HasResult() bool {
-	_, err := a.Fields["inference_error"]
+	_, err := a.Fields[wire.AckInferenceError]
 	return a.HasCaption || err
 }
 
@@ -257,18 +257,18 @@ func ParseAck(raw []byte) (Ack, error) {
 	if a.Fields == nil {
 		return Ack{}, fmt.Errorf("decode ack %q: not a JSON object", truncate(raw, 200))
 	}
-	if n, ok := a.Fields["frame"].(json.Number); ok {
+	if n, ok := a.Fields[wire.AckFrame].(json.Number); ok {
 		a.Frame, _ = strconv.ParseInt(n.String(), 10, 64)
 	}
-	if n, ok := a.Fields["bytes"].(json.Number); ok {
+	if n, ok := a.Fields[wire.AckBytes].(json.Number); ok {
 		v, _ := strconv.ParseInt(n.String(), 10, 64)
 		a.Bytes = int(v)
 	}
-	if s, ok := a.Fields["caption"]; ok {
+	if s, ok := a.Fields[wire.AckCaption]; ok {
 		a.HasCaption = true
 		a.Caption, _ = s.(string)
 	}
-	if s, ok := a.Fields["inference_error"]; ok {
+	if s, ok := a.Fields[wire.AckInferenceError]; ok {
 		if str, isStr := s.(string); isStr {
 			a.InferenceError = str
 		} else {

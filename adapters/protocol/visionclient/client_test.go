@@ -99,7 +99,8 @@ func TestCaptionsAndInferenceErrorsArrive(t *testing.T) {
 		{
 			name: "caption",
 			infer: func(context.Context, ports.Chunk) (ports.Result, error) {
-				return ports.Result{"caption": "a person walks", "latency_ms": 7, "tokens_generated": 3}, nil
+				return ports.Result{Caption: "a person walks", LatencyMS: 7, TokensGenerated: 3,
+					Set: ports.ResultCaption | ports.ResultLatency | ports.ResultTokens}, nil
 			},
 			check: func(t *testing.T, a visionclient.Ack) {
 				assert.True(t, a.HasCaption)
@@ -112,7 +113,7 @@ func TestCaptionsAndInferenceErrorsArrive(t *testing.T) {
 		{
 			name: "error",
 			infer: func(context.Context, ports.Chunk) (ports.Result, error) {
-				return nil, errors.New("model exploded")
+				return ports.Result{}, errors.New("model exploded")
 			},
 			check: func(t *testing.T, a visionclient.Ack) {
 				assert.False(t, a.HasCaption)

@@ -45,6 +45,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/emptypb"
+
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 )
 
 // Names of the apps, classes and methods Foresight uses.
@@ -125,9 +127,9 @@ type Lookup struct {
 // an error becomes a remote exception with the error's text.
 type ReplyFunc func(Call) (any, error)
 
-// DefaultReply mimics the remote classes: infer_chunk returns
-// {"caption": "chunk N: K frames", "chunk_start_s", "chunk_end_s",
-// "tokens_generated": 3} (an empty caption and 0 tokens for no frames), and
+// DefaultReply mimics the remote classes: infer_chunk returns a dict of the
+// caption "chunk N: K frames", the chunk's window and 3 tokens generated
+// (an empty caption and 0 tokens for no frames), under the ack's names, and
 // close returns None.
 func DefaultReply(c Call) (any, error) {
 	if c.Method != MethodInferChunk {
@@ -138,10 +140,10 @@ func DefaultReply(c Call) (any, error) {
 		caption, tokens = "", 0
 	}
 	return map[string]any{
-		"caption":          caption,
-		"chunk_start_s":    c.StartS,
-		"chunk_end_s":      c.EndS,
-		"tokens_generated": tokens,
+		wire.AckCaption:         caption,
+		wire.AckChunkStartS:     c.StartS,
+		wire.AckChunkEndS:       c.EndS,
+		wire.AckTokensGenerated: tokens,
 	}, nil
 }
 

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
 
@@ -204,7 +205,7 @@ func (r *run) onAck(a visionclient.Ack) {
 	if a.HasCaption {
 		r.captions.Add(1)
 	}
-	if _, ok := a.Fields["inference_error"]; ok {
+	if _, ok := a.Fields[wire.AckInferenceError]; ok {
 		r.inferenceErrs.Add(1)
 	}
 }

@@ -55,7 +55,7 @@ func TestBenchBothModes(t *testing.T) {
 			url := startServer(t, httpapi.StreamConfig{
 				Observer: m,
 				Backend: &domaintest.Backend{Infer: func(context.Context, ports.Chunk) (ports.Result, error) {
-					return ports.Result{"caption": "x"}, nil
+					return ports.Result{Caption: "x", Set: ports.ResultCaption}, nil
 				}},
 				Session: domain.Config{ChunkInterval: 50 * time.Millisecond},
 			})

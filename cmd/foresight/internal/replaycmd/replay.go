@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/internal/settings"
 )
 
@@ -187,7 +188,7 @@ func replay(ctx context.Context, o Options, stdout io.Writer) error {
 			}
 			sent++
 			if o.LogEvery > 0 && sent%int64(o.LogEvery) == 0 {
-				fmt.Fprintf(stdout, "ack {'frame': %s, 'bytes': %s}\n", pyField(ack, "frame"), pyField(ack, "bytes"))
+				fmt.Fprintf(stdout, "ack {'frame': %s, 'bytes': %s}\n", pyField(ack, wire.AckFrame), pyField(ack, wire.AckBytes))
 			}
 			if ack.HasResult() {
 				events++

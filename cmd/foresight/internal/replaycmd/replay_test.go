@@ -50,7 +50,7 @@ func (s *server) magicWords() []string {
 func startServer(t *testing.T) *server {
 	t.Helper()
 	s := &server{backend: &domaintest.Backend{Infer: func(_ context.Context, c ports.Chunk) (ports.Result, error) {
-		return ports.Result{"caption": fmt.Sprintf("saw %d frames", len(c.Frames)), "latency_ms": 1}, nil
+		return ports.Result{Caption: fmt.Sprintf("saw %d frames", len(c.Frames)), LatencyMS: 1, Set: ports.ResultCaption | ports.ResultLatency}, nil
 	}}}
 	h := httpapi.NewStreamHandler(httpapi.StreamConfig{
 		Backend: s.backend,
