@@ -146,9 +146,9 @@ func newFrameBudget(cfg Config, m *metrics.Metrics) *domain.MemoryBudget {
 
 func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, obs httpapi.Observer, mem *captionMemory, logger *slog.Logger) *httpapi.StreamHandler {
 	backendName, modelName := captionLabels(cfg)
-	return httpapi.NewStreamHandler(httpapi.StreamConfig{
+	return httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: inf.backend,
-		Session: domain.Config{
+		Stream: domain.StreamConfig{
 			ChunkInterval:    cfg.ChunkInterval,
 			MaxBufferFrames:  cfg.MaxBufferFrames,
 			MaxBufferBytes:   cfg.MaxBufferBytes,

@@ -109,7 +109,7 @@ func (c Config) checkInference() error {
 }
 
 // framesPerChunk maps FORESIGHT_MAX_FRAMES_PER_CHUNK to
-// domain.Config.MaxFramesPerChunk: unset is the backend's default (every
+// domain.StreamConfig.MaxFramesPerChunk: unset is the backend's default (every
 // frame for the legacy StreamingVLM app, which was built to see them all;
 // else the Gemma app's 6), 0 is all (the domain's negative).
 func (c Config) framesPerChunk() int {

@@ -15,7 +15,7 @@ import (
 )
 
 // ErrInferenceTimeout is the cause given to a call's context when it runs
-// past Config.InferenceTimeout.
+// past StreamConfig.InferenceTimeout.
 var ErrInferenceTimeout = errors.New("inference timed out")
 
 // errStreamClosed is the cause given to a call's context when its stream ends.
@@ -70,7 +70,7 @@ type Summary struct {
 // It is not safe for concurrent use: one goroutine feeds it frames and
 // closes it. Inference runs in the background, one call at a time.
 type Stream struct {
-	cfg     Config
+	cfg     StreamConfig
 	backend ports.InferenceBackend
 	req     ports.SessionRequest
 
@@ -130,7 +130,7 @@ type sceneOutcome struct {
 
 // StartStream begins a stream now and starts opening its inference session in
 // the background, so the first acks never wait for the backend.
-func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg Config) *Stream {
+func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg StreamConfig) *Stream {
 	cfg = cfg.withDefaults()
 	now := cfg.Clock.Now()
 	s := &Stream{

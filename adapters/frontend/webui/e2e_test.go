@@ -111,7 +111,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 // swapStreams serves /vision/stream from a handler that the test can replace,
 // so it can end every open stream (close 1001) while new ones still work.
 type swapStreams struct {
-	cfg httpapi.StreamConfig
+	cfg httpapi.StreamHandlerConfig
 
 	mu      sync.Mutex
 	current *httpapi.StreamHandler
@@ -119,7 +119,7 @@ type swapStreams struct {
 	hits    atomic.Int64 // requests for /vision/stream, upgrades or not
 }
 
-func newSwapStreams(cfg httpapi.StreamConfig) *swapStreams {
+func newSwapStreams(cfg httpapi.StreamHandlerConfig) *swapStreams {
 	s := &swapStreams{cfg: cfg}
 	s.replace(context.Background())
 	return s
@@ -191,12 +191,12 @@ func startServer(t *testing.T, magicWord string) *server {
 	require.NoError(t, err)
 	recorder := domain.NewRecorder(store, domain.RecorderConfig{FlushInterval: 50 * time.Millisecond})
 
-	streams := newSwapStreams(httpapi.StreamConfig{
+	streams := newSwapStreams(httpapi.StreamHandlerConfig{
 		Backend:  backend,
 		Captions: recorder,
 		// Short chunks, so captions come quickly.
-		Session: domain.Config{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second},
-		Logger:  logger,
+		Stream: domain.StreamConfig{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second},
+		Logger: logger,
 	})
 	router := httpapi.NewRouter(streams,
 		httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: pokeClient, ServerKey: "server-key", Logger: logger}),
