@@ -19,6 +19,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/frontend/webui"
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/adapters/scene/jpegscene"
@@ -182,12 +183,25 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 	})
 }
 
+// newHandler hands the driving adapter what its routes serve from; the
+// route table itself is httpapi.Routes.
 func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, logger *slog.Logger) http.Handler {
-	routes := append(extraRoutes(cfg, m),
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem},
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: nud.listHandler()},
-		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: nud.runHandler()})
-	router := httpapi.NewRouter(stream, pokeHandler, routes...)
+	status := statusOf(cfg)
+	handlers := httpapi.Handlers{
+		Stream:          stream,
+		Poke:            pokeHandler,
+		Page:            webui.Handler(),
+		Status:          &status,
+		Pprof:           cfg.Pprof,
+		Captions:        mem.captionReader,
+		Interventions:   nud.interventionLister,
+		RunIntervention: nud.interventionRunner,
+		Logger:          logger,
+	}
+	if m != nil {
+		handlers.Metrics = m.Handler()
+	}
+	router := httpapi.NewRouter(handlers)
 	// The gate always strips a supplied magic word, so nothing behind it
 	// (logs included) sees one; it checks the word only when one is set.
 	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)

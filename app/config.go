@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/decide/nudgellm"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/frontend/trust"
 	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
 	"github.com/foresight-vision/foresight/domain"
@@ -221,7 +222,7 @@ var Settings = []Setting{
 
 	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
 		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
-	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: "/,/health,/metrics", Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
+	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: strings.Join(httpapi.DefaultPublicPaths(), ","), Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
 		Apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.TrustClientCredentials })},

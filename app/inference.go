@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +8,7 @@ import (
 	"net/url"
 	"runtime/debug"
 
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/inference/modal"
 	"github.com/foresight-vision/foresight/adapters/inference/modal/modalheader"
 	"github.com/foresight-vision/foresight/adapters/inference/noop"
@@ -21,9 +21,6 @@ import (
 // BackendOpenAI is the FORESIGHT_INFERENCE_BACKEND value of the
 // OpenAI-compatible backend (adapters/inference/openai).
 const BackendOpenAI = "openai"
-
-// StatusPath answers what the server runs (statusHandler).
-const StatusPath = "/status"
 
 // Version is the server's version as /status reports it. A release build
 // sets it with -ldflags "-X github.com/foresight-vision/foresight/app.Version=v1.2.3";
@@ -193,27 +190,14 @@ func newOpenAIBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (infe
 	return inference{backend: backend, close: backend.Close}, nil
 }
 
-// status is the body of GET /status.
-type status struct {
-	Backend     string `json:"backend"`
-	Model       string `json:"model"`
-	BaseURLHost string `json:"base_url_host"`
-	Captions    bool   `json:"captions"`
-	// ChunkSeconds is the least time between chunk cuts (0: none).
-	ChunkSeconds float64 `json:"chunk_seconds"`
-	// MaxFramesPerChunk is the bound on frames sent per chunk; 0 is all.
-	MaxFramesPerChunk int    `json:"max_frames_per_chunk"`
-	Version           string `json:"version"`
-}
-
 // statusFrames is the domain's frame bound as the setting spells it.
 func statusFrames(n int) int { return max(n, 0) }
 
-// statusHandler serves GET /status: what the server runs, never a secret.
-// The body is fixed at start, so it is encoded once.
-func statusHandler(cfg Config) http.Handler {
+// statusOf is the body of GET /status for cfg: what the server runs, never
+// a secret.
+func statusOf(cfg Config) httpapi.Status {
 	info := inferenceInfoOf(cfg)
-	body, _ := json.Marshal(status{
+	return httpapi.Status{
 		Backend:           info.Backend,
 		Model:             info.Model,
 		BaseURLHost:       info.BaseURLHost,
@@ -221,13 +205,7 @@ func statusHandler(cfg Config) http.Handler {
 		ChunkSeconds:      max(cfg.ChunkInterval.Seconds(), 0),
 		MaxFramesPerChunk: statusFrames(cfg.framesPerChunk()),
 		Version:           serverVersion(),
-	})
-	body = append(body, '\n')
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(body)
-	})
+	}
 }
 
 // serverVersion is Version when set, else the main module's version, else

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 
-	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/adapters/store/postgres"
 	"github.com/foresight-vision/foresight/adapters/store/sqlite"
@@ -76,9 +74,9 @@ func RedactDatabaseURL(v string) string {
 }
 
 // captionMemory is the visual memory as the app runs it: the store, the
-// recorder that writes to it off the ack path, the retention sweeper and
-// the GET /captions handler. It is built before start and opened by
-// open, so a server that fails to build holds no database.
+// recorder that writes to it off the ack path and the retention sweeper.
+// It is built before start and opened by open, so a server that fails to
+// build holds no database.
 type captionMemory struct {
 	cfg    Config
 	obs    domain.RecorderObserver
@@ -88,7 +86,6 @@ type captionMemory struct {
 	store         ports.CaptionStore // nil when off
 	recorder      *domain.Recorder
 	stopRetention func()
-	captions      http.Handler
 
 	closeOnce sync.Once
 }
@@ -136,7 +133,6 @@ func (c *captionMemory) open(ctx context.Context) error {
 	if c.cfg.CaptionRetention > 0 {
 		c.stopRetention = domain.StartRetention(store, domain.RetentionConfig{MaxAge: c.cfg.CaptionRetention, Logger: c.logger})
 	}
-	c.captions = httpapi.NewCaptionsHandler(store, c.logger)
 	c.logger.Info("caption store open", "database_url", RedactDatabaseURL(c.cfg.DatabaseURL),
 		"retention", c.cfg.CaptionRetention, "queue", c.cfg.CaptionQueue)
 	return nil
@@ -149,14 +145,13 @@ func (c *captionMemory) Record(caption ports.Caption) {
 	}
 }
 
-// ServeHTTP is GET /captions: the store's answer, or a clear 503 when the
-// store is off.
-func (c *captionMemory) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if c.captions == nil {
-		httpapi.WriteDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none)")
-		return
+// captionReader is what GET /captions reads: the store, or nil when it is
+// off (httpapi answers 503 then).
+func (c *captionMemory) captionReader() ports.CaptionReader {
+	if c.store == nil {
+		return nil
 	}
-	c.captions.ServeHTTP(w, r)
+	return c.store
 }
 
 // stopSteps are the visual memory's part of the stop sequence, run once

@@ -78,7 +78,7 @@ func TestEndToEnd(t *testing.T) {
 		SessionOptions: func(r *http.Request) map[string]string { return modalheader.SessionOptions(r.Header) },
 	})
 	poke := httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: notifier})
-	server := httptest.NewServer(httpapi.NewRouter(stream, poke))
+	server := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{Stream: stream, Poke: poke}))
 	t.Cleanup(server.Close)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -53,10 +53,11 @@ func newNudgeServer(t *testing.T) *nudgeServer {
 func serveInterventions(t *testing.T, lister httpapi.InterventionLister, runner httpapi.InterventionRunner) *httptest.Server {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	srv := httptest.NewServer(httpapi.NewRouter(http.NotFoundHandler(), http.NotFoundHandler(),
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: httpapi.NewInterventionsHandler(lister, logger)},
-		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: httpapi.NewRunInterventionHandler(runner, logger)},
-	))
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{
+		Interventions:   func() httpapi.InterventionLister { return lister },
+		RunIntervention: func() httpapi.InterventionRunner { return runner },
+		Logger:          logger,
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }

@@ -46,7 +46,7 @@ func newStreamServer(t *testing.T, cfg httpapi.StreamHandlerConfig) *streamServe
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := httpapi.NewStreamHandler(cfg)
-	srv := httptest.NewServer(httpapi.NewRouter(h, http.NotFoundHandler()))
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{Stream: h}))
 	s := &streamServer{t: t, handler: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/vision/stream"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

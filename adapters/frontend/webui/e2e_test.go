@@ -198,13 +198,14 @@ func startServer(t *testing.T, magicWord string) *server {
 		Stream: domain.StreamConfig{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second},
 		Logger: logger,
 	})
-	router := httpapi.NewRouter(streams,
-		httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: pokeClient, ServerKey: "server-key", Logger: logger}),
-		httpapi.Route{Method: http.MethodGet, Path: "/", Handler: webui.Handler()},
-		httpapi.Route{Method: http.MethodHead, Path: "/", Handler: webui.Handler()},
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: httpapi.NewCaptionsHandler(store, logger)},
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: httpapi.NewInterventionsHandler(store, logger)},
-	)
+	router := httpapi.NewRouter(httpapi.Handlers{
+		Stream:        streams,
+		Poke:          httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: pokeClient, ServerKey: "server-key", Logger: logger}),
+		Page:          webui.Handler(),
+		Captions:      func() ports.CaptionReader { return store },
+		Interventions: func() httpapi.InterventionLister { return store },
+		Logger:        logger,
+	})
 	var root http.Handler = router
 	if magicWord != "" {
 		root = edgegate.New(edgegate.Config{MagicWord: magicWord, PublicPaths: []string{"/", "/health"}, Logger: logger}).Wrap(router)
