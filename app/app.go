@@ -67,9 +67,11 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 	)
 }
 
-// registerLifecycle is the server's only lifecycle hook: start listening,
-// and on stop run stopSequence, so the order of a graceful stop is written
-// down in one place rather than implied by fx's construction order.
+// registerLifecycle is the server's start and stop hook (beside
+// applyMemoryLimit's, which only sets and restores the soft memory limit):
+// open the stores, start listening, and on stop run stopSequence, so the
+// order of a graceful stop is written down in one place rather than implied
+// by fx's construction order.
 func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges) {
 	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, nud, mem)
 	lc.Append(fx.Hook{

@@ -18,9 +18,15 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// BackendOpenAI is the FORESIGHT_INFERENCE_BACKEND value of the
-// OpenAI-compatible backend (adapters/inference/openai).
-const BackendOpenAI = "openai"
+// FORESIGHT_INFERENCE_BACKEND values the app chooses itself; the others
+// are Modal presets (modal.PresetGemma3, modal.PresetStreamingVLM).
+const (
+	// BackendOpenAI is the OpenAI-compatible backend (adapters/inference/openai).
+	BackendOpenAI = "openai"
+	// BackendNone runs no model (adapters/inference/noop): streams are
+	// acked and keep no frames.
+	BackendNone = "none"
+)
 
 // Version is the server's version as /status reports it. A release build
 // sets it with -ldflags "-X github.com/foresight-vision/foresight/app.Version=v1.2.3";
@@ -56,7 +62,7 @@ type inferenceInfo struct {
 func inferenceInfoOf(cfg Config) inferenceInfo {
 	info := inferenceInfo{Backend: cfg.InferenceBackend}
 	switch cfg.InferenceBackend {
-	case modal.PresetNone:
+	case BackendNone:
 	case BackendOpenAI:
 		info.Model = cfg.OpenAIModel
 		if u, err := url.Parse(cfg.OpenAIBaseURL); err == nil {
@@ -91,7 +97,7 @@ func logInference(cfg Config, logger *slog.Logger) {
 		return
 	}
 	attrs = append(attrs, "captions", "off", "hint", captionsOffHint)
-	if cfg.InferenceBackend != modal.PresetNone && cfg.trustPolicy().HonourClient(false) {
+	if cfg.InferenceBackend != BackendNone && cfg.trustPolicy().HonourClient(false) {
 		attrs = append(attrs, "note", "a stream may still bring Modal credentials in x-modal-* headers")
 	}
 	logger.Warn("inference", attrs...)
@@ -132,7 +138,7 @@ func newInferenceBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (i
 	}
 	logInference(cfg, logger)
 	switch cfg.InferenceBackend {
-	case modal.PresetNone:
+	case BackendNone:
 		return inference{backend: noop.Backend{}, close: func() error { return nil }}, nil
 	case BackendOpenAI:
 		return newOpenAIBackend(cfg, m, logger)

@@ -32,7 +32,7 @@ func (c Config) checkNudges() error {
 	if c.Nudges == NudgesOff || c.Nudges == "" {
 		return nil
 	}
-	if c.DatabaseURL == DatabaseNone {
+	if c.DatabaseURL == StoreNone {
 		return fmt.Errorf("config: FORESIGHT_NUDGES=%s needs a caption store (every decision is recorded with the captions): set FORESIGHT_DATABASE_URL to sqlite:<path> or postgres://…", c.Nudges)
 	}
 	switch c.Nudges {
@@ -48,9 +48,6 @@ func (c Config) checkNudges() error {
 	return nil
 }
 
-// nudgeLLMConfig is the llm decider's configuration: each FORESIGHT_NUDGE_LLM_*
-// setting falls back to the OpenAI backend's (itself falling back to
-// OPENAI_*), so one server and key can serve both.
 // sameHost reports whether two URLs name the same host and port.
 func sameHost(a, b string) bool {
 	ua, errA := url.Parse(a)
@@ -58,6 +55,9 @@ func sameHost(a, b string) bool {
 	return errA == nil && errB == nil && strings.EqualFold(ua.Host, ub.Host)
 }
 
+// nudgeLLMConfig is the llm decider's configuration: each FORESIGHT_NUDGE_LLM_*
+// setting falls back to the OpenAI backend's (itself falling back to
+// OPENAI_*), so one server and key can serve both.
 func (c Config) nudgeLLMConfig() nudgellm.Config {
 	orElse := func(v, fallback string) string {
 		if v != "" {
@@ -188,7 +188,7 @@ func (n *nudges) open(ctx context.Context) error {
 	n.loop = loop
 	lc := loop.Config()
 	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
-		"cooldown", max(lc.Cooldown, 0), "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
+		"cooldown", lc.Cooldown, "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
 	return nil
 }
 

@@ -20,10 +20,8 @@ import (
 // directory, so `make run` remembers with nothing installed.
 const DefaultDatabaseURL = "sqlite:data/foresight.db"
 
-// DatabaseNone is the FORESIGHT_DATABASE_URL that keeps no caption.
-const DatabaseNone = "none"
-
-// Kinds of caption store ParseDatabaseURL tells apart.
+// Kinds of caption store ParseDatabaseURL tells apart. StoreNone is also
+// the FORESIGHT_DATABASE_URL that keeps no caption.
 const (
 	StoreNone     = "none"
 	StoreSQLite   = "sqlite"
@@ -34,7 +32,7 @@ const (
 // what its adapter opens: a file path for SQLite, the DSN for Postgres.
 func ParseDatabaseURL(v string) (kind, target string, err error) {
 	switch {
-	case v == DatabaseNone:
+	case v == StoreNone:
 		return StoreNone, "", nil
 	case strings.HasPrefix(v, "sqlite:"):
 		path := strings.TrimPrefix(v, "sqlite:")
@@ -108,7 +106,7 @@ func (c *captionMemory) open(ctx context.Context) error {
 	var store ports.CaptionStore
 	switch kind {
 	case StoreNone:
-		c.logger.Info("caption store off: captions are not kept", "database_url", DatabaseNone)
+		c.logger.Info("caption store off: captions are not kept", "database_url", StoreNone)
 		return nil
 	case StoreSQLite:
 		s, err := sqlite.Open(ctx, target)

@@ -41,10 +41,6 @@ const (
 	progressEvery = 30
 )
 
-// HeaderPokeAPIKey carries a client's (or a gateway's) Poke API key. The
-// inference backend's own headers belong to its adapter.
-const HeaderPokeAPIKey = wire.HeaderPokeAPIKey
-
 // StreamHandlerConfig configures the /vision/stream handler. The zero value works:
 // no inference, default limits.
 type StreamHandlerConfig struct {
