@@ -44,7 +44,7 @@ func newNudgeServer(t *testing.T) *nudgeServer {
 	n := &nudgeServer{store: store, clock: domaintest.NewClock(), lock: domain.NewLocalEvaluationLock(),
 		decider: &domaintest.Decider{}, notifier: &domaintest.Notifier{}}
 	loop, err := domain.NewNudgeLoop(domain.NudgePorts{Captions: store, Store: store, Decider: n.decider,
-		Lock: n.lock, Notifier: n.notifier}, domain.NudgeConfig{APIKey: "key", Clock: n.clock})
+		Lock: n.lock, Notifier: n.notifier}, domain.NudgeConfig{APIKey: "key", Clock: n.clock, Cooldown: domain.DefaultNudgeCooldown})
 	require.NoError(t, err)
 	n.srv = serveInterventions(t, store, loop)
 	return n
