@@ -19,6 +19,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/frontend/webui"
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/adapters/scene/jpegscene"
@@ -66,9 +67,11 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 	)
 }
 
-// registerLifecycle is the server's only lifecycle hook: start listening,
-// and on stop run stopSequence, so the order of a graceful stop is written
-// down in one place rather than implied by fx's construction order.
+// registerLifecycle is the server's start and stop hook (beside
+// applyMemoryLimit's, which only sets and restores the soft memory limit):
+// open the stores, start listening, and on stop run stopSequence, so the
+// order of a graceful stop is written down in one place rather than implied
+// by fx's construction order.
 func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges) {
 	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, nud, mem)
 	lc.Append(fx.Hook{
@@ -146,9 +149,9 @@ func newFrameBudget(cfg Config, m *metrics.Metrics) *domain.MemoryBudget {
 
 func newStreamHandler(cfg Config, inf inference, budget *domain.MemoryBudget, obs httpapi.Observer, mem *captionMemory, logger *slog.Logger) *httpapi.StreamHandler {
 	backendName, modelName := captionLabels(cfg)
-	return httpapi.NewStreamHandler(httpapi.StreamConfig{
+	return httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: inf.backend,
-		Session: domain.Config{
+		Stream: domain.StreamConfig{
 			ChunkInterval:    cfg.ChunkInterval,
 			MaxBufferFrames:  cfg.MaxBufferFrames,
 			MaxBufferBytes:   cfg.MaxBufferBytes,
@@ -182,12 +185,25 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 	})
 }
 
+// newHandler hands the driving adapter what its routes serve from; the
+// route table itself is httpapi.Routes.
 func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, logger *slog.Logger) http.Handler {
-	routes := append(extraRoutes(cfg, m),
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem},
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: nud.listHandler()},
-		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: nud.runHandler()})
-	router := httpapi.NewRouter(stream, pokeHandler, routes...)
+	status := statusOf(cfg)
+	handlers := httpapi.Handlers{
+		Stream:          stream,
+		Poke:            pokeHandler,
+		Page:            webui.Handler(),
+		Status:          &status,
+		Pprof:           cfg.Pprof,
+		Captions:        mem.captionReader,
+		Interventions:   nud.interventionLister,
+		RunIntervention: nud.interventionRunner,
+		Logger:          logger,
+	}
+	if m != nil {
+		handlers.Metrics = m.Handler()
+	}
+	router := httpapi.NewRouter(handlers)
 	// The gate always strips a supplied magic word, so nothing behind it
 	// (logs included) sees one; it checks the word only when one is set.
 	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)

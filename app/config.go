@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/foresight-vision/foresight/adapters/decide/nudgellm"
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/frontend/trust"
+	"github.com/foresight-vision/foresight/adapters/inference/modal"
 	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/internal/settings"
@@ -88,7 +90,7 @@ type Config struct {
 	Nudges                 string // NudgesOff, NudgesRules or NudgesLLM
 	NudgeInterval          time.Duration
 	NudgeWindow            time.Duration // 0: the interval
-	NudgeCooldown          time.Duration // negative: none
+	NudgeCooldown          time.Duration // 0: none
 	NudgeRules             string
 	NudgePrefix            string
 	NudgePrompt            string // empty: nudgellm.DefaultPrompt
@@ -221,13 +223,13 @@ var Settings = []Setting{
 
 	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
 		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
-	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: "/,/health,/metrics", Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
+	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: strings.Join(httpapi.DefaultPublicPaths(), ","), Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
 		Apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.TrustClientCredentials })},
 
 	{Flag: "inference-backend", Envs: []string{"FORESIGHT_INFERENCE_BACKEND"}, Default: "gemma3", Help: "gemma3, streamingvlm (Modal), openai (any OpenAI-compatible server) or none; Modal is used only with credentials (server env or trusted headers)",
-		Apply: settings.OneOf(func(c *Config) *string { return &c.InferenceBackend }, "gemma3", "streamingvlm", BackendOpenAI, "none")},
+		Apply: settings.OneOf(func(c *Config) *string { return &c.InferenceBackend }, modal.PresetGemma3, modal.PresetStreamingVLM, BackendOpenAI, BackendNone)},
 	{Envs: []string{"MODAL_TOKEN_ID", "FORESIGHT_MODAL_TOKEN_ID"}, Secret: true, Help: "Modal token id",
 		Apply: func(c *Config, v string) error { c.ModalTokenID = v; return nil }},
 	{Envs: []string{"MODAL_TOKEN_SECRET", "FORESIGHT_MODAL_TOKEN_SECRET"}, Secret: true, Help: "Modal token secret",
@@ -281,14 +283,8 @@ var Settings = []Setting{
 			}
 			return settings.Duration(func(c *Config) *time.Duration { return &c.NudgeWindow })(c, v)
 		}},
-	{Flag: "nudge-cooldown", Envs: []string{"FORESIGHT_NUDGE_COOLDOWN"}, Default: "10m", Help: "least time between two delivered nudges to a device, whatever the decider says (0 = none)",
-		Apply: func(c *Config, v string) error {
-			if v == "0" {
-				c.NudgeCooldown = -1 // the domain's "no cooldown"
-				return nil
-			}
-			return settings.Duration(func(c *Config) *time.Duration { return &c.NudgeCooldown })(c, v)
-		}},
+	{Flag: "nudge-cooldown", Envs: []string{"FORESIGHT_NUDGE_COOLDOWN"}, Default: "10m", Help: "least time between two delivered nudges to a device, whatever the decider says (0 or 0s = none)",
+		Apply: settings.NonNegativeDuration(func(c *Config) *time.Duration { return &c.NudgeCooldown })},
 	{Flag: "nudge-rules", Envs: []string{"FORESIGHT_NUDGE_RULES"}, Help: "rules file (YAML or JSON) of {name, match, message}; required with --nudges rules, e.g. docs/examples/nudge-rules.yaml",
 		Apply: func(c *Config, v string) error { c.NudgeRules = v; return nil }},
 	{Flag: "nudge-prefix", Envs: []string{"FORESIGHT_NUDGE_PREFIX"}, Default: domain.DefaultNudgePrefix, Help: "put before every nudge sent to Poke, which rewrites what it gets unless told not to; none sends the message alone",

@@ -72,6 +72,12 @@ func TestConfigSources(t *testing.T) {
 			assert.Equal(t, "127.0.0.1:1", c.Addr)
 		}},
 		{"flag beats env", []string{"--addr", ":7"}, envOf("FORESIGHT_ADDR", ":8"), func(t *testing.T, c app.Config) { assert.Equal(t, ":7", c.Addr) }},
+		{"nudge cooldown 0 means none", nil, envOf("FORESIGHT_NUDGE_COOLDOWN", "0"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, time.Duration(0), c.NudgeCooldown)
+		}},
+		{"nudge cooldown 0s means none too", nil, envOf("FORESIGHT_NUDGE_COOLDOWN", "0s"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, time.Duration(0), c.NudgeCooldown)
+		}},
 		{"chunk seconds zero means no minimum", nil, envOf("VISION_CHUNK_SECONDS", "0"), func(t *testing.T, c app.Config) {
 			assert.Equal(t, time.Duration(-1), c.ChunkInterval)
 		}},

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +8,7 @@ import (
 	"net/url"
 	"runtime/debug"
 
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/inference/modal"
 	"github.com/foresight-vision/foresight/adapters/inference/modal/modalheader"
 	"github.com/foresight-vision/foresight/adapters/inference/noop"
@@ -18,12 +18,15 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// BackendOpenAI is the FORESIGHT_INFERENCE_BACKEND value of the
-// OpenAI-compatible backend (adapters/inference/openai).
-const BackendOpenAI = "openai"
-
-// StatusPath answers what the server runs (statusHandler).
-const StatusPath = "/status"
+// FORESIGHT_INFERENCE_BACKEND values the app chooses itself; the others
+// are Modal presets (modal.PresetGemma3, modal.PresetStreamingVLM).
+const (
+	// BackendOpenAI is the OpenAI-compatible backend (adapters/inference/openai).
+	BackendOpenAI = "openai"
+	// BackendNone runs no model (adapters/inference/noop): streams are
+	// acked and keep no frames.
+	BackendNone = "none"
+)
 
 // Version is the server's version as /status reports it. A release build
 // sets it with -ldflags "-X github.com/foresight-vision/foresight/app.Version=v1.2.3";
@@ -59,7 +62,7 @@ type inferenceInfo struct {
 func inferenceInfoOf(cfg Config) inferenceInfo {
 	info := inferenceInfo{Backend: cfg.InferenceBackend}
 	switch cfg.InferenceBackend {
-	case modal.PresetNone:
+	case BackendNone:
 	case BackendOpenAI:
 		info.Model = cfg.OpenAIModel
 		if u, err := url.Parse(cfg.OpenAIBaseURL); err == nil {
@@ -94,7 +97,7 @@ func logInference(cfg Config, logger *slog.Logger) {
 		return
 	}
 	attrs = append(attrs, "captions", "off", "hint", captionsOffHint)
-	if cfg.InferenceBackend != modal.PresetNone && cfg.trustPolicy().HonourClient(false) {
+	if cfg.InferenceBackend != BackendNone && cfg.trustPolicy().HonourClient(false) {
 		attrs = append(attrs, "note", "a stream may still bring Modal credentials in x-modal-* headers")
 	}
 	logger.Warn("inference", attrs...)
@@ -109,7 +112,7 @@ func (c Config) checkInference() error {
 }
 
 // framesPerChunk maps FORESIGHT_MAX_FRAMES_PER_CHUNK to
-// domain.Config.MaxFramesPerChunk: unset is the backend's default (every
+// domain.StreamConfig.MaxFramesPerChunk: unset is the backend's default (every
 // frame for the legacy StreamingVLM app, which was built to see them all;
 // else the Gemma app's 6), 0 is all (the domain's negative).
 func (c Config) framesPerChunk() int {
@@ -135,7 +138,7 @@ func newInferenceBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (i
 	}
 	logInference(cfg, logger)
 	switch cfg.InferenceBackend {
-	case modal.PresetNone:
+	case BackendNone:
 		return inference{backend: noop.Backend{}, close: func() error { return nil }}, nil
 	case BackendOpenAI:
 		return newOpenAIBackend(cfg, m, logger)
@@ -193,27 +196,14 @@ func newOpenAIBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (infe
 	return inference{backend: backend, close: backend.Close}, nil
 }
 
-// status is the body of GET /status.
-type status struct {
-	Backend     string `json:"backend"`
-	Model       string `json:"model"`
-	BaseURLHost string `json:"base_url_host"`
-	Captions    bool   `json:"captions"`
-	// ChunkSeconds is the least time between chunk cuts (0: none).
-	ChunkSeconds float64 `json:"chunk_seconds"`
-	// MaxFramesPerChunk is the bound on frames sent per chunk; 0 is all.
-	MaxFramesPerChunk int    `json:"max_frames_per_chunk"`
-	Version           string `json:"version"`
-}
-
 // statusFrames is the domain's frame bound as the setting spells it.
 func statusFrames(n int) int { return max(n, 0) }
 
-// statusHandler serves GET /status: what the server runs, never a secret.
-// The body is fixed at start, so it is encoded once.
-func statusHandler(cfg Config) http.Handler {
+// statusOf is the body of GET /status for cfg: what the server runs, never
+// a secret.
+func statusOf(cfg Config) httpapi.Status {
 	info := inferenceInfoOf(cfg)
-	body, _ := json.Marshal(status{
+	return httpapi.Status{
 		Backend:           info.Backend,
 		Model:             info.Model,
 		BaseURLHost:       info.BaseURLHost,
@@ -221,13 +211,7 @@ func statusHandler(cfg Config) http.Handler {
 		ChunkSeconds:      max(cfg.ChunkInterval.Seconds(), 0),
 		MaxFramesPerChunk: statusFrames(cfg.framesPerChunk()),
 		Version:           serverVersion(),
-	})
-	body = append(body, '\n')
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		_, _ = w.Write(body)
-	})
+	}
 }
 
 // serverVersion is Version when set, else the main module's version, else

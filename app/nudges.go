@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -33,7 +32,7 @@ func (c Config) checkNudges() error {
 	if c.Nudges == NudgesOff || c.Nudges == "" {
 		return nil
 	}
-	if c.DatabaseURL == DatabaseNone {
+	if c.DatabaseURL == StoreNone {
 		return fmt.Errorf("config: FORESIGHT_NUDGES=%s needs a caption store (every decision is recorded with the captions): set FORESIGHT_DATABASE_URL to sqlite:<path> or postgres://…", c.Nudges)
 	}
 	switch c.Nudges {
@@ -49,9 +48,6 @@ func (c Config) checkNudges() error {
 	return nil
 }
 
-// nudgeLLMConfig is the llm decider's configuration: each FORESIGHT_NUDGE_LLM_*
-// setting falls back to the OpenAI backend's (itself falling back to
-// OPENAI_*), so one server and key can serve both.
 // sameHost reports whether two URLs name the same host and port.
 func sameHost(a, b string) bool {
 	ua, errA := url.Parse(a)
@@ -59,6 +55,9 @@ func sameHost(a, b string) bool {
 	return errA == nil && errB == nil && strings.EqualFold(ua.Host, ub.Host)
 }
 
+// nudgeLLMConfig is the llm decider's configuration: each FORESIGHT_NUDGE_LLM_*
+// setting falls back to the OpenAI backend's (itself falling back to
+// OPENAI_*), so one server and key can serve both.
 func (c Config) nudgeLLMConfig() nudgellm.Config {
 	orElse := func(v, fallback string) string {
 		if v != "" {
@@ -91,8 +90,8 @@ func (c Config) nudgeRetryBackoff() time.Duration {
 
 // nudges is the nudge loop as the app runs it: the decider is built with
 // the server (so a broken rules file stops the start), the loop and the
-// lock once the caption store is open. It serves GET /interventions and
-// POST /interventions/run.
+// lock once the caption store is open. It gives GET /interventions its
+// store and POST /interventions/run its loop.
 type nudges struct {
 	cfg      Config
 	mem      *captionMemory
@@ -104,10 +103,9 @@ type nudges struct {
 	closeDecider func()
 
 	// Set by open, before the server listens, and not changed after.
-	lock *postgres.EvaluationLock // nil: the loop's local lock
-	loop *domain.NudgeLoop        // nil when off
-	list http.Handler
-	run  http.Handler
+	lock  *postgres.EvaluationLock // nil: the loop's local lock
+	loop  *domain.NudgeLoop        // nil when off
+	store nudgeStore               // nil without a caption store
 }
 
 func newNudges(cfg Config, mem *captionMemory, notifier *poke.Client, m *metrics.Metrics, logger *slog.Logger) (*nudges, error) {
@@ -143,9 +141,7 @@ func newNudges(cfg Config, mem *captionMemory, notifier *poke.Client, m *metrics
 // lock shared by every instance), ready to start.
 func (n *nudges) open(ctx context.Context) error {
 	store, _ := n.mem.store.(nudgeStore)
-	if store != nil {
-		n.list = httpapi.NewInterventionsHandler(store, n.logger)
-	}
+	n.store = store
 	if n.decider == nil {
 		n.logger.Info("nudges off", "setting", "FORESIGHT_NUDGES")
 		return nil
@@ -190,10 +186,9 @@ func (n *nudges) open(ctx context.Context) error {
 		return fmt.Errorf("nudges: %w", err)
 	}
 	n.loop = loop
-	n.run = httpapi.NewRunInterventionHandler(loop, n.logger)
 	lc := loop.Config()
 	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
-		"cooldown", max(lc.Cooldown, 0), "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
+		"cooldown", lc.Cooldown, "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
 	return nil
 }
 
@@ -231,25 +226,20 @@ func (n *nudges) closeLock() {
 	}
 }
 
-// listHandler is GET /interventions: the store's decisions (old ones too
-// with nudges off), or 503 when there is no store.
-func (n *nudges) listHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.list == nil {
-			httpapi.WriteDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none): no decisions are kept")
-			return
-		}
-		n.list.ServeHTTP(w, r)
-	})
+// interventionLister is what GET /interventions reads: the store's
+// decisions (old ones too with nudges off), or nil without a store.
+func (n *nudges) interventionLister() httpapi.InterventionLister {
+	if n.store == nil {
+		return nil
+	}
+	return n.store
 }
 
-// runHandler is POST /interventions/run, or 503 with nudges off.
-func (n *nudges) runHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if n.run == nil {
-			httpapi.WriteDetail(w, http.StatusServiceUnavailable, "nudges are off: set FORESIGHT_NUDGES to rules or llm")
-			return
-		}
-		n.run.ServeHTTP(w, r)
-	})
+// interventionRunner is what POST /interventions/run runs: the loop, or nil
+// with nudges off.
+func (n *nudges) interventionRunner() httpapi.InterventionRunner {
+	if n.loop == nil {
+		return nil
+	}
+	return n.loop
 }

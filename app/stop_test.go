@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -13,7 +12,7 @@ import (
 )
 
 func TestStopSequenceOrder(t *testing.T) {
-	mem := newCaptionMemory(Config{DatabaseURL: DatabaseNone}, nil, slog.New(slog.DiscardHandler))
+	mem := newCaptionMemory(Config{DatabaseURL: StoreNone}, nil, slog.New(slog.DiscardHandler))
 	nud, err := newNudges(Config{Nudges: NudgesOff}, mem, nil, nil, slog.New(slog.DiscardHandler))
 	require.NoError(t, err)
 	steps := stopSequence(&Server{}, func() error { return nil }, func() {}, nud, mem)
@@ -45,7 +44,7 @@ func TestRunStopRunsEveryStepInOrderWithTheDeadline(t *testing.T) {
 		step("front", errors.New("streams: deadline")),
 		step("backend", nil),
 		step("notifier", errors.New("boom")),
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}, slog.New(slog.DiscardHandler))
 	assert.Equal(t, []string{"front", "backend", "notifier"}, order, "a failed step does not skip the later ones")
 	require.Error(t, err)
 	assert.ErrorContains(t, err, "front: streams: deadline")

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 
-	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/adapters/store/postgres"
 	"github.com/foresight-vision/foresight/adapters/store/sqlite"
@@ -22,10 +20,8 @@ import (
 // directory, so `make run` remembers with nothing installed.
 const DefaultDatabaseURL = "sqlite:data/foresight.db"
 
-// DatabaseNone is the FORESIGHT_DATABASE_URL that keeps no caption.
-const DatabaseNone = "none"
-
-// Kinds of caption store ParseDatabaseURL tells apart.
+// Kinds of caption store ParseDatabaseURL tells apart. StoreNone is also
+// the FORESIGHT_DATABASE_URL that keeps no caption.
 const (
 	StoreNone     = "none"
 	StoreSQLite   = "sqlite"
@@ -36,7 +32,7 @@ const (
 // what its adapter opens: a file path for SQLite, the DSN for Postgres.
 func ParseDatabaseURL(v string) (kind, target string, err error) {
 	switch {
-	case v == DatabaseNone:
+	case v == StoreNone:
 		return StoreNone, "", nil
 	case strings.HasPrefix(v, "sqlite:"):
 		path := strings.TrimPrefix(v, "sqlite:")
@@ -76,9 +72,9 @@ func RedactDatabaseURL(v string) string {
 }
 
 // captionMemory is the visual memory as the app runs it: the store, the
-// recorder that writes to it off the ack path, the retention sweeper and
-// the GET /captions handler. It is built before start and opened by
-// open, so a server that fails to build holds no database.
+// recorder that writes to it off the ack path and the retention sweeper.
+// It is built before start and opened by open, so a server that fails to
+// build holds no database.
 type captionMemory struct {
 	cfg    Config
 	logger *slog.Logger
@@ -92,7 +88,6 @@ type captionMemory struct {
 	// Set by open, before the server listens, and not changed after.
 	store         ports.CaptionStore // nil when off
 	stopRetention func()
-	captions      http.Handler
 
 	closeOnce sync.Once
 }
@@ -125,7 +120,7 @@ func (c *captionMemory) open(ctx context.Context) error {
 	var store ports.CaptionStore
 	switch kind {
 	case StoreNone:
-		c.logger.Info("caption store off: captions are not kept", "database_url", DatabaseNone)
+		c.logger.Info("caption store off: captions are not kept", "database_url", StoreNone)
 		return nil
 	case StoreSQLite:
 		s, err := sqlite.Open(ctx, target)
@@ -146,20 +141,18 @@ func (c *captionMemory) open(ctx context.Context) error {
 	if c.cfg.CaptionRetention > 0 {
 		c.stopRetention = domain.StartRetention(store, domain.RetentionConfig{MaxAge: c.cfg.CaptionRetention, Logger: c.logger})
 	}
-	c.captions = httpapi.NewCaptionsHandler(store, c.logger)
 	c.logger.Info("caption store open", "database_url", RedactDatabaseURL(c.cfg.DatabaseURL),
 		"retention", c.cfg.CaptionRetention, "queue", c.cfg.CaptionQueue)
 	return nil
 }
 
-// ServeHTTP is GET /captions: the store's answer, or a clear 503 when the
-// store is off.
-func (c *captionMemory) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if c.captions == nil {
-		httpapi.WriteDetail(w, http.StatusServiceUnavailable, "caption store is off (FORESIGHT_DATABASE_URL=none)")
-		return
+// captionReader is what GET /captions reads: the store, or nil when it is
+// off (httpapi answers 503 then).
+func (c *captionMemory) captionReader() ports.CaptionReader {
+	if c.store == nil {
+		return nil
 	}
-	c.captions.ServeHTTP(w, r)
+	return c.store
 }
 
 // stopSteps are the visual memory's part of the stop sequence, run once

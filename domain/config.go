@@ -6,7 +6,7 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// Defaults of Config, matching the original server where it had a setting.
+// Defaults of StreamConfig, matching the original server where it had a setting.
 const (
 	DefaultChunkInterval    = time.Second
 	DefaultMaxBufferFrames  = 120
@@ -15,9 +15,9 @@ const (
 	DefaultPrompt           = ports.DefaultPrompt
 )
 
-// Config tunes one stream. A zero field takes its default, so Config{} is a
+// StreamConfig tunes one stream. A zero field takes its default, so StreamConfig{} is a
 // working configuration.
-type Config struct {
+type StreamConfig struct {
 	// ChunkInterval is the least time between two chunk cuts
 	// (VISION_CHUNK_SECONDS). Zero means DefaultChunkInterval; a negative
 	// value means no minimum: a chunk is cut whenever no call is in flight.
@@ -62,7 +62,7 @@ type Config struct {
 }
 
 // withDefaults fills zero fields.
-func (c Config) withDefaults() Config {
+func (c StreamConfig) withDefaults() StreamConfig {
 	switch {
 	case c.ChunkInterval == 0:
 		c.ChunkInterval = DefaultChunkInterval

@@ -29,7 +29,7 @@ func (captioner) Close(context.Context) error { return nil }
 func ExampleStartStream() {
 	ctx := context.Background()
 	clock := domaintest.NewClock()
-	stream := domain.StartStream(captioner{}, ports.SessionRequest{StreamID: "demo"}, domain.Config{
+	stream := domain.StartStream(captioner{}, ports.SessionRequest{StreamID: "demo"}, domain.StreamConfig{
 		ChunkInterval: time.Second,
 		Clock:         clock,
 	})

@@ -62,7 +62,7 @@ func TestChunkCarriesSelectedFrames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			gate := domaintest.NewGate()
 			budget := domain.NewMemoryBudget(1 << 20)
-			h := newHarness(t, domain.Config{MaxFramesPerChunk: tt.maxFrames, Budget: budget}, gate.Infer)
+			h := newHarness(t, domain.StreamConfig{MaxFramesPerChunk: tt.maxFrames, Budget: budget}, gate.Infer)
 			var received int64
 			for i := range 9 {
 				f := make([]byte, 10+i) // sizes tell the frames apart

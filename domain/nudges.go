@@ -57,7 +57,8 @@ type NudgeConfig struct {
 	// means none.
 	Settle time.Duration
 	// Cooldown is the least time between two delivered nudges to a device
-	// (FORESIGHT_NUDGE_COOLDOWN), whatever the decider says.
+	// (FORESIGHT_NUDGE_COOLDOWN), whatever the decider says. Zero means
+	// none, as in the setting; DefaultNudgeCooldown is the setting's default.
 	Cooldown time.Duration
 	// Prefix goes before the message sent to the notifier
 	// (FORESIGHT_NUDGE_PREFIX); empty means DefaultNudgePrefix unless
@@ -100,11 +101,7 @@ func (c NudgeConfig) withDefaults() NudgeConfig {
 	if c.Window <= 0 {
 		c.Window = c.Interval
 	}
-	if c.Cooldown < 0 { // negative: no cooldown at all
-		c.Cooldown = 0
-	} else if c.Cooldown == 0 {
-		c.Cooldown = DefaultNudgeCooldown
-	}
+	c.Cooldown = max(c.Cooldown, 0)
 	if c.NoPrefix {
 		c.Prefix = ""
 	} else if c.Prefix == "" {

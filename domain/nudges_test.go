@@ -140,9 +140,26 @@ func TestNudgeLoopDeliversOnceWithPrefixAndKey(t *testing.T) {
 	})
 }
 
-func TestNudgeLoopCooldown(t *testing.T) {
+// TestNudgeLoopZeroCooldownIsNone: a zero Cooldown means none, as the
+// setting's 0 does; the default lives in the settings table.
+func TestNudgeLoopZeroCooldownIsNone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		assert.Equal(t, time.Duration(0), h.loop.Config().Cooldown)
+		h.decider.Answer = domaintest.Yes("Stand up.")
+		h.caption("dev1", "c1", "sitting")
+		for range 2 {
+			rec, err := h.loop.RunOnce(context.Background(), "dev1")
+			require.NoError(t, err)
+			assert.Equal(t, ports.DeliveryDelivered, rec.Status)
+		}
+		assert.Len(t, h.notifier.Calls(), 2)
+	})
+}
+
+func TestNudgeLoopCooldown(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Cooldown: domain.DefaultNudgeCooldown})
 		h.decider.Answer = domaintest.Yes("Take a walk.")
 		h.start(t)
 		firstDelivery := time.Now().Add(time.Minute)
@@ -357,9 +374,9 @@ func TestNudgeLoopStoreOutageDeliversNothing(t *testing.T) {
 
 func TestNudgeLoopTwoInstancesOneNudge(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Cooldown: domain.DefaultNudgeCooldown})
 		h.decider.Answer = domaintest.Yes("Stand up.")
-		second := h.newLoop(t, domain.NudgeConfig{APIKey: key})
+		second := h.newLoop(t, domain.NudgeConfig{APIKey: key, Cooldown: domain.DefaultNudgeCooldown})
 		h.start(t, second)
 		for range 3 {
 			h.caption("dev1", "c", "sitting")
@@ -375,7 +392,7 @@ func TestNudgeLoopTwoInstancesOneNudge(t *testing.T) {
 
 func TestNudgeLoopRunOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Cooldown: domain.DefaultNudgeCooldown})
 		h.decider.Answer = domaintest.Yes("Stand up.")
 		ctx := context.Background()
 

@@ -2,7 +2,6 @@ package domain
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -47,7 +46,7 @@ func StartRetention(p ports.CaptionPruner, cfg RetentionConfig) (stop func()) {
 		cfg.Clock = SystemClock{}
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var (

@@ -26,7 +26,7 @@ func newSceneHarness(t *testing.T, scene domain.SceneConfig, infer domaintest.In
 	t.Helper()
 	a := newFakeAnalyzer()
 	budget := domain.NewMemoryBudget(1 << 20)
-	h := newHarness(t, domain.Config{ChunkInterval: -1, Scene: scene, Analyzer: a, Budget: budget}, infer)
+	h := newHarness(t, domain.StreamConfig{ChunkInterval: -1, Scene: scene, Analyzer: a, Budget: budget}, infer)
 	return &sceneHarness{harness: h, analyzer: a, budget: budget}
 }
 
@@ -115,7 +115,7 @@ func TestRejectedFramesReleaseTheirBytesBeforeTheCallEnds(t *testing.T) {
 		gate := domaintest.NewGate()
 		a := newFakeAnalyzer()
 		budget := domain.NewMemoryBudget(1 << 20)
-		h := newHarness(t, domain.Config{ChunkInterval: time.Second, Scene: domain.SceneConfig{RejectUnusable: true},
+		h := newHarness(t, domain.StreamConfig{ChunkInterval: time.Second, Scene: domain.SceneConfig{RejectUnusable: true},
 			Analyzer: a, Budget: budget}, gate.Infer)
 		for _, name := range []string{"a", "dark", "blurred"} {
 			h.stream.HandleFrame([]byte(name))
@@ -148,7 +148,7 @@ func TestCloseCollectsASkippedCall(t *testing.T) {
 }
 
 func TestSceneGateOffAnalysesNothing(t *testing.T) {
-	for name, cfg := range map[string]domain.Config{
+	for name, cfg := range map[string]domain.StreamConfig{
 		"zero scene config": {Analyzer: newFakeAnalyzer()},
 		"no analyzer":       {Scene: domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}},
 	} {

@@ -17,7 +17,7 @@ import (
 )
 
 // ErrInferenceTimeout is the cause given to a call's context when it runs
-// past Config.InferenceTimeout.
+// past StreamConfig.InferenceTimeout.
 var ErrInferenceTimeout = errors.New("inference timed out")
 
 // errStreamClosed is the cause given to a call's context when its stream ends.
@@ -73,7 +73,7 @@ type Summary struct {
 // It is not safe for concurrent use: one goroutine feeds it frames and
 // closes it. Inference runs in the background, one call at a time.
 type Stream struct {
-	cfg     Config
+	cfg     StreamConfig
 	backend ports.InferenceBackend
 	req     ports.SessionRequest
 
@@ -136,7 +136,7 @@ type sceneOutcome struct {
 // the stream and its device, which label the captions it hands to
 // cfg.Captions. A nil backend means no model: the stream is acked as usual
 // and keeps no frames, as with one that answers ports.ErrNoInference.
-func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg Config) *Stream {
+func StartStream(backend ports.InferenceBackend, req ports.SessionRequest, cfg StreamConfig) *Stream {
 	cfg = cfg.withDefaults()
 	now := cfg.Clock.Now()
 	s := &Stream{

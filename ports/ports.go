@@ -1,6 +1,10 @@
-// Package ports declares the small interfaces the domain calls out through:
-// an inference backend that opens one InferenceSession per stream, a Notifier
-// that reaches the wearer's phone, and a StreamObserver for metrics.
+// Package ports declares the small driven-side interfaces the domain calls
+// out through, grouped by file: the model (ports.go: an InferenceBackend
+// opening one InferenceSession per stream), the phone (Notifier), the
+// caption store (captions.go: writer, reader, pruner and source), the nudge
+// loop (nudges.go, interventions.go: decider, intervention store,
+// evaluation lock), the scene gate (scene.go: FrameAnalyzer) and the
+// observers that metrics implement.
 //
 // It names no provider and no transport: what a particular backend reads
 // from a client is that backend's business, and reaches it here only as

@@ -71,14 +71,14 @@ func (n *recNotifier) Notify(_ context.Context, apiKey, _ string) (json.RawMessa
 func TestEndToEnd(t *testing.T) {
 	backend := &recBackend{}
 	notifier := &recNotifier{}
-	stream := httpapi.NewStreamHandler(httpapi.StreamConfig{
+	stream := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: backend,
-		Session: domain.Config{ChunkInterval: -1},
+		Stream:  domain.StreamConfig{ChunkInterval: -1},
 		// The server holds no Modal token, so it honours the headers.
 		SessionOptions: func(r *http.Request) map[string]string { return modalheader.SessionOptions(r.Header) },
 	})
 	poke := httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: notifier})
-	server := httptest.NewServer(httpapi.NewRouter(stream, poke))
+	server := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{Stream: stream, Poke: poke}))
 	t.Cleanup(server.Close)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -28,10 +28,10 @@ import (
 	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 )
 
-// Names of the headers that carry secrets to the upstream: the shared wire
-// name for Poke and the Modal adapter's own list, so they cannot drift apart.
+// Names of the Modal headers that carry secrets to the upstream: the Modal
+// adapter's own list, so they cannot drift apart (Poke's is
+// wire.HeaderPokeAPIKey).
 const (
-	HeaderPokeAPIKey       = wire.HeaderPokeAPIKey
 	HeaderModalTokenID     = modalheader.TokenID
 	HeaderModalTokenSecret = modalheader.TokenSecret
 	HeaderModalAppName     = modalheader.AppName
@@ -92,7 +92,7 @@ func SecretsFromEnv(getenv func(string) string) Secrets {
 // headers lists the non-empty secrets as canonical header name/value pairs.
 func (s Secrets) headers() [][2]string {
 	all := [][2]string{
-		{HeaderPokeAPIKey, s.PokeAPIKey},
+		{wire.HeaderPokeAPIKey, s.PokeAPIKey},
 		{HeaderModalTokenID, s.ModalTokenID},
 		{HeaderModalTokenSecret, s.ModalTokenSecret},
 		{HeaderModalAppName, s.ModalAppName},

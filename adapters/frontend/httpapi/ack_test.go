@@ -83,7 +83,7 @@ func TestAppendAckAllocatesNothing(t *testing.T) {
 // through a real loopback WebSocket costs the server one allocation, the
 // frame's own buffer (no inference here, so no chunk cuts).
 func TestReadAndAckAllocatesOncePerFrame(t *testing.T) {
-	h := httpapi.NewStreamHandler(httpapi.StreamConfig{})
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	conn, br, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"))

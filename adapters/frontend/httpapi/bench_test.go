@@ -28,7 +28,7 @@ func BenchmarkAppendAck(b *testing.B) {
 // side allocates nothing, so allocs/op are the server's: the frame's own
 // buffer, plus (amortised) the chunk cut once a second.
 func BenchmarkReadAndAck(b *testing.B) {
-	h := httpapi.NewStreamHandler(httpapi.StreamConfig{})
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	conn, br, _, err := ws.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http"))

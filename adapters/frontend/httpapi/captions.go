@@ -21,9 +21,6 @@ const CaptionsPath = "/captions"
 const (
 	maxCaptionQueryTextLen = 256
 	maxCaptionStreamLen    = 128
-	// captionsQueryTimeout bounds one store query, so a stuck database
-	// does not hold the request.
-	captionsQueryTimeout = 10 * time.Second
 )
 
 // CaptionsHandler serves GET /captions: the stored captions, newest first.
@@ -61,37 +58,59 @@ type captionsJSON struct {
 }
 
 func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q, problems := parseCaptionQuery(r)
+	serveList(w, r, h.logger, "caption", parseCaptionQuery, func(q ports.CaptionQuery) string { return q.Cursor },
+		func(ctx context.Context, q ports.CaptionQuery) (any, error) {
+			page, err := h.reader.QueryCaptions(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			body := captionsJSON{Captions: make([]captionJSON, 0, len(page.Captions))}
+			for _, c := range page.Captions {
+				body.Captions = append(body.Captions, captionJSON{
+					ID: c.ID, Device: c.Device, StreamID: c.StreamID,
+					Start: c.Start.UTC().Format(time.RFC3339Nano), End: c.End.UTC().Format(time.RFC3339Nano),
+					CaptionFields: wire.CaptionFields{ChunkStartS: c.ChunkStartS, ChunkEndS: c.ChunkEndS, Caption: c.Text,
+						LatencyMS: c.LatencyMS, TokensGenerated: c.Tokens},
+					Backend: c.Backend, Model: c.Model,
+				})
+			}
+			if page.NextCursor != "" {
+				body.NextCursor = &page.NextCursor
+			}
+			return body, nil
+		})
+}
+
+// listQueryTimeout bounds one store query of a list route, so a stuck
+// database does not hold the request.
+const listQueryTimeout = 10 * time.Second
+
+// serveList is the skeleton GET /captions and GET /interventions share:
+// parse the query (422 listing every bad parameter), run it within
+// listQueryTimeout (422 for a cursor the store refuses, 503 without
+// details when the store fails), and answer the page, never cached. what
+// names the store in the log line and the 503.
+func serveList[Q any](w http.ResponseWriter, r *http.Request, logger *slog.Logger, what string,
+	parse func(*http.Request) (Q, []*validationError), cursor func(Q) string,
+	query func(context.Context, Q) (any, error)) {
+	q, problems := parse(r)
 	if len(problems) > 0 {
 		writeValidation(w, problems...)
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), captionsQueryTimeout)
+	ctx, cancel := context.WithTimeout(r.Context(), listQueryTimeout)
 	defer cancel()
-	page, err := h.reader.QueryCaptions(ctx, q)
+	body, err := query(ctx, q)
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeValidation(w, badCursor(q.Cursor))
+		writeValidation(w, badCursor(cursor(q)))
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
-			h.logger.Error("caption query failed", "err", err)
+			logger.Error(what+" query failed", "err", err)
 		}
-		writeDetail(w, http.StatusServiceUnavailable, "caption store unavailable")
+		writeDetail(w, http.StatusServiceUnavailable, what+" store unavailable")
 		return
-	}
-	body := captionsJSON{Captions: make([]captionJSON, 0, len(page.Captions))}
-	for _, c := range page.Captions {
-		body.Captions = append(body.Captions, captionJSON{
-			ID: c.ID, Device: c.Device, StreamID: c.StreamID,
-			Start: c.Start.UTC().Format(time.RFC3339Nano), End: c.End.UTC().Format(time.RFC3339Nano),
-			CaptionFields: wire.CaptionFields{ChunkStartS: c.ChunkStartS, ChunkEndS: c.ChunkEndS, Caption: c.Text,
-				LatencyMS: c.LatencyMS, TokensGenerated: c.Tokens},
-			Backend: c.Backend, Model: c.Model,
-		})
-	}
-	if page.NextCursor != "" {
-		body.NextCursor = &page.NextCursor
 	}
 	w.Header().Set("Cache-Control", "no-store") // private: what the wearer saw
 	writeJSON(w, http.StatusOK, body)

@@ -34,9 +34,9 @@ func captionsServer(t *testing.T, captions ...ports.Caption) *httptest.Server {
 
 func serveCaptions(t *testing.T, reader ports.CaptionReader) *httptest.Server {
 	t.Helper()
-	srv := httptest.NewServer(httpapi.NewRouter(http.NotFoundHandler(), http.NotFoundHandler(), httpapi.Route{
-		Method: http.MethodGet, Path: httpapi.CaptionsPath,
-		Handler: httpapi.NewCaptionsHandler(reader, slog.New(slog.DiscardHandler)),
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{
+		Captions: func() ports.CaptionReader { return reader },
+		Logger:   slog.New(slog.DiscardHandler),
 	}))
 	t.Cleanup(srv.Close)
 	return srv

@@ -25,9 +25,9 @@ func ExampleNewStreamHandler() {
 	if err != nil {
 		panic(err)
 	}
-	streams := httpapi.NewStreamHandler(httpapi.StreamConfig{
-		Session: domain.Config{ChunkInterval: 2 * time.Second},
-		Logger:  logger,
+	streams := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
+		Stream: domain.StreamConfig{ChunkInterval: 2 * time.Second},
+		Logger: logger,
 	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /vision/stream", streams)

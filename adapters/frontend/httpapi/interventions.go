@@ -27,10 +27,6 @@ const (
 // first wait.
 const manualRunRetryAfter = 5
 
-// interventionsQueryTimeout bounds one store query, so a stuck database
-// does not hold the request.
-const interventionsQueryTimeout = 10 * time.Second
-
 // InterventionLister is what GET /interventions reads (a
 // ports.InterventionStore).
 type InterventionLister interface {
@@ -106,34 +102,21 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 }
 
 func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q, problems := parseInterventionQuery(r)
-	if len(problems) > 0 {
-		writeValidation(w, problems...)
-		return
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), interventionsQueryTimeout)
-	defer cancel()
-	page, err := h.lister.ListInterventions(ctx, q)
-	switch {
-	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeValidation(w, badCursor(q.Cursor))
-		return
-	case err != nil:
-		if r.Context().Err() == nil {
-			h.logger.Error("intervention query failed", "err", err)
-		}
-		writeDetail(w, http.StatusServiceUnavailable, "intervention store unavailable")
-		return
-	}
-	body := interventionsJSON{Interventions: make([]interventionJSON, 0, len(page.Items))}
-	for _, rec := range page.Items {
-		body.Interventions = append(body.Interventions, toInterventionJSON(rec))
-	}
-	if page.NextCursor != "" {
-		body.NextCursor = &page.NextCursor
-	}
-	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, body)
+	serveList(w, r, h.logger, "intervention", parseInterventionQuery, func(q ports.InterventionQuery) string { return q.Cursor },
+		func(ctx context.Context, q ports.InterventionQuery) (any, error) {
+			page, err := h.lister.ListInterventions(ctx, q)
+			if err != nil {
+				return nil, err
+			}
+			body := interventionsJSON{Interventions: make([]interventionJSON, 0, len(page.Items))}
+			for _, rec := range page.Items {
+				body.Interventions = append(body.Interventions, toInterventionJSON(rec))
+			}
+			if page.NextCursor != "" {
+				body.NextCursor = &page.NextCursor
+			}
+			return body, nil
+		})
 }
 
 // parseInterventionQuery reads device, since, limit and cursor, reporting

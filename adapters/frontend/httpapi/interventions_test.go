@@ -44,7 +44,7 @@ func newNudgeServer(t *testing.T) *nudgeServer {
 	n := &nudgeServer{store: store, clock: domaintest.NewClock(), lock: domain.NewLocalEvaluationLock(),
 		decider: &domaintest.Decider{}, notifier: &domaintest.Notifier{}}
 	loop, err := domain.NewNudgeLoop(domain.NudgePorts{Captions: store, Store: store, Decider: n.decider,
-		Lock: n.lock, Notifier: n.notifier}, domain.NudgeConfig{APIKey: "key", Clock: n.clock})
+		Lock: n.lock, Notifier: n.notifier}, domain.NudgeConfig{APIKey: "key", Clock: n.clock, Cooldown: domain.DefaultNudgeCooldown})
 	require.NoError(t, err)
 	n.srv = serveInterventions(t, store, loop)
 	return n
@@ -53,10 +53,11 @@ func newNudgeServer(t *testing.T) *nudgeServer {
 func serveInterventions(t *testing.T, lister httpapi.InterventionLister, runner httpapi.InterventionRunner) *httptest.Server {
 	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
-	srv := httptest.NewServer(httpapi.NewRouter(http.NotFoundHandler(), http.NotFoundHandler(),
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: httpapi.NewInterventionsHandler(lister, logger)},
-		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: httpapi.NewRunInterventionHandler(runner, logger)},
-	))
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{
+		Interventions:   func() httpapi.InterventionLister { return lister },
+		RunIntervention: func() httpapi.InterventionRunner { return runner },
+		Logger:          logger,
+	}))
 	t.Cleanup(srv.Close)
 	return srv
 }

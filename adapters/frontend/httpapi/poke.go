@@ -14,6 +14,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/foresight-vision/foresight/adapters/frontend/trust"
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -58,7 +59,7 @@ func NewPokeHandler(cfg PokeConfig) *PokeHandler {
 
 // apiKey picks the key per the trust policy (docs/security.md).
 func (h *PokeHandler) apiKey(r *http.Request) string {
-	return h.cfg.Trust.Pick(h.cfg.ServerKey, strings.TrimSpace(r.Header.Get(HeaderPokeAPIKey)))
+	return h.cfg.Trust.Pick(h.cfg.ServerKey, strings.TrimSpace(r.Header.Get(wire.HeaderPokeAPIKey)))
 }
 
 func (h *PokeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

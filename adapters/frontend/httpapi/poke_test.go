@@ -33,7 +33,7 @@ func newPokeEnv(t *testing.T, cfg httpapi.PokeConfig, timeout time.Duration) *po
 	t.Cleanup(client.CloseIdleConnections)
 	cfg.Notifier = client
 	cfg.Logger = slog.New(slog.DiscardHandler)
-	srv := httptest.NewServer(httpapi.NewRouter(http.NotFoundHandler(), httpapi.NewPokeHandler(cfg)))
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{Poke: httpapi.NewPokeHandler(cfg)}))
 	t.Cleanup(srv.Close)
 	return &pokeEnv{fake: fake, srv: srv}
 }
@@ -184,7 +184,7 @@ func TestPokeBodyTooLarge(t *testing.T) {
 }
 
 func TestHealthAndUnknownRoutes(t *testing.T) {
-	srv := httptest.NewServer(httpapi.NewRouter(http.NotFoundHandler(), http.NotFoundHandler()))
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{Stream: http.NotFoundHandler(), Poke: http.NotFoundHandler()}))
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/health")
 	require.NoError(t, err)

@@ -1,36 +1,133 @@
-// Package httpapi is the HTTP and WebSocket front end: GET /health,
-// POST /poke/send and GET /vision/stream, wire-compatible with the original
-// FastAPI server. Each handler is an http.Handler that another service can
-// mount on its own mux; NewRouter puts them together on httprouter.
+// Package httpapi is the HTTP and WebSocket front end, wire-compatible with
+// the original FastAPI server where a route existed there. It owns every
+// route the server answers: Routes is the table (method, path, credential,
+// handler) and NewRouter mounts it on httprouter. Each handler is also an
+// http.Handler that another service can mount on its own mux.
 package httpapi
 
 import (
 	"encoding/json"
+	"log/slog"
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/julienschmidt/httprouter"
 
 	"github.com/foresight-vision/foresight/adapters/protocol/wire"
+	"github.com/foresight-vision/foresight/ports"
 )
 
-// Route is an extra route to mount beside the built-in ones.
+// StatusPath answers what the server runs (NewStatusHandler).
+const StatusPath = "/status"
+
+// MetricsPath serves the Prometheus metrics, when they are on.
+const MetricsPath = "/metrics"
+
+// PagePath serves the live page, when the server has one.
+const PagePath = "/"
+
+// PprofPath is the catch-all under which net/http/pprof is served, when on.
+const PprofPath = "/debug/pprof/*item"
+
+// Credential is what a request needs to reach a route.
+type Credential string
+
+// Credentials of the route table. The edge gate enforces them: Public is
+// the default of FORESIGHT_PUBLIC_PATHS, so an operator may open or close
+// a path there, but a route marked MagicWord carries something private.
+const (
+	// Public routes hold no secret: health, the live page, metrics.
+	Public Credential = "public"
+	// MagicWord routes need the magic word whenever one is set.
+	MagicWord Credential = "magic word"
+)
+
+// Route is one row of the route table.
 type Route struct {
-	Method  string
-	Path    string
-	Handler http.Handler
+	Method     string
+	Path       string
+	Credential Credential
+	Handler    http.Handler
 }
 
-// NewRouter mounts health, the stream handler at /vision/stream and the
-// Poke handler at /poke/send, plus any extra routes. Unknown paths and
-// methods get FastAPI's JSON error bodies.
-func NewRouter(stream http.Handler, poke http.Handler, extra ...Route) *httprouter.Router {
+// Handlers are what the routes serve from. A nil handler leaves its route
+// out (the feature is off); a reader, lister or runner is asked for per
+// request, because the app opens the store after the router is built, and
+// a nil answer is a clear 503.
+type Handlers struct {
+	Stream http.Handler // GET /vision/stream (NewStreamHandler)
+	Poke   http.Handler // POST /poke/send (NewPokeHandler)
+	Page   http.Handler // GET and HEAD /: the live page
+	// Status is the body of GET /status; nil leaves the route out.
+	Status *Status
+	// Metrics serves GET /metrics; nil when metrics are off.
+	Metrics http.Handler
+	// Pprof mounts net/http/pprof at /debug/pprof/.
+	Pprof bool
+	// Captions is GET /captions' store; nil, or a nil answer, is 503
+	// "caption store is off".
+	Captions func() ports.CaptionReader
+	// Interventions is GET /interventions' store; nil, or a nil answer,
+	// is 503 (no store keeps decisions).
+	Interventions func() InterventionLister
+	// RunIntervention runs POST /interventions/run; nil, or a nil answer,
+	// is 503 "nudges are off".
+	RunIntervention func() InterventionRunner
+	// Logger receives the handlers' logs; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Routes is the server's route table, in the order a reader meets the
+// routes in docs/protocol.md. A route whose handler is off is left out.
+func Routes(h Handlers) []Route {
+	if h.Logger == nil {
+		h.Logger = slog.Default()
+	}
+	table := []Route{
+		// httprouter does not route HEAD to GET handlers.
+		{http.MethodGet, PagePath, Public, h.Page},
+		{http.MethodHead, PagePath, Public, h.Page},
+		{http.MethodGet, wire.PathHealth, Public, Health()},
+		{http.MethodHead, wire.PathHealth, Public, Health()},
+		{http.MethodGet, MetricsPath, Public, h.Metrics},
+		{http.MethodGet, wire.PathStream, MagicWord, h.Stream},
+		{http.MethodPost, wire.PathPoke, MagicWord, h.Poke},
+		{http.MethodGet, StatusPath, MagicWord, statusHandlerOrNil(h.Status)},
+		{http.MethodGet, CaptionsPath, MagicWord, captionsOrOff(h.Captions, h.Logger)},
+		{http.MethodGet, InterventionsPath, MagicWord, interventionsOrOff(h.Interventions, h.Logger)},
+		{http.MethodPost, InterventionsRunPath, MagicWord, runOrOff(h.RunIntervention, h.Logger)},
+		{http.MethodGet, PprofPath, MagicWord, pprofHandlerIf(h.Pprof)},
+	}
+	mounted := table[:0]
+	for _, r := range table {
+		if r.Handler != nil {
+			mounted = append(mounted, r)
+		}
+	}
+	return mounted
+}
+
+// DefaultPublicPaths are the paths of the Public routes, each once, in
+// table order: the default of FORESIGHT_PUBLIC_PATHS.
+func DefaultPublicPaths() []string {
+	var paths []string
+	seen := map[string]bool{}
+	on := http.NotFoundHandler()
+	for _, r := range Routes(Handlers{Page: on, Metrics: on}) {
+		if r.Credential == Public && !seen[r.Path] {
+			seen[r.Path] = true
+			paths = append(paths, r.Path)
+		}
+	}
+	return paths
+}
+
+// NewRouter mounts Routes(h). Unknown paths and methods get FastAPI's JSON
+// error bodies.
+func NewRouter(h Handlers) *httprouter.Router {
 	r := httprouter.New()
-	r.Handler(http.MethodGet, wire.PathHealth, Health())
-	r.Handler(http.MethodHead, wire.PathHealth, Health())
-	r.Handler(http.MethodGet, wire.PathStream, stream)
-	r.Handler(http.MethodPost, wire.PathPoke, poke)
-	for _, e := range extra {
-		r.Handler(e.Method, e.Path, e.Handler)
+	for _, route := range Routes(h) {
+		r.Handler(route.Method, route.Path, route.Handler)
 	}
 	r.NotFound = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		writeDetail(w, http.StatusNotFound, "Not Found")
@@ -51,15 +148,113 @@ func Health() http.Handler {
 	})
 }
 
+// Status is the body of GET /status: what the server runs, never a secret.
+type Status struct {
+	Backend     string `json:"backend"`
+	Model       string `json:"model"`
+	BaseURLHost string `json:"base_url_host"`
+	Captions    bool   `json:"captions"`
+	// ChunkSeconds is the least time between chunk cuts (0: none).
+	ChunkSeconds float64 `json:"chunk_seconds"`
+	// MaxFramesPerChunk is the bound on frames sent per chunk; 0 is all.
+	MaxFramesPerChunk int    `json:"max_frames_per_chunk"`
+	Version           string `json:"version"`
+}
+
+// NewStatusHandler serves GET /status. The body is fixed at start, so it
+// is encoded once.
+func NewStatusHandler(s Status) http.Handler {
+	body, _ := json.Marshal(s)
+	body = append(body, '\n')
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		_, _ = w.Write(body)
+	})
+}
+
+func statusHandlerOrNil(s *Status) http.Handler {
+	if s == nil {
+		return nil
+	}
+	return NewStatusHandler(*s)
+}
+
+// The 503 answers of routes whose store or loop is off.
+const (
+	captionsOffDetail      = "caption store is off (FORESIGHT_DATABASE_URL=none)"
+	interventionsOffDetail = "caption store is off (FORESIGHT_DATABASE_URL=none): no decisions are kept"
+	nudgesOffDetail        = "nudges are off: set FORESIGHT_NUDGES to rules or llm"
+)
+
+func captionsOrOff(reader func() ports.CaptionReader, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var rd ports.CaptionReader
+		if reader != nil {
+			rd = reader()
+		}
+		if rd == nil {
+			writeDetail(w, http.StatusServiceUnavailable, captionsOffDetail)
+			return
+		}
+		NewCaptionsHandler(rd, logger).ServeHTTP(w, r)
+	})
+}
+
+func interventionsOrOff(lister func() InterventionLister, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var l InterventionLister
+		if lister != nil {
+			l = lister()
+		}
+		if l == nil {
+			writeDetail(w, http.StatusServiceUnavailable, interventionsOffDetail)
+			return
+		}
+		NewInterventionsHandler(l, logger).ServeHTTP(w, r)
+	})
+}
+
+func runOrOff(runner func() InterventionRunner, logger *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var run InterventionRunner
+		if runner != nil {
+			run = runner()
+		}
+		if run == nil {
+			writeDetail(w, http.StatusServiceUnavailable, nudgesOffDetail)
+			return
+		}
+		NewRunInterventionHandler(run, logger).ServeHTTP(w, r)
+	})
+}
+
+// pprofHandlerIf serves net/http/pprof under one httprouter catch-all
+// route when on.
+func pprofHandlerIf(on bool) http.Handler {
+	if !on {
+		return nil
+	}
+	named := map[string]http.HandlerFunc{
+		"/debug/pprof/cmdline": pprof.Cmdline,
+		"/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol":  pprof.Symbol,
+		"/debug/pprof/trace":   pprof.Trace,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h, ok := named[r.URL.Path]; ok {
+			h(w, r)
+			return
+		}
+		pprof.Index(w, r) // the index and named profiles: heap, goroutine, allocs, ...
+	})
+}
+
 func writeJSON(w http.ResponseWriter, status int, body any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body)
 }
-
-// WriteDetail answers FastAPI's error shape, {"detail": "..."}, for
-// handlers mounted beside this package's (the server's own 503s).
-func WriteDetail(w http.ResponseWriter, status int, detail string) { writeDetail(w, status, detail) }
 
 // writeDetail answers FastAPI's error shape, {"detail": "..."}.
 func writeDetail(w http.ResponseWriter, status int, detail string) {

@@ -57,7 +57,7 @@ func streamClip(t *testing.T, frames [][]byte, scene domain.SceneConfig) clipRun
 	}}
 	clock := domaintest.NewClock()
 	obs := &cutCounter{}
-	srv := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Observer: obs, Session: domain.Config{
+	srv := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Observer: obs, Stream: domain.StreamConfig{
 		Clock: clock, ChunkInterval: time.Second, Scene: scene, Analyzer: jpegscene.Analyzer{},
 	}})
 	c := srv.dial(nil)

@@ -21,7 +21,7 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// Defaults of StreamConfig.
+// Defaults of StreamHandlerConfig.
 const (
 	DefaultMaxFrameBytes = 16 << 20
 	DefaultIdleTimeout   = 60 * time.Second
@@ -39,22 +39,18 @@ const (
 	progressEvery = 30
 )
 
-// HeaderPokeAPIKey carries a client's (or a gateway's) Poke API key. The
-// inference backend's own headers belong to its adapter.
-const HeaderPokeAPIKey = wire.HeaderPokeAPIKey
-
-// StreamConfig configures the /vision/stream handler. The zero value works:
+// StreamHandlerConfig configures the /vision/stream handler. The zero value works:
 // no inference, default limits.
-type StreamConfig struct {
+type StreamHandlerConfig struct {
 	// Backend opens one inference session per stream; nil means no model
 	// (the app hands in its own, noop included).
 	Backend ports.InferenceBackend
-	// Session tunes each stream's domain session (chunking, buffer, prompt,
-	// inference timeout, where its captions go). Its Budget also bounds the messages being read:
+	// Stream tunes each connection's domain stream (chunking, buffer,
+	// prompt, inference timeout, where its captions go). Its Budget also bounds the messages being read:
 	// when it is spent and the stream has no frames of its own to give up,
 	// the new message is read past, discarded and acked as dropped. A
 	// message larger than the whole budget gets close 1009.
-	Session domain.Config
+	Stream domain.StreamConfig
 	// MaxFrameBytes is the largest message accepted
 	// (FORESIGHT_MAX_FRAME_BYTES); larger ones get close 1009 unread.
 	MaxFrameBytes int64
@@ -76,7 +72,7 @@ type StreamConfig struct {
 	Logger *slog.Logger
 }
 
-func (c StreamConfig) withDefaults() StreamConfig {
+func (c StreamHandlerConfig) withDefaults() StreamHandlerConfig {
 	if c.MaxFrameBytes <= 0 {
 		c.MaxFrameBytes = DefaultMaxFrameBytes
 	}
@@ -95,15 +91,15 @@ func (c StreamConfig) withDefaults() StreamConfig {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Session.Observer == nil {
-		c.Session.Observer = c.Observer
+	if c.Stream.Observer == nil {
+		c.Stream.Observer = c.Observer
 	}
 	return c
 }
 
 // StreamHandler serves GET /vision/stream: binary frames in, JSON acks out.
 type StreamHandler struct {
-	cfg StreamConfig
+	cfg StreamHandlerConfig
 	// stopCtx ends when a shutdown runs out of time, cutting short the
 	// streams still closing their inference sessions.
 	stopCtx  context.Context
@@ -117,7 +113,7 @@ type StreamHandler struct {
 }
 
 // NewStreamHandler returns a handler for /vision/stream.
-func NewStreamHandler(cfg StreamConfig) *StreamHandler {
+func NewStreamHandler(cfg StreamHandlerConfig) *StreamHandler {
 	cfg = cfg.withDefaults()
 	stopCtx, stop := context.WithCancel(context.Background())
 	return &StreamHandler{
@@ -189,7 +185,7 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h:      h,
 		frames: frames,
 		logger: logger,
-		stream: domain.StartStream(h.cfg.Backend, req, h.cfg.Session),
+		stream: domain.StartStream(h.cfg.Backend, req, h.cfg.Stream),
 	}
 	frames.SetShed(s.stream.DropBuffered)
 	h.cfg.Observer.StreamOpened()
@@ -223,7 +219,7 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // frameConfig is the framing every stream of this handler gets.
 func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
 	maxMessage := h.cfg.MaxFrameBytes
-	if b := h.cfg.Session.Budget; b != nil {
+	if b := h.cfg.Stream.Budget; b != nil {
 		// A message the budget could never hold is refused outright.
 		maxMessage = min(maxMessage, b.Limit())
 	}
@@ -232,7 +228,7 @@ func (h *StreamHandler) frameConfig() wsframe.ServerConfig {
 		DropWhenShort:    true,
 		IdleTimeout:      h.cfg.IdleTimeout,
 		WriteTimeout:     h.cfg.WriteTimeout,
-		Budget:           h.cfg.Session.Budget,
+		Budget:           h.cfg.Stream.Budget,
 		Stopping:         h.closing.Load,
 		StopWriteTimeout: h.stopWriteTimeout(),
 	}

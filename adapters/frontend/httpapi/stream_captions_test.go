@@ -95,7 +95,7 @@ func captionsOn(t *testing.T, c *client, n int, sent *int64) (captions []string,
 
 func TestStreamHandsEachCaptionOnWithItsDevice(t *testing.T) {
 	rec := &sink{}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: captionBackend(), Session: domain.Config{ChunkInterval: -1,
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: captionBackend(), Stream: domain.StreamConfig{ChunkInterval: -1,
 		Captions: rec, BackendName: "modal", ModelName: "gemma3"}})
 
 	base := s.url
@@ -131,7 +131,7 @@ func TestStreamHandsEachCaptionOnWithItsDevice(t *testing.T) {
 
 func TestBadDeviceGets400BeforeTheUpgrade(t *testing.T) {
 	rec := &sink{}
-	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Captions: rec}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Stream: domain.StreamConfig{Captions: rec}})
 	httpURL := "http" + strings.TrimPrefix(s.url, "ws")
 	for _, bad := range []string{"no spaces", "slash/no", strings.Repeat("a", 65), "ünï", "semi;colon"} {
 		t.Run("query "+bad, func(t *testing.T) {
@@ -220,7 +220,7 @@ func TestStoreOutageChangesNoAckAndTheQueueBoundHolds(t *testing.T) {
 	watch := &depthWatch{}
 	recorder := domain.NewRecorder(db, domain.RecorderConfig{QueueSize: bound, BatchSize: 4,
 		FlushInterval: 5 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, Observer: watch})
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: captionBackend(), Session: domain.Config{ChunkInterval: -1, Captions: recorder}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: captionBackend(), Stream: domain.StreamConfig{ChunkInterval: -1, Captions: recorder}})
 	c := s.dial(nil)
 	var sent int64
 

@@ -27,7 +27,7 @@ import (
 // A client uploading one frame slowly but steadily keeps the stream open:
 // the idle timeout counts silence, not the time one frame takes.
 func TestSlowSteadyUploadIsNotIdle(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{IdleTimeout: 300 * time.Millisecond})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{IdleTimeout: 300 * time.Millisecond})
 	c := s.dial(nil)
 	const size = 50 // a byte every 20 ms: 1 s for the frame, over 3 idle timeouts
 	mask := ws.NewMask()
@@ -46,7 +46,7 @@ func TestSlowSteadyUploadIsNotIdle(t *testing.T) {
 
 // A client silent in the middle of a frame is still closed as idle.
 func TestSilenceMidFrameIsIdle(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{IdleTimeout: 200 * time.Millisecond})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{IdleTimeout: 200 * time.Millisecond})
 	c := s.dial(nil)
 	require.NoError(t, ws.WriteHeader(c.conn, ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 100}))
 	_, err := c.conn.Write([]byte{1, 2, 3})
@@ -58,7 +58,7 @@ func TestSilenceMidFrameIsIdle(t *testing.T) {
 
 // RFC 6455 8.1: a close reason that is not UTF-8 fails the connection with 1007.
 func TestCloseReasonNotUTF8Gets1007(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	c := s.dial(nil)
 	body := append(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""), 0xff, 0xfe)
 	require.NoError(t, ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body))))
@@ -72,7 +72,7 @@ func TestCloseReasonNotUTF8Gets1007(t *testing.T) {
 
 // An upgrade over HTTP/1.0 gets 400 with a reason, not gobwas's bare 505.
 func TestHTTP10UpgradeGets400(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	conn, err := net.Dial("tcp", s.srv.Listener.Addr().String())
 	require.NoError(t, err)
 	defer conn.Close()
@@ -105,7 +105,7 @@ func (l smallBufferListener) Accept() (net.Conn, error) {
 // its context, though an ack write would wait 10 s.
 func TestShutdownWithAClientThatNeverReads(t *testing.T) {
 	backend := &domaintest.Backend{}
-	h := httpapi.NewStreamHandler(httpapi.StreamConfig{
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: backend, WriteTimeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler),
 	})
 	srv := httptest.NewUnstartedServer(h)

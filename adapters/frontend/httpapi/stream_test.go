@@ -40,13 +40,13 @@ type streamServer struct {
 	url     string
 }
 
-func newStreamServer(t *testing.T, cfg httpapi.StreamConfig) *streamServer {
+func newStreamServer(t *testing.T, cfg httpapi.StreamHandlerConfig) *streamServer {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	h := httpapi.NewStreamHandler(cfg)
-	srv := httptest.NewServer(httpapi.NewRouter(h, http.NotFoundHandler()))
+	srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{Stream: h}))
 	s := &streamServer{t: t, handler: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http") + "/vision/stream"}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -121,7 +121,7 @@ func (c *client) readClose() (ws.StatusCode, string) {
 }
 
 func TestFramesAreAckedInOrder(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	c := s.dial(nil)
 	sizes := []int{1, 7, 0, 1 << 20}
 	for i, n := range sizes {
@@ -134,7 +134,7 @@ func TestFramesAreAckedInOrder(t *testing.T) {
 }
 
 func TestFiveHundredFramesPipelined(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	c := s.dial(nil)
 	go func() {
 		for i := range 500 {
@@ -151,7 +151,7 @@ func TestFiveHundredFramesPipelined(t *testing.T) {
 }
 
 func TestConcurrentStreamsHaveTheirOwnCounters(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for n := range 20 {
@@ -187,7 +187,7 @@ func TestConcurrentStreamsHaveTheirOwnCounters(t *testing.T) {
 func TestAckNotDelayedByInference(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
 	c := s.dial(nil)
 	// The first frames go while the session opens or the first call
 	// hangs; every one of them is acked even though no call returns.
@@ -233,7 +233,7 @@ func TestInferenceErrorThenStreamGoesOn(t *testing.T) {
 		}
 		return ports.Result{Caption: "ok again", Set: ports.ResultCaption}, nil
 	}}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
 	c := s.dial(nil)
 	var events []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
@@ -265,7 +265,7 @@ func TestFailingChunksAreLoggedOnceThenTheRecovery(t *testing.T) {
 		return ports.Result{Caption: "back", Set: ports.ResultCaption}, nil
 	}}
 	logs := &testlog.Buffer{}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1},
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	c := s.dial(nil)
 	failed := 0
@@ -289,7 +289,7 @@ func TestFailingChunksAreLoggedOnceThenTheRecovery(t *testing.T) {
 }
 
 func TestTextMessageGetsClose1003(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	c := s.dial(nil)
 	c.send([]byte("x"))
 	c.readAck()
@@ -300,7 +300,7 @@ func TestTextMessageGetsClose1003(t *testing.T) {
 }
 
 func TestOversizedFrameGetsClose1009(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{MaxFrameBytes: 1024})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{MaxFrameBytes: 1024})
 	c := s.dial(nil)
 	c.send(make([]byte, 1024)) // at the limit: fine
 	assert.Equal(t, 1024, c.readAck().Bytes)
@@ -314,7 +314,7 @@ func TestOversizedFrameGetsClose1009(t *testing.T) {
 }
 
 func TestFragmentedMessagesAreAssembledAndBounded(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{MaxFrameBytes: 10})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{MaxFrameBytes: 10})
 	c := s.dial(nil)
 	writeFragment := func(op ws.OpCode, fin bool, p []byte) {
 		f := ws.MaskFrameInPlace(ws.NewFrame(op, fin, p))
@@ -332,7 +332,7 @@ func TestFragmentedMessagesAreAssembledAndBounded(t *testing.T) {
 }
 
 func TestProtocolErrors(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	t.Run("unmasked frame", func(t *testing.T) {
 		c := s.dial(nil)
 		require.NoError(t, ws.WriteFrame(c.conn, ws.NewBinaryFrame([]byte("x"))))
@@ -348,7 +348,7 @@ func TestProtocolErrors(t *testing.T) {
 }
 
 func TestPingAndCloseHandshake(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	c := s.dial(nil)
 	require.NoError(t, wsutil.WriteClientMessage(c.conn, ws.OpPing, []byte("hi")))
 	// Read raw frames: the pong must echo the payload.
@@ -370,7 +370,7 @@ func TestPingAndCloseHandshake(t *testing.T) {
 
 func TestIdleTimeout(t *testing.T) {
 	backend := &domaintest.Backend{}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, IdleTimeout: 200 * time.Millisecond})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, IdleTimeout: 200 * time.Millisecond})
 	c := s.dial(nil)
 	c.send([]byte{1})
 	c.readAck()
@@ -386,7 +386,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestAbruptDropClosesSessionOnce(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
 	c := s.dial(nil)
 	for range 5 {
 		c.send([]byte{1})
@@ -400,7 +400,7 @@ func TestAbruptDropClosesSessionOnce(t *testing.T) {
 }
 
 func TestStreamLimit(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{MaxStreams: 2})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{MaxStreams: 2})
 	s.dial(nil)
 	s.dial(nil)
 	_, _, _, err := ws.Dial(context.Background(), s.url)
@@ -412,7 +412,7 @@ func TestStreamLimit(t *testing.T) {
 func TestShutdownClosesOpenStreams(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	h := httpapi.NewStreamHandler(httpapi.StreamConfig{Backend: backend, Session: domain.Config{ChunkInterval: -1}})
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	s := &streamServer{t: t, handler: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}
@@ -447,7 +447,7 @@ func TestSessionOptionsReachTheBackend(t *testing.T) {
 	for _, accept := range []bool{true, false} {
 		t.Run(fmt.Sprint(accept), func(t *testing.T) {
 			backend := &domaintest.Backend{}
-			cfg := httpapi.StreamConfig{Backend: backend}
+			cfg := httpapi.StreamHandlerConfig{Backend: backend}
 			if accept {
 				cfg.SessionOptions = func(r *http.Request) map[string]string {
 					return map[string]string{"app-name": strings.TrimSpace(r.Header.Get("X-Test-App")), "token-id": "id1"}
@@ -470,7 +470,7 @@ func TestSessionOptionsReachTheBackend(t *testing.T) {
 }
 
 func TestPlainHTTPToStreamIsRefused(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	resp, err := http.Get(s.srv.URL + "/vision/stream")
 	require.NoError(t, err)
 	defer resp.Body.Close()
@@ -479,7 +479,7 @@ func TestPlainHTTPToStreamIsRefused(t *testing.T) {
 }
 
 func TestCloseCodes(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	tests := []struct {
 		name    string
 		payload []byte
@@ -507,7 +507,7 @@ func TestCloseCodes(t *testing.T) {
 }
 
 func TestMalformedHeaderGetsClose1002(t *testing.T) {
-	s := newStreamServer(t, httpapi.StreamConfig{})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{})
 	c := s.dial(nil)
 	// Length 127 with the most significant bit set: not a valid length.
 	_, err := c.conn.Write([]byte{0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4})
@@ -519,7 +519,7 @@ func TestMalformedHeaderGetsClose1002(t *testing.T) {
 
 func TestHeaderAloneReservesNoMemory(t *testing.T) {
 	budget := domain.NewMemoryBudget(16 << 20)
-	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Stream: domain.StreamConfig{Budget: budget}})
 	c := s.dial(nil)
 	// Claims 8 MiB (within the 16 MiB limit) but sends 10 bytes: only what
 	// arrives is allocated and taken from the budget.
@@ -535,7 +535,7 @@ func TestHeaderAloneReservesNoMemory(t *testing.T) {
 
 func TestMessageLargerThanTheBudgetGetsClose1009(t *testing.T) {
 	budget := domain.NewMemoryBudget(100 << 10)
-	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Stream: domain.StreamConfig{Budget: budget}})
 	c := s.dial(nil)
 	c.send(make([]byte, 50<<10)) // fits
 	assert.Equal(t, 50<<10, c.readAck().Bytes)
@@ -549,7 +549,7 @@ func TestMessageLargerThanTheBudgetGetsClose1009(t *testing.T) {
 
 func TestSpentBudgetDropsTheNewFrameButAcksIt(t *testing.T) {
 	budget := domain.NewMemoryBudget(100 << 10)
-	s := newStreamServer(t, httpapi.StreamConfig{Session: domain.Config{Budget: budget}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Stream: domain.StreamConfig{Budget: budget}})
 	hog := s.dial(nil)
 	// Another stream's message, being read, holds most of the budget.
 	hdr := ws.Header{Fin: true, OpCode: ws.OpBinary, Masked: true, Mask: ws.NewMask(), Length: 60 << 10}
@@ -571,7 +571,7 @@ func TestSpentBudgetDropsTheNewFrameButAcksIt(t *testing.T) {
 func TestStreamGivesUpItsBufferBeforeRefusingAMessage(t *testing.T) {
 	budget := domain.NewMemoryBudget(128 << 10)
 	backend := &domaintest.Backend{}
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{Budget: budget, ChunkInterval: time.Hour}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{Budget: budget, ChunkInterval: time.Hour}})
 	c := s.dial(nil)
 	for range 3 {
 		c.send(make([]byte, 40<<10)) // buffered for a chunk an hour away
@@ -592,7 +592,7 @@ func TestLoneClientIsNotRefusedByItsOwnChunkInFlight(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
 	clock := domaintest.NewClock()
-	s := newStreamServer(t, httpapi.StreamConfig{Backend: backend, Session: domain.Config{
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{
 		Budget: budget, ChunkInterval: 500 * time.Millisecond, Clock: clock,
 	}})
 	c := s.dial(nil)

@@ -111,7 +111,7 @@ func browser(t *testing.T) (context.Context, func() []string) {
 // swapStreams serves /vision/stream from a handler that the test can replace,
 // so it can end every open stream (close 1001) while new ones still work.
 type swapStreams struct {
-	cfg httpapi.StreamConfig
+	cfg httpapi.StreamHandlerConfig
 
 	mu      sync.Mutex
 	current *httpapi.StreamHandler
@@ -119,7 +119,7 @@ type swapStreams struct {
 	hits    atomic.Int64 // requests for /vision/stream, upgrades or not
 }
 
-func newSwapStreams(cfg httpapi.StreamConfig) *swapStreams {
+func newSwapStreams(cfg httpapi.StreamHandlerConfig) *swapStreams {
 	s := &swapStreams{cfg: cfg}
 	s.replace(context.Background())
 	return s
@@ -191,19 +191,20 @@ func startServer(t *testing.T, magicWord string) *server {
 	require.NoError(t, err)
 	recorder := domain.NewRecorder(store, domain.RecorderConfig{FlushInterval: 50 * time.Millisecond})
 
-	streams := newSwapStreams(httpapi.StreamConfig{
+	streams := newSwapStreams(httpapi.StreamHandlerConfig{
 		Backend: backend,
 		// Short chunks, so captions come quickly.
-		Session: domain.Config{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second, Captions: recorder},
-		Logger:  logger,
+		Stream: domain.StreamConfig{ChunkInterval: 200 * time.Millisecond, InferenceTimeout: 5 * time.Second, Captions: recorder},
+		Logger: logger,
 	})
-	router := httpapi.NewRouter(streams,
-		httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: pokeClient, ServerKey: "server-key", Logger: logger}),
-		httpapi.Route{Method: http.MethodGet, Path: "/", Handler: webui.Handler()},
-		httpapi.Route{Method: http.MethodHead, Path: "/", Handler: webui.Handler()},
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: httpapi.NewCaptionsHandler(store, logger)},
-		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: httpapi.NewInterventionsHandler(store, logger)},
-	)
+	router := httpapi.NewRouter(httpapi.Handlers{
+		Stream:        streams,
+		Poke:          httpapi.NewPokeHandler(httpapi.PokeConfig{Notifier: pokeClient, ServerKey: "server-key", Logger: logger}),
+		Page:          webui.Handler(),
+		Captions:      func() ports.CaptionReader { return store },
+		Interventions: func() httpapi.InterventionLister { return store },
+		Logger:        logger,
+	})
 	var root http.Handler = router
 	if magicWord != "" {
 		root = edgegate.New(edgegate.Config{MagicWord: magicWord, PublicPaths: []string{"/", "/health"}, Logger: logger}).Wrap(router)

@@ -61,7 +61,7 @@ func New(cfg Config) (*Backend, error) {
 	}
 	p, ok := presets[strings.ToLower(cfg.Preset)]
 	if !ok {
-		return nil, fmt.Errorf("modal backend: unknown preset %q (want gemma3, streamingvlm or none)", cfg.Preset)
+		return nil, fmt.Errorf("modal backend: unknown preset %q (want gemma3 or streamingvlm)", cfg.Preset)
 	}
 	if cfg.MaxClients <= 0 {
 		cfg.MaxClients = DefaultMaxClients
@@ -145,13 +145,10 @@ func (b *Backend) resolve(options map[string]string) target {
 }
 
 // OpenSession looks the stream's class up, makes one instance of it and
-// returns a session calling it. Without credentials (or with the "none"
-// preset) it returns ports.ErrNoInference. Any other failure is an error whose
+// returns a session calling it. Without credentials it returns
+// ports.ErrNoInference. Any other failure is an error whose
 // text never contains the token secret.
 func (b *Backend) OpenSession(ctx context.Context, req ports.SessionRequest) (ports.InferenceSession, error) {
-	if b.preset == (preset{}) {
-		return nil, ports.ErrNoInference
-	}
 	t := b.resolve(req.Options)
 	if t.tokenID == "" || t.tokenSecret == "" {
 		b.log.DebugContext(ctx, "no Modal credentials: inference disabled for stream", "stream_id", req.StreamID)

@@ -14,8 +14,6 @@ const (
 	// PresetStreamingVLM is the legacy StreamingVLM in app
 	// foresight-streamingvlm, class StreamingVLMSession, kept for rollback.
 	PresetStreamingVLM = "streamingvlm"
-	// PresetNone disables inference: every session is a no-op.
-	PresetNone = "none"
 )
 
 type preset struct{ app, class string }
@@ -23,7 +21,6 @@ type preset struct{ app, class string }
 var presets = map[string]preset{
 	PresetGemma3:       {app: "foresight-gemma3-vlm", class: "Gemma3VLMSession"},
 	PresetStreamingVLM: {app: "foresight-streamingvlm", class: "StreamingVLMSession"},
-	PresetNone:         {},
 }
 
 // Defaults for the Config fields that have one.
@@ -126,7 +123,7 @@ func DefaultConfig() Config {
 }
 
 // Deployed names the app and class the server's own sessions call: the
-// configured names, else the preset's (empty for PresetNone or an unknown
+// configured names, else the preset's (empty for an unknown
 // preset). A status page shows them.
 func (c Config) Deployed() (app, class string) {
 	p := presets[strings.ToLower(c.Preset)]

@@ -540,13 +540,6 @@ func TestNoCredentialsMeansNoInference(t *testing.T) {
 	assert.Len(t, f.srv.CallsTo(modaltest.MethodInferChunk), 1)
 }
 
-func TestPresetNoneMeansNoInference(t *testing.T) {
-	f := setup(t, func(c *Config) { c.Preset = PresetNone })
-	_, err := f.b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s"})
-	require.ErrorIs(t, err, ports.ErrNoInference)
-	assert.Empty(t, f.srv.Calls())
-}
-
 func TestReplyDecoding(t *testing.T) {
 	f := setup(t, nil)
 	f.srv.SetReply(func(c modaltest.Call) (any, error) {

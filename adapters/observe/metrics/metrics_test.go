@@ -193,7 +193,7 @@ func TestConcurrentUse(t *testing.T) {
 
 func TestRealStreamIsCounted(t *testing.T) {
 	m := metrics.New()
-	h := httpapi.NewStreamHandler(httpapi.StreamConfig{Observer: m})
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{Observer: m})
 	srv := httptest.NewServer(h)
 	defer func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

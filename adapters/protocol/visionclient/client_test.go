@@ -37,7 +37,7 @@ func (c *closeRecorder) StreamClosed(code int) { c.codes <- code }
 
 // startServer runs the real stream handler on a loopback httptest server
 // and returns its ws:// URL.
-func startServer(t *testing.T, cfg httpapi.StreamConfig, wrap func(http.Handler) http.Handler) string {
+func startServer(t *testing.T, cfg httpapi.StreamHandlerConfig, wrap func(http.Handler) http.Handler) string {
 	t.Helper()
 	h := httpapi.NewStreamHandler(cfg)
 	var handler http.Handler = h
@@ -65,7 +65,7 @@ func dial(t *testing.T, url string, opts visionclient.Options) *visionclient.Con
 
 func TestFramesAreAckedInOrder(t *testing.T) {
 	rec := &closeRecorder{codes: make(chan int, 1)}
-	url := startServer(t, httpapi.StreamConfig{Observer: rec}, nil)
+	url := startServer(t, httpapi.StreamHandlerConfig{Observer: rec}, nil)
 	c := dial(t, url, visionclient.Options{})
 
 	for i, size := range []int{10, 0, 20000, 1} {
@@ -123,9 +123,9 @@ func TestCaptionsAndInferenceErrorsArrive(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			backend := &domaintest.Backend{Infer: tc.infer}
-			url := startServer(t, httpapi.StreamConfig{
+			url := startServer(t, httpapi.StreamHandlerConfig{
 				Backend: backend,
-				Session: domain.Config{ChunkInterval: -1}, // cut whenever idle
+				Stream:  domain.StreamConfig{ChunkInterval: -1}, // cut whenever idle
 			}, nil)
 			c := dial(t, url, visionclient.Options{})
 			defer c.Close()
@@ -151,7 +151,7 @@ func TestCaptionsAndInferenceErrorsArrive(t *testing.T) {
 func TestMagicWordAndHeadersAreSent(t *testing.T) {
 	var mu sync.Mutex
 	var gotQuery, gotHeader string
-	url := startServer(t, httpapi.StreamConfig{}, func(next http.Handler) http.Handler {
+	url := startServer(t, httpapi.StreamHandlerConfig{}, func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			mu.Lock()
 			gotQuery, gotHeader = r.URL.Query().Get("magic_word"), r.Header.Get("X-Test")
@@ -185,7 +185,7 @@ func TestRefusedHandshakeIsAnError(t *testing.T) {
 }
 
 func TestPipelinedSendAndReadConcurrently(t *testing.T) {
-	url := startServer(t, httpapi.StreamConfig{}, nil)
+	url := startServer(t, httpapi.StreamHandlerConfig{}, nil)
 	c := dial(t, url, visionclient.Options{})
 	const n = 300
 	var wg sync.WaitGroup
@@ -210,7 +210,7 @@ func TestPipelinedSendAndReadConcurrently(t *testing.T) {
 }
 
 func TestCloseWhileReaderBlocked(t *testing.T) {
-	url := startServer(t, httpapi.StreamConfig{}, nil)
+	url := startServer(t, httpapi.StreamHandlerConfig{}, nil)
 	c := dial(t, url, visionclient.Options{})
 	errc := make(chan error, 1)
 	go func() {

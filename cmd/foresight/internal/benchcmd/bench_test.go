@@ -23,7 +23,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-func startServer(t *testing.T, cfg httpapi.StreamConfig) string {
+func startServer(t *testing.T, cfg httpapi.StreamHandlerConfig) string {
 	t.Helper()
 	h := httpapi.NewStreamHandler(cfg)
 	srv := httptest.NewServer(h)
@@ -52,12 +52,12 @@ func TestBenchBothModes(t *testing.T) {
 	for _, mode := range []string{ModeLockstep, ModePipelined} {
 		t.Run(mode, func(t *testing.T) {
 			m := metrics.New()
-			url := startServer(t, httpapi.StreamConfig{
+			url := startServer(t, httpapi.StreamHandlerConfig{
 				Observer: m,
 				Backend: &domaintest.Backend{Infer: func(context.Context, ports.Chunk) (ports.Result, error) {
 					return ports.Result{Caption: "x", Set: ports.ResultCaption}, nil
 				}},
-				Session: domain.Config{ChunkInterval: 50 * time.Millisecond},
+				Stream: domain.StreamConfig{ChunkInterval: 50 * time.Millisecond},
 			})
 			rep, _ := runJSON(t, "--url", url, "--conns", "3", "--fps", "50", "--frame-bytes", "1000",
 				"--duration", "300ms", "--mode", mode, "--magic-word", "shh")
@@ -82,7 +82,7 @@ func TestBenchBothModes(t *testing.T) {
 }
 
 func TestBenchTextReportAndProgress(t *testing.T) {
-	url := startServer(t, httpapi.StreamConfig{})
+	url := startServer(t, httpapi.StreamHandlerConfig{})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var out, errb bytes.Buffer
@@ -107,7 +107,7 @@ func TestBenchUnreachableServer(t *testing.T) {
 }
 
 func TestBenchCancelStopsEverything(t *testing.T) {
-	url := startServer(t, httpapi.StreamConfig{})
+	url := startServer(t, httpapi.StreamHandlerConfig{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -52,9 +52,9 @@ func startServer(t *testing.T) *server {
 	s := &server{backend: &domaintest.Backend{Infer: func(_ context.Context, c ports.Chunk) (ports.Result, error) {
 		return ports.Result{Caption: fmt.Sprintf("saw %d frames", len(c.Frames)), LatencyMS: 1, Set: ports.ResultCaption | ports.ResultLatency}, nil
 	}}}
-	h := httpapi.NewStreamHandler(httpapi.StreamConfig{
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: s.backend,
-		Session: domain.Config{ChunkInterval: -1},
+		Stream:  domain.StreamConfig{ChunkInterval: -1},
 	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
