@@ -60,7 +60,9 @@ func TestDeviceRoutesAskTheAuthorizerAndCheckTheDevice(t *testing.T) {
 	defer store.Close()
 	var asked []string
 	srv := serveDeviceData(t, httpapi.DeviceDataConfig{Captions: store, Interventions: store, Eraser: store, Secrets: store,
-		Seal: func(string, []byte) (ports.SealedSecret, error) { return ports.SealedSecret{KeyID: "k", Ciphertext: []byte("x")}, nil },
+		Seal: func(string, []byte) (ports.SealedSecret, error) {
+			return ports.SealedSecret{KeyID: "k", Ciphertext: []byte("x")}, nil
+		},
 		Authorize: func(_ *http.Request, device string) error {
 			asked = append(asked, device)
 			if device == "bob" {
