@@ -187,6 +187,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: nud.listHandler()},
 		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: nud.runHandler()})
+	routes = append(routes, deviceRoutes(cfg, mem, logger)...)
 	router := httpapi.NewRouter(stream, pokeHandler, routes...)
 	// The gate always strips a supplied magic word, so nothing behind it
 	// (logs included) sees one; it checks the word only when one is set.

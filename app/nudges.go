@@ -178,12 +178,18 @@ func (n *nudges) open(ctx context.Context) error {
 		}
 		n.lock, lock = l, l
 	}
+	keys, err := n.deviceKeys(store)
+	if err != nil {
+		n.closeLock()
+		return fmt.Errorf("nudges: %w", err)
+	}
 	loop, err := domain.NewNudgeLoop(domain.NudgePorts{
 		Captions: store,
 		Decider:  n.decider,
 		Store:    store,
 		Lock:     lock,
 		Notifier: n.notifier,
+		Keys:     keys,
 	}, loopCfg)
 	if err != nil {
 		n.closeLock()
@@ -193,7 +199,7 @@ func (n *nudges) open(ctx context.Context) error {
 	n.run = httpapi.NewRunInterventionHandler(loop, n.logger)
 	lc := loop.Config()
 	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
-		"cooldown", max(lc.Cooldown, 0), "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
+		"cooldown", max(lc.Cooldown, 0), "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "device_keys", n.cfg.SecretKey != "", "shared_lock", n.lock != nil)
 	return nil
 }
 
