@@ -102,19 +102,21 @@ func TestEachWearersNudgesGoWithTheirOwnPokeKey(t *testing.T) {
 	require.Equal(t, http.StatusOK, status, body)
 	assert.JSONEq(t, `{"device":"bob","poke_key":"set"}`, body)
 
-	// One device at a time, so each Poke request is known to be its nudge;
-	// the hour's cooldown makes it one nudge per device.
+	// One device at a time, so each Poke request is known to be its nudge.
+	// Under load a delivery can be retried (Poke took it, the answer came
+	// too late), so a device may send more than one: all with its key.
 	want := []string{"Bearer " + aliceKey, "Bearer " + bobKey, "Bearer " + serverPokeKey}
 	for i, device := range []string{"alice", "bob", "carol"} {
+		before := len(poke.Requests())
 		stop := streamInBackground(t, inst, device)
-		require.Eventually(t, func() bool { return len(poke.Requests()) > i }, nudgeWait, 20*time.Millisecond, "%s's nudge", device)
+		require.Eventually(t, func() bool { return len(poke.Requests()) > before }, nudgeWait, 20*time.Millisecond, "%s's nudge", device)
 		stop()
-		waitCaptionsAged(t, inst, device)
-		requests := poke.Requests()
-		require.Len(t, requests, i+1, "one nudge per device")
-		assert.Equal(t, want[i], requests[i].Authorization, "%s's nudge goes with %s", device, want[i])
-		assert.Equal(t, domain.DefaultNudgePrefix+donutNudge, requests[i].Message)
-		require.Len(t, withStatus(listInterventions(t, inst.URL(), device), "delivered"), 1)
+		waitCaptionsAged(t, inst, device) // from here no evaluation of it runs
+		for _, r := range poke.Requests()[before:] {
+			assert.Equal(t, want[i], r.Authorization, "%s's nudges go with %s", device, want[i])
+			assert.Equal(t, domain.DefaultNudgePrefix+donutNudge, r.Message)
+		}
+		assert.NotEmpty(t, withStatus(listInterventions(t, inst.URL(), device), "delivered"))
 	}
 
 	// Export: the device's captions and decisions, nothing of another's.
@@ -151,8 +153,10 @@ func TestEachWearersNudgesGoWithTheirOwnPokeKey(t *testing.T) {
 	_, err = app.LoadConfig([]string{"--help"}, envOf("FORESIGHT_POKE_API_KEY", serverPokeKey, "FORESIGHT_SECRET_KEY", secret), &help)
 	require.ErrorIs(t, err, flag.ErrHelp)
 	seen.WriteString(help.String())
-	_, err = deviceCLI(t, cliEnv, "--help")
-	require.Error(t, err)
+	deviceHelp, err := deviceCLI(t, append(cliEnv, "FORESIGHT_SECRET_KEY_PREVIOUS", secret), "set", "--help")
+	require.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, deviceHelp, "FORESIGHT_SECRET_KEY")
+	seen.WriteString(deviceHelp)
 	status, body = send(t, http.MethodDelete, inst.URL()+"/devices/bob/poke-key", "")
 	require.Equal(t, http.StatusOK, status)
 	seen.WriteString(body)
