@@ -198,6 +198,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		Captions:        mem.captionReader,
 		Interventions:   nud.interventionLister,
 		RunIntervention: nud.interventionRunner,
+		DeviceData:      deviceData(cfg, mem, logger),
 		Logger:          logger,
 	}
 	if m != nil {

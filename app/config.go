@@ -61,6 +61,11 @@ type Config struct {
 	PokeURL     string
 	PokeTimeout time.Duration
 	PokeAPIKey  string
+	// SecretKey seals each device's own Poke key in the store;
+	// SecretKeyPrevious still opens keys sealed before a rotation
+	// (app/devices.go, docs/security.md).
+	SecretKey         string
+	SecretKeyPrevious string
 
 	MagicWord              string
 	PublicPaths            []string
@@ -220,6 +225,10 @@ var Settings = []Setting{
 		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.PokeTimeout })},
 	{Envs: []string{"FORESIGHT_POKE_API_KEY"}, Secret: true, Help: "the server's Poke API key; without it the x-poke-api-key header is used",
 		Apply: func(c *Config, v string) error { c.PokeAPIKey = v; return nil }},
+	{Envs: []string{"FORESIGHT_SECRET_KEY"}, Secret: true, Help: "32 random bytes, base64 or hex (openssl rand -base64 32), that encrypt each device's own Poke key in the database (AES-256-GCM); without it device keys cannot be set",
+		Apply: func(c *Config, v string) error { c.SecretKey = v; return nil }},
+	{Envs: []string{"FORESIGHT_SECRET_KEY_PREVIOUS"}, Secret: true, Help: "the server key FORESIGHT_SECRET_KEY replaced, still accepted for decryption until `foresight device rekey` has re-encrypted every key",
+		Apply: func(c *Config, v string) error { c.SecretKeyPrevious = v; return nil }},
 
 	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
 		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
@@ -343,6 +352,9 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 		return Config{}, err
 	}
 	if err := c.checkNudges(); err != nil {
+		return Config{}, err
+	}
+	if _, err := c.secretSealer(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -174,12 +174,18 @@ func (n *nudges) open(ctx context.Context) error {
 		}
 		n.lock, lock = l, l
 	}
+	keys, err := n.deviceKeys(store)
+	if err != nil {
+		n.closeLock()
+		return fmt.Errorf("nudges: %w", err)
+	}
 	loop, err := domain.NewNudgeLoop(domain.NudgePorts{
 		Captions: store,
 		Decider:  n.decider,
 		Store:    store,
 		Lock:     lock,
 		Notifier: n.notifier,
+		Keys:     keys,
 	}, loopCfg)
 	if err != nil {
 		n.closeLock()
@@ -188,7 +194,7 @@ func (n *nudges) open(ctx context.Context) error {
 	n.loop = loop
 	lc := loop.Config()
 	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
-		"cooldown", lc.Cooldown, "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)
+		"cooldown", lc.Cooldown, "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "device_keys", n.cfg.SecretKey != "", "shared_lock", n.lock != nil)
 	return nil
 }
 

@@ -39,7 +39,16 @@ var (
 	// already; the run was refused before it took the lock or read anything.
 	ErrTooManyManualRuns = errors.New("too many manual runs in progress")
 	errNudgeDeadline     = errors.New("nudge evaluation ran out of its interval")
-	errNudgeStopped      = errors.New("nudge loop stopped")
+
+	errNudgeStopped = errors.New("nudge loop stopped")
+)
+
+// The fixed record of a nudge held back because the device's own key
+// cannot be had: sending it with the server's key instead would reach
+// another person's phone.
+const (
+	DeviceKeyUnreadable   = "device poke key cannot be decrypted with the server's FORESIGHT_SECRET_KEY (or FORESIGHT_SECRET_KEY_PREVIOUS): not sent"
+	DeviceKeyLookupFailed = "device poke key could not be read from the store: not sent"
 )
 
 // NudgeConfig tunes the nudge loop. A zero field takes its default.
@@ -149,6 +158,9 @@ type NudgePorts struct {
 	// right for a single instance.
 	Lock     ports.EvaluationLock
 	Notifier ports.Notifier
+	// Keys, when set, names each device's own notifier key; a device
+	// without one gets NudgeConfig.APIKey. nil: every device gets APIKey.
+	Keys ports.NotifierKeys
 }
 
 // NudgeLoop evaluates every device with recent captions once per interval,
@@ -329,6 +341,7 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 		decErr = errors.New("decider chose to deliver an empty message")
 	}
 
+	var apiKey string // the key this decision's nudge goes with, once it is a yes
 	rec := ports.Intervention{
 		Device:           device,
 		Time:             now,
@@ -347,10 +360,21 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 		rec.Verdict = ports.VerdictNo
 	default:
 		rec.Verdict, rec.Nudge = ports.VerdictYes, dec.Message
-		switch {
-		case !last.IsZero() && now.Sub(last) < l.cfg.Cooldown:
+		if !last.IsZero() && now.Sub(last) < l.cfg.Cooldown {
 			rec.Status = ports.DeliverySuppressedCooldown
-		case l.cfg.APIKey == "":
+			break
+		}
+		var keyErr error
+		apiKey, keyErr = l.notifierKey(ctx, device)
+		switch {
+		case keyErr != nil:
+			rec.Status = ports.DeliveryFailed
+			rec.Error = DeviceKeyLookupFailed
+			if errors.Is(keyErr, ports.ErrNotifierKeyUnreadable) {
+				rec.Error = DeviceKeyUnreadable
+			}
+			l.cfg.Logger.Warn("nudge loop: device poke key", "device", device, "err", keyErr)
+		case apiKey == "":
 			rec.Status = ports.DeliverySkippedNoKey
 		default:
 			rec.Status = ports.DeliveryPending
@@ -369,7 +393,7 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 	}
 	rec = stored
 	if rec.Status == ports.DeliveryPending {
-		rec = l.deliver(ctx, rec)
+		rec = l.deliver(ctx, rec, apiKey)
 	}
 	l.cfg.Observer.NudgeDecided(engine, decisionOutcome(rec))
 	return rec, nil
@@ -379,7 +403,7 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 // attempts run out or the evaluation's deadline comes. The store is told
 // before each attempt, so a record is never sent twice: one found "sending"
 // after a crash is not retried.
-func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention) ports.Intervention {
+func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention, apiKey string) ports.Intervention {
 	backoff := l.cfg.RetryBackoff
 	for attempt := 1; ; attempt++ {
 		rec.Status, rec.Attempts = ports.DeliverySending, attempt
@@ -389,7 +413,7 @@ func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention) ports.I
 			rec.Status, rec.Attempts, rec.Error = ports.DeliveryFailed, attempt-1, fmt.Sprintf("mark sending: %v", err)
 			return rec
 		}
-		_, err := l.p.Notifier.Notify(ctx, l.cfg.APIKey, l.cfg.Prefix+rec.Nudge)
+		_, err := l.p.Notifier.Notify(ctx, apiKey, l.cfg.Prefix+rec.Nudge)
 		if err == nil {
 			l.cfg.Observer.NudgeDeliveryAttempt("ok")
 			rec.Status, rec.DeliveredAt, rec.Error = ports.DeliveryDelivered, l.cfg.Clock.Now(), ""
@@ -422,6 +446,18 @@ func (l *NudgeLoop) writeDelivery(ctx context.Context, rec ports.Intervention) {
 	if err := l.p.Store.UpdateDelivery(wctx, rec.ID, u); err != nil {
 		l.cfg.Logger.Warn("nudge loop: record delivery", "device", rec.Device, "intervention", rec.ID, "status", string(rec.Status), "err", err)
 	}
+}
+
+// notifierKey is the key device's nudges go with: its own, else the
+// server's ("" when neither is set).
+func (l *NudgeLoop) notifierKey(ctx context.Context, device string) (string, error) {
+	if l.p.Keys != nil {
+		key, err := l.p.Keys.NotifierKey(ctx, device)
+		if err != nil || key != "" {
+			return key, err
+		}
+	}
+	return l.cfg.APIKey, nil
 }
 
 func decisionOutcome(rec ports.Intervention) string {

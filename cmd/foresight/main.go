@@ -31,6 +31,7 @@ func commands() []command {
 		{"gateway", "run the edge proxy in front of a server", runGateway},
 		{"replay", "stream a video or a folder of JPEGs to a server, as glasses would", replaycmd.Run},
 		{"bench", "load-test /vision/stream and report ack latency and throughput", benchcmd.Run},
+		{"device", "set, remove or re-encrypt a device's own Poke key", deviceCmd},
 	}
 }
 
@@ -83,6 +84,10 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun `foresight <command> --help` for a command's flags.")
+}
+
+func deviceCmd(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	return app.DeviceCommand(ctx, args, os.Getenv, stdout)
 }
 
 func serve(ctx context.Context, args []string, stdout, _ io.Writer) error {

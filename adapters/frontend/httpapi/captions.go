@@ -66,13 +66,7 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			body := captionsJSON{Captions: make([]captionJSON, 0, len(page.Captions))}
 			for _, c := range page.Captions {
-				body.Captions = append(body.Captions, captionJSON{
-					ID: c.ID, Device: c.Device, StreamID: c.StreamID,
-					Start: c.Start.UTC().Format(time.RFC3339Nano), End: c.End.UTC().Format(time.RFC3339Nano),
-					CaptionFields: wire.CaptionFields{ChunkStartS: c.ChunkStartS, ChunkEndS: c.ChunkEndS, Caption: c.Text,
-						LatencyMS: c.LatencyMS, TokensGenerated: c.Tokens},
-					Backend: c.Backend, Model: c.Model,
-				})
+				body.Captions = append(body.Captions, toCaptionJSON(c))
 			}
 			if page.NextCursor != "" {
 				body.NextCursor = &page.NextCursor

@@ -73,6 +73,9 @@ type Handlers struct {
 	// RunIntervention runs POST /interventions/run; nil, or a nil answer,
 	// is 503 "nudges are off".
 	RunIntervention func() InterventionRunner
+	// DeviceData serves a wearer's own data (/devices/{id}/…: export,
+	// deletion, the device's Poke key); nil leaves those routes out.
+	DeviceData func() *DeviceDataHandlers
 	// Logger receives the handlers' logs; nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -96,6 +99,10 @@ func Routes(h Handlers) []Route {
 		{http.MethodGet, CaptionsPath, MagicWord, captionsOrOff(h.Captions, h.Logger)},
 		{http.MethodGet, InterventionsPath, MagicWord, interventionsOrOff(h.Interventions, h.Logger)},
 		{http.MethodPost, InterventionsRunPath, MagicWord, runOrOff(h.RunIntervention, h.Logger)},
+		{http.MethodGet, DeviceExportPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
+		{http.MethodDelete, DeviceMemoryPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Erase)},
+		{http.MethodPut, DevicePokeKeyPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).SetPokeKey)},
+		{http.MethodDelete, DevicePokeKeyPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).DeletePokeKey)},
 		{http.MethodGet, PprofPath, MagicWord, pprofHandlerIf(h.Pprof)},
 	}
 	mounted := table[:0]
@@ -259,4 +266,16 @@ func writeJSON(w http.ResponseWriter, status int, body any) {
 // writeDetail answers FastAPI's error shape, {"detail": "..."}.
 func writeDetail(w http.ResponseWriter, status int, detail string) {
 	writeJSON(w, status, map[string]string{"detail": detail})
+}
+
+// deviceRoute serves one of the device-data handlers, built per request
+// because the app opens the store after the router is built; nil when the
+// feature is off.
+func deviceRoute(handlers func() *DeviceDataHandlers, pick func(*DeviceDataHandlers) http.Handler) http.Handler {
+	if handlers == nil {
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pick(handlers()).ServeHTTP(w, r)
+	})
 }
