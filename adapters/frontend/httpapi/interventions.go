@@ -196,7 +196,7 @@ func checkDevice(v string) *validationError {
 
 // RunInterventionHandler serves POST /interventions/run?device=<id>: one
 // evaluation of the device now, answered with the decision it recorded; 404
-// with no captions, 409 while the device is busy, 429 with Retry-After while
+// with no new captions, 409 while the device is busy, 429 with Retry-After while
 // the loop's manual runs are all taken, 503 when the store fails.
 type RunInterventionHandler struct {
 	runner InterventionRunner
@@ -225,11 +225,12 @@ func (h *RunInterventionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reques
 		writeValidation(w, p)
 		return
 	}
-	// The loop bounds the evaluation itself (within its interval).
+	// The loop runs the evaluation on its own context, bounded by its
+	// interval: a client that hangs up does not cut a delivery half-way.
 	rec, err := h.runner.RunOnce(r.Context(), device)
 	switch {
 	case errors.Is(err, domain.ErrNoCaptions):
-		writeDetail(w, http.StatusNotFound, fmt.Sprintf("device %q has no captions in the window: nothing to decide on", device))
+		writeDetail(w, http.StatusNotFound, fmt.Sprintf("device %q has no new captions in the window: nothing to decide on", device))
 		return
 	case errors.Is(err, domain.ErrEvaluationBusy):
 		writeDetail(w, http.StatusConflict, fmt.Sprintf("an evaluation of device %q is already running", device))
