@@ -208,6 +208,8 @@ func (r *Recorder) Close(ctx context.Context) error {
 	if lost > 0 {
 		r.cfg.Observer.CaptionsDropped(lost)
 		r.cfg.Observer.CaptionQueueDepth(0)
+		// Said here, with the count, whatever the caller does with the error.
+		r.cfg.Logger.Error("caption recorder stopped with captions unwritten", "dropped", lost, "err", context.Cause(ctx))
 		return fmt.Errorf("caption recorder closed with %d captions unwritten: %w", lost, context.Cause(ctx))
 	}
 	return nil
