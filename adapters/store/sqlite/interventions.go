@@ -15,12 +15,35 @@ import (
 )
 
 // The caption store is also the nudge loop's caption source and audit trail,
-// in the same file. One process runs the loop over a SQLite file, so its
-// evaluation lock is domain.LocalEvaluationLock.
+// in the same file. One process runs the loop over a SQLite file
+// (LockNudgeLoop enforces it), so its evaluation lock is
+// domain.LocalEvaluationLock.
 var (
 	_ ports.CaptionSource     = (*Store)(nil)
 	_ ports.InterventionStore = (*Store)(nil)
 )
+
+// ErrNudgeLoopHeld: another process (or another open in this one) runs the
+// nudge loop on this SQLite file.
+var ErrNudgeLoopHeld = errors.New("another process runs the nudge loop on this SQLite file")
+
+// NudgeLoopLockPath is the lock file beside the database at path that the
+// process running the nudge loop holds.
+func NudgeLoopLockPath(path string) string { return path + ".nudge-lock" }
+
+// LockNudgeLoop takes, without waiting, the exclusive lock (flock on
+// NudgeLoopLockPath) that makes one process the only one running the nudge
+// loop on the database at path: domain.LocalEvaluationLock, its cooldown
+// memory and the slot it claims are in memory, so two loops on one file
+// would each deliver. ErrNudgeLoopHeld while it is held elsewhere. The lock
+// lasts until release is called, or the process ends (a crash frees it).
+func LockNudgeLoop(path string) (release func(), err error) {
+	release, err = tryLockFile(NudgeLoopLockPath(path))
+	if err != nil && !errors.Is(err, ErrNudgeLoopHeld) {
+		return nil, fmt.Errorf("nudge loop lock: %w", err)
+	}
+	return release, err
+}
 
 // RecentCaptions implements ports.CaptionSource: the device's captions whose
 // chunk ended at or after since, and the unjudged ones that ended at or

@@ -54,3 +54,24 @@ func TestJudgedMarkSurvivesRetentionEmptyingTheTable(t *testing.T) {
 	require.Len(t, w.Captions, 1)
 	assert.False(t, w.Captions[0].New, "the reset mark covers it")
 }
+
+// TestLockNudgeLoopIsExclusivePerFile: flock belongs to the open file
+// description, so two opens in one process conflict as two processes do;
+// the lock is per database file, and free again once released.
+func TestLockNudgeLoopIsExclusivePerFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "foresight.db")
+	release, err := sqlite.LockNudgeLoop(path)
+	require.NoError(t, err)
+	_, err = sqlite.LockNudgeLoop(path)
+	require.ErrorIs(t, err, sqlite.ErrNudgeLoopHeld)
+
+	other, err := sqlite.LockNudgeLoop(filepath.Join(dir, "other.db"))
+	require.NoError(t, err, "another file has its own loop")
+	other()
+
+	release()
+	again, err := sqlite.LockNudgeLoop(path)
+	require.NoError(t, err, "free once released")
+	again()
+}
