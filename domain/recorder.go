@@ -16,7 +16,7 @@ import (
 const (
 	DefaultRecorderQueueSize     = 10_000
 	DefaultRecorderBatchSize     = 256
-	DefaultRecorderFlushInterval = time.Second
+	DefaultRecorderFlushInterval = 200 * time.Millisecond
 	DefaultRecorderRetryMin      = 100 * time.Millisecond
 	DefaultRecorderRetryMax      = 10 * time.Second
 )

@@ -376,3 +376,18 @@ func TestRecorderCloseCountsAndLogsWhatAFailingStoreKept(t *testing.T) {
 		assert.Contains(t, logs.String(), "dropped=5")
 	})
 }
+
+// TestRecorderDefaultsWriteACaptionWithin250ms: with the default settings a
+// lone caption is written no later than 250 ms after its ack (fake time):
+// the most a crash can lose, as docs/deployment.md states.
+func TestRecorderDefaultsWriteACaptionWithin250ms(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &fakeStore{}
+		rec := domain.NewRecorder(store, domain.RecorderConfig{})
+		rec.Record(caption(1))
+		time.Sleep(250 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, ids(1, 1), store.stored(), "written within the crash window")
+		require.NoError(t, rec.Close(t.Context()))
+	})
+}
