@@ -446,8 +446,11 @@ func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention) ports.I
 		rec.Status, rec.Attempts = ports.DeliverySending, attempt
 		if err := l.p.Store.UpdateDelivery(ctx, rec.ID, ports.DeliveryUpdate{Status: rec.Status, Attempts: attempt, Error: rec.Error}); err != nil {
 			// Unmarked, an attempt could end up repeated by nobody knows
-			// whom: stop here. The store most likely still says "pending".
+			// whom: stop here. Say so if the store takes it (the mark may
+			// have failed only for the evaluation's deadline), rather than
+			// leave the record "pending" for good.
 			rec.Status, rec.Attempts, rec.Error = ports.DeliveryFailed, attempt-1, fmt.Sprintf("mark sending: %v", err)
+			l.writeDelivery(ctx, rec)
 			return rec
 		}
 		_, err := l.p.Notifier.Notify(ctx, l.cfg.APIKey, l.cfg.Prefix+rec.Nudge)

@@ -802,3 +802,30 @@ func TestNudgeLoopManualRunsForUnknownDevicesLeaveNoState(t *testing.T) {
 		assert.Zero(t, h.lock.(*domain.LocalEvaluationLock).Devices())
 	})
 }
+
+// TestNudgeLoopAFailedSendingMarkLeavesNoPendingRecord: when marking an
+// attempt "sending" fails (here once; under load, the evaluation's deadline
+// landing on it), nothing is sent and the record says failed, not pending
+// for good.
+func TestNudgeLoopAFailedSendingMarkLeavesNoPendingRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		h.decider.Answer = domaintest.Yes("stand up")
+		var failed atomic.Bool
+		h.store.FailUpdate = func(u ports.DeliveryUpdate) error {
+			if u.Status == ports.DeliverySending && failed.CompareAndSwap(false, true) {
+				return errors.New("database is locked")
+			}
+			return nil
+		}
+		h.caption("dev1", "c1", "sitting")
+		rec, err := h.loop.RunOnce(context.Background(), "dev1")
+		require.NoError(t, err)
+		assert.Equal(t, ports.DeliveryFailed, rec.Status)
+		assert.Empty(t, h.notifier.Calls())
+		recs := h.store.Records()
+		require.Len(t, recs, 1)
+		assert.Equal(t, ports.DeliveryFailed, recs[0].Status, "the store says failed")
+		assert.Contains(t, recs[0].Error, "mark sending")
+	})
+}
