@@ -392,9 +392,14 @@ func TestNudgePokeOutageDelaysButNeverDuplicates(t *testing.T) {
 		assert.Equal(t, "yes", r.Decision, "no decision lost: each is recorded with its verdict")
 		switch r.Status {
 		case "failed":
-			assert.Positive(t, r.Attempts)
 			require.NotNil(t, r.Error)
-			assert.Contains(t, *r.Error, "deliver")
+			if r.Attempts == 0 {
+				// The interval's deadline came before the first attempt
+				// could be marked (a loaded machine): nothing was sent.
+				assert.Contains(t, *r.Error, "mark sending")
+			} else {
+				assert.Contains(t, *r.Error, "deliver")
+			}
 		case "delivered", "suppressed: cooldown":
 		default:
 			t.Errorf("unexpected status %q of %s", r.Status, r.ID)
