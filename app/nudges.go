@@ -15,6 +15,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/adapters/store/postgres"
+	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
 )
@@ -103,9 +104,13 @@ type nudges struct {
 	closeDecider func()
 
 	// Set by open, before the server listens, and not changed after.
-	lock  *postgres.EvaluationLock // nil: the loop's local lock
-	loop  *domain.NudgeLoop        // nil when off
-	store nudgeStore               // nil without a caption store
+	lock *postgres.EvaluationLock // nil: the loop's local lock
+	// unlockFile releases the SQLite file's nudge loop lock; nil when not held.
+	unlockFile func()
+	loop       *domain.NudgeLoop // nil when off
+	store      nudgeStore        // nil without a caption store
+	// elsewhere answers manual runs when another process holds the loop.
+	elsewhere httpapi.InterventionRunner
 }
 
 func newNudges(cfg Config, mem *captionMemory, notifier *poke.Client, m *metrics.Metrics, logger *slog.Logger) (*nudges, error) {
@@ -165,7 +170,24 @@ func (n *nudges) open(ctx context.Context) error {
 		Logger:       n.logger,
 	}
 	var lock ports.EvaluationLock
-	if kind, dsn, _ := ParseDatabaseURL(n.cfg.DatabaseURL); kind == StorePostgres {
+	kind, dsn, _ := ParseDatabaseURL(n.cfg.DatabaseURL)
+	if kind == StoreSQLite {
+		// The loop's lock and memory are this process's: a second process
+		// on the file would deliver the same nudges. It refuses, not waits:
+		// a waiting loop would start whenever the first stops, unseen.
+		unlock, err := sqlite.LockNudgeLoop(dsn)
+		if errors.Is(err, sqlite.ErrNudgeLoopHeld) {
+			n.logger.Warn("nudges off in this process: another process runs the nudge loop on this SQLite file",
+				"database_url", RedactDatabaseURL(n.cfg.DatabaseURL), "lock", sqlite.NudgeLoopLockPath(dsn))
+			n.elsewhere = httpapi.NudgesOff("nudges are off in this process: another process runs the nudge loop on this SQLite file")
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("nudges: %w", err)
+		}
+		n.unlockFile = unlock
+	}
+	if kind == StorePostgres {
 		// One connection per evaluation the loop can run at once, manual
 		// runs included, so none ever waits for one.
 		l, err := postgres.OpenEvaluationLock(ctx, dsn, loopCfg.MaxEvaluations())
@@ -230,6 +252,10 @@ func (n *nudges) closeLock() {
 		_ = n.lock.Close()
 		n.lock = nil
 	}
+	if n.unlockFile != nil {
+		n.unlockFile()
+		n.unlockFile = nil
+	}
 }
 
 // interventionLister is what GET /interventions reads: the store's
@@ -245,7 +271,7 @@ func (n *nudges) interventionLister() httpapi.InterventionLister {
 // with nudges off.
 func (n *nudges) interventionRunner() httpapi.InterventionRunner {
 	if n.loop == nil {
-		return nil
+		return n.elsewhere // nil unless another process runs the loop
 	}
 	return n.loop
 }

@@ -29,9 +29,10 @@ const (
 )
 
 var (
-	// ErrNoCaptions: the device has no captions in the window, so there is
-	// nothing to decide on and no decider was asked.
-	ErrNoCaptions = errors.New("no captions in the window")
+	// ErrNoCaptions: the device has no new captions in the window (none, or
+	// only ones an earlier decision judged already), so there is nothing to
+	// decide on and no decider was asked.
+	ErrNoCaptions = errors.New("no new captions in the window")
 	// ErrEvaluationBusy: another evaluation of the device (here or on
 	// another instance) holds this interval.
 	ErrEvaluationBusy = errors.New("an evaluation of this device is already running or done for this interval")
@@ -59,11 +60,12 @@ type NudgeConfig struct {
 	// Window is how far back the captions of one evaluation reach
 	// (FORESIGHT_NUDGE_WINDOW); zero means Interval.
 	Window time.Duration
-	// Settle widens the look-up by the time a caption takes to reach the
-	// store after its chunk ends (the model call, then the writer's batch),
-	// so a caption that lands just after a slot boundary is still seen by
-	// the next evaluation instead of falling between two windows. Zero
-	// means none.
+	// Settle is how late a caption may reach the store (after its chunk
+	// ended: the model call, then the writer's batch) and still count as new
+	// evidence: a caption that lands just after a slot boundary, with a time
+	// before the next window, is still judged by the next evaluation instead
+	// of falling between two windows. Only unjudged captions are taken from
+	// that margin. Zero means none.
 	Settle time.Duration
 	// Cooldown is the least time between two delivered nudges to a device
 	// (FORESIGHT_NUDGE_COOLDOWN), whatever the decider says. Zero means
@@ -170,9 +172,15 @@ type NudgeLoop struct {
 	p   NudgePorts
 
 	manual chan struct{} // a token per manual run in progress
+	// life ends at Stop: it cancels manual runs, which otherwise run on a
+	// context of their own; manualRuns counts them for Stop to wait on.
+	life       context.Context
+	endLife    context.CancelCauseFunc
+	manualRuns sync.WaitGroup
 
 	mu            sync.Mutex
 	lastDelivered map[string]time.Time // backs up the store for the cooldown
+	stopped       bool
 	cancel        context.CancelCauseFunc
 	done          chan struct{}
 }
@@ -193,8 +201,9 @@ func NewNudgeLoop(p NudgePorts, cfg NudgeConfig) (*NudgeLoop, error) {
 		p.Lock = NewLocalEvaluationLock()
 	}
 	cfg = cfg.withDefaults()
+	life, endLife := context.WithCancelCause(context.Background())
 	return &NudgeLoop{cfg: cfg, p: p, manual: make(chan struct{}, cfg.MaxManualRuns),
-		lastDelivered: map[string]time.Time{}}, nil
+		life: life, endLife: endLife, lastDelivered: map[string]time.Time{}}, nil
 }
 
 // Config returns the configuration in use, defaults filled.
@@ -205,7 +214,7 @@ func (l *NudgeLoop) Config() NudgeConfig { return l.cfg }
 func (l *NudgeLoop) Start() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done != nil {
+	if l.done != nil || l.stopped {
 		return
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
@@ -216,19 +225,29 @@ func (l *NudgeLoop) Start() {
 	}(l.done)
 }
 
-// Stop ends the loop and waits for its evaluations to finish, or for ctx to
-// end (then it returns ctx's error; the evaluations were cancelled and end
-// on their own). Stopping a loop that never started does nothing.
+// Stop ends the loop, scheduled evaluations and manual runs alike, and waits
+// for them to finish, or for ctx to end (then it returns ctx's error; the
+// evaluations were cancelled and end on their own). Later manual runs are
+// refused.
 func (l *NudgeLoop) Stop(ctx context.Context) error {
 	l.mu.Lock()
 	cancel, done := l.cancel, l.done
+	l.stopped = true
 	l.mu.Unlock()
-	if done == nil {
-		return nil
+	l.endLife(errNudgeStopped)
+	if cancel != nil {
+		cancel(errNudgeStopped)
 	}
-	cancel(errNudgeStopped)
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		if done != nil {
+			<-done
+		}
+		l.manualRuns.Wait()
+	}()
 	select {
-	case <-done:
+	case <-finished:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("stop nudge loop: %w", ctx.Err())
@@ -274,10 +293,15 @@ func (l *NudgeLoop) tick(ctx context.Context, slot time.Time) {
 
 // RunOnce evaluates device now, outside the schedule (a manual run),
 // under the same rules: lock, cooldown, delivery. It
-// returns the stored record. With no captions in the window it returns
+// returns the stored record. With no new captions in the window it returns
 // ErrNoCaptions; while another evaluation holds the device,
 // ErrEvaluationBusy; while MaxManualRuns manual runs are in progress,
 // ErrTooManyManualRuns, at once and without touching the lock or the store.
+//
+// The evaluation runs on a context of its own, bounded like a scheduled
+// one and ended by Stop: ctx's values reach it, its end does not. A caller
+// that gives up (an HTTP client hanging up) must not cut a delivery
+// half-way, leaving a nudge sent but recorded as failed, with no cooldown.
 func (l *NudgeLoop) RunOnce(ctx context.Context, device string) (ports.Intervention, error) {
 	// Refused, not queued: a waiting run would only hold its caller for
 	// a slot that may take most of an interval to free.
@@ -287,7 +311,20 @@ func (l *NudgeLoop) RunOnce(ctx context.Context, device string) (ports.Intervent
 		return ports.Intervention{}, fmt.Errorf("%w (at most %d)", ErrTooManyManualRuns, l.cfg.MaxManualRuns)
 	}
 	defer func() { <-l.manual }()
-	return l.evaluate(ctx, device, time.Time{})
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return ports.Intervention{}, errNudgeStopped
+	}
+	l.manualRuns.Add(1) // under mu, so Stop's Wait starts after it or sees it
+	l.mu.Unlock()
+	defer l.manualRuns.Done()
+
+	runCtx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancel(context.Canceled)
+	stopOnEnd := context.AfterFunc(l.life, func() { cancel(context.Cause(l.life)) })
+	defer stopOnEnd()
+	return l.evaluate(runCtx, device, time.Time{})
 }
 
 // evaluate runs one evaluation of device for the interval starting at slot
@@ -308,13 +345,17 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 	defer release()
 
 	now := l.cfg.Clock.Now()
-	captions, err := l.p.Captions.RecentCaptions(ctx, device, now.Add(-l.cfg.Window-l.cfg.Settle))
+	// The window's captions are context; only those no earlier decision
+	// judged (New) may make this one act, so one piece of evidence nudges
+	// at most once, and a device whose captions stopped is left alone.
+	window, err := l.p.Captions.RecentCaptions(ctx, device, now.Add(-l.cfg.Window), now.Add(-l.cfg.Window-l.cfg.Settle))
 	if err != nil {
 		return ports.Intervention{}, fmt.Errorf("read captions: %w", err)
 	}
-	if len(captions) == 0 {
+	if !window.HasNew() {
 		return ports.Intervention{}, ErrNoCaptions
 	}
+	captions := window.Captions
 	last, err := l.p.Store.LastDelivered(ctx, device)
 	if err != nil {
 		// Without it the cooldown cannot be kept: decide nothing.
@@ -392,6 +433,23 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 		return rec, fmt.Errorf("record decision: %w", err)
 	}
 	rec = stored
+	if decErr == nil {
+		// The evidence is judged once the decision is on record; a failed
+		// decision leaves it new for the next evaluation. Marked before
+		// delivery: a nudge goes out only once its evidence can no longer
+		// make another.
+		wctx, cancelMark := withClockTimeout(context.WithoutCancel(ctx), l.cfg.Clock, nudgeStoreWriteBudget, errNudgeDeadline)
+		err := l.p.Captions.MarkJudged(wctx, device, window.Mark)
+		cancelMark()
+		if err != nil {
+			if rec.Status == ports.DeliveryPending {
+				rec.Status, rec.Error = ports.DeliveryFailed, fmt.Sprintf("mark captions judged: %v", err)
+				l.writeDelivery(ctx, rec)
+			}
+			l.cfg.Observer.NudgeDecided(engine, decisionOutcome(rec))
+			return rec, fmt.Errorf("mark captions judged: %w", err)
+		}
+	}
 	if rec.Status == ports.DeliveryPending {
 		rec = l.deliver(ctx, rec, apiKey)
 	}
@@ -409,8 +467,11 @@ func (l *NudgeLoop) deliver(ctx context.Context, rec ports.Intervention, apiKey 
 		rec.Status, rec.Attempts = ports.DeliverySending, attempt
 		if err := l.p.Store.UpdateDelivery(ctx, rec.ID, ports.DeliveryUpdate{Status: rec.Status, Attempts: attempt, Error: rec.Error}); err != nil {
 			// Unmarked, an attempt could end up repeated by nobody knows
-			// whom: stop here. The store most likely still says "pending".
+			// whom: stop here. Say so if the store takes it (the mark may
+			// have failed only for the evaluation's deadline), rather than
+			// leave the record "pending" for good.
 			rec.Status, rec.Attempts, rec.Error = ports.DeliveryFailed, attempt-1, fmt.Sprintf("mark sending: %v", err)
+			l.writeDelivery(ctx, rec)
 			return rec
 		}
 		_, err := l.p.Notifier.Notify(ctx, apiKey, l.cfg.Prefix+rec.Nudge)
@@ -513,7 +574,9 @@ func withClockTimeout(parent context.Context, clock Clock, d time.Duration, caus
 
 // LocalEvaluationLock is the in-process ports.EvaluationLock: right when a
 // single instance runs the loop over a store no other instance shares. It
-// keeps one small entry per device ever evaluated.
+// keeps one small entry per device the schedule evaluated (a device with
+// captions); a manual run's entry goes with its release, so runs for
+// made-up devices leave nothing behind.
 type LocalEvaluationLock struct {
 	mu      sync.Mutex
 	devices map[string]*localSlot
@@ -550,7 +613,17 @@ func (l *LocalEvaluationLock) TryAcquire(_ context.Context, device string, slot 
 		once.Do(func() {
 			l.mu.Lock()
 			s.running = false
+			if s.claimed.IsZero() {
+				delete(l.devices, device)
+			}
 			l.mu.Unlock()
 		})
 	}, true, nil
+}
+
+// Devices reports how many devices the lock keeps an entry for.
+func (l *LocalEvaluationLock) Devices() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.devices)
 }

@@ -3,6 +3,8 @@ package domain_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -407,6 +409,10 @@ func TestNudgeLoopRunOnce(t *testing.T) {
 		assert.Equal(t, "1", rec.ID)
 		assert.Len(t, h.notifier.Calls(), 1)
 
+		_, err = h.loop.RunOnce(ctx, "dev1")
+		require.ErrorIs(t, err, domain.ErrNoCaptions, "c1 was judged: no new evidence")
+
+		h.caption("dev1", "c2", "still sitting")
 		rec, err = h.loop.RunOnce(ctx, "dev1")
 		require.NoError(t, err)
 		assert.Equal(t, ports.DeliverySuppressedCooldown, rec.Status, "a manual run keeps the cooldown too")
@@ -665,5 +671,178 @@ func TestNudgeLoopNoPrefixSendsTheMessageAlone(t *testing.T) {
 		calls := h.notifier.Calls()
 		require.NotEmpty(t, calls)
 		assert.Equal(t, "stand up", calls[0].Message)
+	})
+}
+
+// TestNudgeLoopJudgesEachCaptionOnce: with a window wider than the interval
+// and a settle margin, every caption is new evidence for exactly one
+// evaluation (later ones see it as context), and once the captions stop the
+// device gets no further decisions.
+func TestNudgeLoopJudgesEachCaptionOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Interval: 2 * time.Second,
+			Window: 4 * time.Second, Settle: 3 * time.Second, Cooldown: -1})
+		h.decider.Answer = domaintest.Yes("stand up")
+		h.start(t)
+		for i := range 10 { // a caption every 1.5 s for 15 s
+			h.caption("dev1", fmt.Sprintf("c%d", i), "sitting")
+			advance(1500 * time.Millisecond)
+		}
+		decisionsWhenStopped := len(h.decider.Inputs())
+		advance(time.Minute)
+
+		inputs := h.decider.Inputs()
+		assert.Len(t, inputs, decisionsWhenStopped, "the captions stopped: no further decisions")
+		judged := map[string]int{}
+		for _, in := range inputs {
+			require.True(t, slices.ContainsFunc(in.Captions, func(c ports.CaptionRef) bool { return c.New }),
+				"every decision has new evidence")
+			for _, c := range in.Captions {
+				if c.New {
+					judged[c.ID]++
+				}
+			}
+		}
+		for i := range 10 {
+			assert.Equal(t, 1, judged[fmt.Sprintf("c%d", i)], "caption c%d is new in exactly one decision", i)
+		}
+		assert.Len(t, h.notifier.Calls(), len(inputs), "no cooldown: one nudge per decision, none from old evidence")
+	})
+}
+
+// TestNudgeLoopJudgesACaptionStoredLateOnce: a caption whose time is before
+// the last decision but that reached the store after it is new evidence for
+// the next decision, and only for it.
+func TestNudgeLoopJudgesACaptionStoredLateOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Settle: 10 * time.Second})
+		h.start(t)
+		advance(55 * time.Second)
+		h.caption("dev1", "on-time", "sitting")
+		advance(7 * time.Second) // the first boundary judges "on-time"
+		require.Len(t, h.decider.Inputs(), 1)
+		// Ended at 53 s, before the decision at 60 s; stored at 62 s.
+		h.captions.Add("dev1", ports.CaptionRef{ID: "late", Time: time.Now().Add(-9 * time.Second), Text: "sitting"})
+		advance(3 * time.Minute)
+
+		inputs := h.decider.Inputs()
+		require.Len(t, inputs, 2, "the late caption makes one more decision, no more")
+		var newIDs []string
+		for _, c := range inputs[1].Captions {
+			if c.New {
+				newIDs = append(newIDs, c.ID)
+			}
+		}
+		assert.Equal(t, []string{"late"}, newIDs)
+	})
+}
+
+// TestNudgeLoopRetriesEvidenceAfterAFailedDecision: a decider error does not
+// use the evidence up; the next evaluation judges it.
+func TestNudgeLoopRetriesEvidenceAfterAFailedDecision(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Window: 2 * time.Minute})
+		var calls atomic.Int32
+		h.decider.Answer = func(context.Context, ports.NudgeInput) (ports.NudgeDecision, error) {
+			if calls.Add(1) == 1 {
+				return ports.NudgeDecision{}, errors.New("model down")
+			}
+			return domaintest.Yes("stand up")(context.Background(), ports.NudgeInput{})
+		}
+		h.start(t)
+		h.caption("dev1", "c1", "sitting")
+		advance(4 * time.Minute)
+		assert.Len(t, h.decider.Inputs(), 2, "failed, then judged; then nothing new")
+		assert.Len(t, h.notifier.Calls(), 1)
+	})
+}
+
+// TestNudgeLoopManualRunOutlivesItsCaller: a caller that gives up half-way
+// (an HTTP client hanging up) does not cut the delivery.
+func TestNudgeLoopManualRunOutlivesItsCaller(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		ctx, giveUp := context.WithCancel(context.Background())
+		h.decider.Answer = func(ctx context.Context, in ports.NudgeInput) (ports.NudgeDecision, error) {
+			giveUp()
+			return domaintest.Yes("stand up")(ctx, in)
+		}
+		h.caption("dev1", "c1", "sitting")
+		rec, err := h.loop.RunOnce(ctx, "dev1")
+		require.NoError(t, err)
+		assert.Equal(t, ports.DeliveryDelivered, rec.Status)
+		assert.Len(t, h.notifier.Calls(), 1)
+		assert.Equal(t, ports.DeliveryDelivered, h.store.Records()[0].Status)
+		require.NoError(t, h.loop.Stop(context.Background()))
+	})
+}
+
+// TestNudgeLoopStopEndsManualRuns: Stop cancels a manual run in progress
+// and waits for it, and refuses later ones.
+func TestNudgeLoopStopEndsManualRuns(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		h.decider.Answer = func(ctx context.Context, _ ports.NudgeInput) (ports.NudgeDecision, error) {
+			<-ctx.Done()
+			return ports.NudgeDecision{}, context.Cause(ctx)
+		}
+		h.caption("dev1", "c1", "sitting")
+		ran := make(chan error, 1)
+		go func() {
+			_, err := h.loop.RunOnce(context.Background(), "dev1")
+			ran <- err
+		}()
+		synctest.Wait() // the run waits in the decider
+		require.NoError(t, h.loop.Stop(context.Background()))
+		select {
+		case <-ran:
+		default:
+			t.Fatal("Stop returned before the manual run ended")
+		}
+		recs := h.store.Records()
+		require.Len(t, recs, 1)
+		assert.Contains(t, recs[0].Error, "nudge loop stopped")
+		_, err := h.loop.RunOnce(context.Background(), "dev1")
+		assert.Error(t, err, "a stopped loop runs nothing")
+	})
+}
+
+// TestNudgeLoopManualRunsForUnknownDevicesLeaveNoState: manual runs for
+// devices without captions keep no per-device entry.
+func TestNudgeLoopManualRunsForUnknownDevicesLeaveNoState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		for i := range 1000 {
+			_, err := h.loop.RunOnce(context.Background(), fmt.Sprintf("made-up-%d", i))
+			require.ErrorIs(t, err, domain.ErrNoCaptions)
+		}
+		assert.Zero(t, h.lock.(*domain.LocalEvaluationLock).Devices())
+	})
+}
+
+// TestNudgeLoopAFailedSendingMarkLeavesNoPendingRecord: when marking an
+// attempt "sending" fails (here once; under load, the evaluation's deadline
+// landing on it), nothing is sent and the record says failed, not pending
+// for good.
+func TestNudgeLoopAFailedSendingMarkLeavesNoPendingRecord(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		h.decider.Answer = domaintest.Yes("stand up")
+		var failed atomic.Bool
+		h.store.FailUpdate = func(u ports.DeliveryUpdate) error {
+			if u.Status == ports.DeliverySending && failed.CompareAndSwap(false, true) {
+				return errors.New("database is locked")
+			}
+			return nil
+		}
+		h.caption("dev1", "c1", "sitting")
+		rec, err := h.loop.RunOnce(context.Background(), "dev1")
+		require.NoError(t, err)
+		assert.Equal(t, ports.DeliveryFailed, rec.Status)
+		assert.Empty(t, h.notifier.Calls())
+		recs := h.store.Records()
+		require.Len(t, recs, 1)
+		assert.Equal(t, ports.DeliveryFailed, recs[0].Status, "the store says failed")
+		assert.Contains(t, recs[0].Error, "mark sending")
 	})
 }

@@ -15,7 +15,7 @@ import (
 const (
 	DefaultRecorderQueueSize     = 10_000
 	DefaultRecorderBatchSize     = 256
-	DefaultRecorderFlushInterval = time.Second
+	DefaultRecorderFlushInterval = 200 * time.Millisecond
 	DefaultRecorderRetryMin      = 100 * time.Millisecond
 	DefaultRecorderRetryMax      = 10 * time.Second
 )
@@ -236,6 +236,8 @@ func (r *Recorder) Close(ctx context.Context) error {
 	if lost > 0 {
 		r.cfg.Observer.CaptionsDropped(lost)
 		r.cfg.Observer.CaptionQueueDepth(0)
+		// Said here, with the count, whatever the caller does with the error.
+		r.cfg.Logger.Error("caption recorder stopped with captions unwritten", "dropped", lost, "err", context.Cause(ctx))
 		if !started {
 			return fmt.Errorf("caption recorder closed before it was started, with %d captions unwritten", lost)
 		}

@@ -428,3 +428,43 @@ func TestRecorderKeepsTheNewestWhileABatchIsWritten(t *testing.T) {
 		assert.Len(t, store.rows, 4, "the bound held: one caption gave way")
 	})
 }
+
+// TestRecorderCloseCountsAndLogsWhatAFailingStoreKept: a store that fails
+// every write (a read-only file) leaves captions queued at the stop: they
+// are counted as dropped and logged with their number.
+func TestRecorderCloseCountsAndLogsWhatAFailingStoreKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &fakeStore{}
+		store.set(true, false)
+		obs := &countingRecObs{}
+		var logs bytes.Buffer
+		rec := domain.NewRecorder(store, domain.RecorderConfig{BatchSize: 2, RetryMin: time.Second, RetryMax: time.Second,
+			Observer: obs, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+		for i := 1; i <= 5; i++ {
+			rec.Record(caption(i))
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		err := rec.Close(ctx)
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), "5 captions unwritten")
+		assert.Equal(t, 5, obs.snapshot().dropped)
+		assert.Contains(t, logs.String(), "caption recorder stopped with captions unwritten")
+		assert.Contains(t, logs.String(), "dropped=5")
+	})
+}
+
+// TestRecorderDefaultsWriteACaptionWithin250ms: with the default settings a
+// lone caption is written no later than 250 ms after its ack (fake time):
+// the most a crash can lose, as docs/deployment.md states.
+func TestRecorderDefaultsWriteACaptionWithin250ms(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := &fakeStore{}
+		rec := domain.NewRecorder(store, domain.RecorderConfig{})
+		rec.Record(caption(1))
+		time.Sleep(250 * time.Millisecond)
+		synctest.Wait()
+		assert.Equal(t, ids(1, 1), store.stored(), "written within the crash window")
+		require.NoError(t, rec.Close(t.Context()))
+	})
+}

@@ -13,14 +13,49 @@ type CaptionRef struct {
 	// Time is when the caption's chunk ended (or was stored).
 	Time time.Time
 	Text string
+	// New: no earlier decision judged this caption (it is not covered by
+	// the device's judged mark). Only new captions may make a decision
+	// fire; the others are context.
+	New bool
+}
+
+// CaptionWindow is what one evaluation of a device reads.
+type CaptionWindow struct {
+	// Captions are oldest first.
+	Captions []CaptionRef
+	// Mark covers every caption of Captions (and every caption stored
+	// before them): handed to MarkJudged once the decision is recorded, it
+	// makes none of them New again. It is opaque to the loop; empty when
+	// Captions is.
+	Mark string
+}
+
+// HasNew reports whether any caption of w is New.
+func (w CaptionWindow) HasNew() bool {
+	for _, c := range w.Captions {
+		if c.New {
+			return true
+		}
+	}
+	return false
 }
 
 // CaptionSource reads the captions the nudge loop decides on. It is small on
 // purpose, so a caption store can implement it beside its own interface.
 type CaptionSource interface {
-	// RecentCaptions returns the device's captions with Time at or after
-	// since, oldest first.
-	RecentCaptions(ctx context.Context, device string, since time.Time) ([]CaptionRef, error)
+	// RecentCaptions returns what one evaluation of device sees: its
+	// captions with Time at or after since (the window), and those with
+	// Time at or after unjudgedSince (earlier: a caption that reached the
+	// store late) that no mark given to MarkJudged covers, with New set on
+	// every caption no mark covers; oldest first, at most the newest
+	// MaxRecentCaptions. A store decides what "covered" means by its own
+	// insertion order, not by caption time, so a caption stored late is
+	// New exactly until a mark taken after it was stored is recorded.
+	RecentCaptions(ctx context.Context, device string, since, unjudgedSince time.Time) (CaptionWindow, error)
+	// MarkJudged records mark (from a CaptionWindow of this device) as the
+	// device's judged mark: what it covers is never New again, in this
+	// process or any other sharing the store, across restarts.
+	MarkJudged(ctx context.Context, device, mark string) error
 	// ActiveDevices returns the devices with at least one caption at or
 	// after since.
 	ActiveDevices(ctx context.Context, since time.Time) ([]string, error)
@@ -31,7 +66,9 @@ type NudgeInput struct {
 	Device string
 	// Now is the evaluation time; the window ends here.
 	Now time.Time
-	// Captions are the window's captions, oldest first; never empty.
+	// Captions are the window's captions, oldest first; never empty, and at
+	// least one is New (the decision may only act on new evidence; the
+	// rest is context).
 	Captions []CaptionRef
 	// LastDelivered is when the device last received a nudge; zero if never.
 	LastDelivered time.Time

@@ -12,21 +12,61 @@ import (
 	"github.com/foresight-vision/foresight/ports"
 )
 
-// Captions is an in-memory ports.CaptionSource.
+// Captions is an in-memory ports.CaptionSource. Its judged marks count
+// captions in the order they were added, as a database's insertion order.
 type Captions struct {
 	mu    sync.Mutex
-	byDev map[string][]ports.CaptionRef
+	byDev map[string][]seqCaption
+	seq   int64
+	marks map[string]int64
 	err   error
 }
 
-// NewCaptions returns an empty source.
-func NewCaptions() *Captions { return &Captions{byDev: map[string][]ports.CaptionRef{}} }
+type seqCaption struct {
+	ports.CaptionRef
+	seq int64
+}
 
-// Add stores captions for device; give them in time order.
+// NewCaptions returns an empty source.
+func NewCaptions() *Captions {
+	return &Captions{byDev: map[string][]seqCaption{}, marks: map[string]int64{}}
+}
+
+// Add stores captions for device; give them in time order (a caption added
+// late, with an earlier time, is one stored late).
 func (c *Captions) Add(device string, cs ...ports.CaptionRef) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.byDev[device] = append(c.byDev[device], cs...)
+	for _, x := range cs {
+		c.seq++
+		x.New = false
+		c.byDev[device] = append(c.byDev[device], seqCaption{x, c.seq})
+	}
+}
+
+// Mark returns the device's judged mark ("" if none).
+func (c *Captions) Mark(device string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if m, ok := c.marks[device]; ok {
+		return strconv.FormatInt(m, 10)
+	}
+	return ""
+}
+
+// MarkJudged implements ports.CaptionSource.
+func (c *Captions) MarkJudged(_ context.Context, device, mark string) error {
+	n, err := strconv.ParseInt(mark, 10, 64)
+	if err != nil {
+		return fmt.Errorf("bad mark %q", mark)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return c.err
+	}
+	c.marks[device] = max(c.marks[device], n)
+	return nil
 }
 
 // Fail makes every later call answer err; nil heals the source.
@@ -37,17 +77,24 @@ func (c *Captions) Fail(err error) {
 }
 
 // RecentCaptions implements ports.CaptionSource.
-func (c *Captions) RecentCaptions(_ context.Context, device string, since time.Time) ([]ports.CaptionRef, error) {
+func (c *Captions) RecentCaptions(_ context.Context, device string, since, unjudgedSince time.Time) (ports.CaptionWindow, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.err != nil {
-		return nil, c.err
+		return ports.CaptionWindow{}, c.err
 	}
-	var out []ports.CaptionRef
+	var out ports.CaptionWindow
+	mark := c.marks[device]
 	for _, cap := range c.byDev[device] {
-		if !cap.Time.Before(since) {
-			out = append(out, cap)
+		ref := cap.CaptionRef
+		ref.New = cap.seq > mark
+		if !ref.Time.Before(since) || (ref.New && !ref.Time.Before(unjudgedSince)) {
+			out.Captions = append(out.Captions, ref)
 		}
+	}
+	slices.SortStableFunc(out.Captions, func(a, b ports.CaptionRef) int { return a.Time.Compare(b.Time) })
+	if len(out.Captions) > 0 {
+		out.Mark = strconv.FormatInt(c.seq, 10)
 	}
 	return out, nil
 }
@@ -61,7 +108,7 @@ func (c *Captions) ActiveDevices(_ context.Context, since time.Time) ([]string, 
 	}
 	var out []string
 	for dev, cs := range c.byDev {
-		if slices.ContainsFunc(cs, func(x ports.CaptionRef) bool { return !x.Time.Before(since) }) {
+		if slices.ContainsFunc(cs, func(x seqCaption) bool { return !x.Time.Before(since) }) {
 			out = append(out, dev)
 		}
 	}

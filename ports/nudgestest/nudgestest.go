@@ -205,18 +205,80 @@ func Run(t *testing.T, h Harness) {
 			captionstest.Make(3, "kit", "s1", "three"), captionstest.Make(1, "kit", "s1", "one"),
 			captionstest.Make(2, "other", "s2", "two"), captionstest.Make(5, "kit", "s1", "five"),
 		}))
-		got, err := s.RecentCaptions(t.Context(), "kit", base.Add(5*time.Second)) // the one ending at 5 s is in
+		at5 := base.Add(5 * time.Second)
+		got, err := s.RecentCaptions(t.Context(), "kit", at5, at5) // the one ending at 5 s is in
 		require.NoError(t, err)
 		assert.Equal(t, []ports.CaptionRef{
-			{ID: "cap-0000003", Time: base.Add(5 * time.Second), Text: "three"},
-			{ID: "cap-0000005", Time: base.Add(7 * time.Second), Text: "five"},
-		}, got)
-		got, err = s.RecentCaptions(t.Context(), "kit", base.Add(time.Hour))
+			{ID: "cap-0000003", Time: base.Add(5 * time.Second), Text: "three", New: true},
+			{ID: "cap-0000005", Time: base.Add(7 * time.Second), Text: "five", New: true},
+		}, got.Captions, "never judged: every caption is new")
+		assert.NotEmpty(t, got.Mark)
+		got, err = s.RecentCaptions(t.Context(), "kit", base.Add(time.Hour), base.Add(time.Hour))
 		require.NoError(t, err)
-		assert.Empty(t, got)
-		got, err = s.RecentCaptions(t.Context(), "nobody", base)
+		assert.Empty(t, got.Captions)
+		got, err = s.RecentCaptions(t.Context(), "nobody", base, base)
 		require.NoError(t, err)
-		assert.Empty(t, got)
+		assert.Empty(t, got.Captions)
+	})
+
+	t.Run("JudgedMarkLeavesContextAndTakesLateCaptionsOnce", func(t *testing.T) {
+		s := fresh(t)
+		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{
+			captionstest.Make(10, "kit", "s1", "ends 12"), captionstest.Make(20, "kit", "s1", "ends 22"),
+			captionstest.Make(21, "other", "s2", "other device"),
+		}))
+		since, unjudgedSince := base.Add(20*time.Second), base.Add(10*time.Second)
+		first, err := s.RecentCaptions(t.Context(), "kit", since, unjudgedSince)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"cap-0000010", "cap-0000020"}, refIDs(first.Captions, false), "unjudged: the margin's caption too")
+		assert.Equal(t, []string{"cap-0000010", "cap-0000020"}, refIDs(first.Captions, true))
+		// Stored after the read: the mark does not cover it.
+		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{captionstest.Make(30, "kit", "s1", "ends 32")}))
+		require.NoError(t, s.MarkJudged(t.Context(), "kit", first.Mark))
+
+		second, err := s.RecentCaptions(t.Context(), "kit", since, unjudgedSince)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"cap-0000020", "cap-0000030"}, refIDs(second.Captions, false),
+			"the window's judged caption is context; the margin's judged one is gone")
+		assert.Equal(t, []string{"cap-0000030"}, refIDs(second.Captions, true))
+
+		// Stored late: ended before everything judged, inside the margin.
+		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{captionstest.Make(9, "kit", "s1", "late")}))
+		require.NoError(t, s.MarkJudged(t.Context(), "kit", second.Mark))
+		third, err := s.RecentCaptions(t.Context(), "kit", since, unjudgedSince)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"cap-0000009"}, refIDs(third.Captions, true), "a late caption is new once")
+		require.NoError(t, s.MarkJudged(t.Context(), "kit", third.Mark))
+		fourth, err := s.RecentCaptions(t.Context(), "kit", since, unjudgedSince)
+		require.NoError(t, err)
+		assert.Empty(t, refIDs(fourth.Captions, true), "nothing stored since: nothing new")
+		assert.Equal(t, []string{"cap-0000020", "cap-0000030"}, refIDs(fourth.Captions, false))
+
+		other, err := s.RecentCaptions(t.Context(), "other", since, unjudgedSince)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"cap-0000021"}, refIDs(other.Captions, true), "marks are per device")
+
+		assert.Error(t, s.MarkJudged(t.Context(), "kit", "not a mark"), "a mark the store did not give out")
+	})
+
+	t.Run("JudgedMarkIsSharedAndSurvivesReopen", func(t *testing.T) {
+		loc := h.NewLocation(t)
+		a, b := open(t, loc), open(t, loc)
+		require.NoError(t, a.SaveCaptions(t.Context(), []ports.Caption{captionstest.Make(1, "kit", "s1", "one")}))
+		w, err := a.RecentCaptions(t.Context(), "kit", base, base)
+		require.NoError(t, err)
+		require.NoError(t, a.MarkJudged(t.Context(), "kit", w.Mark))
+		w, err = b.RecentCaptions(t.Context(), "kit", base, base)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"cap-0000001"}, refIDs(w.Captions, false))
+		assert.Empty(t, refIDs(w.Captions, true), "another store on the database sees the mark")
+
+		c, err := h.Open(t.Context(), loc)
+		require.NoError(t, err)
+		w, err = c.RecentCaptions(t.Context(), "kit", base, base)
+		require.NoError(t, c.Close())
+		require.NoError(t, err)
+		assert.Empty(t, refIDs(w.Captions, true), "a reopened store keeps the mark")
 	})
 
 	t.Run("RecentCaptionsKeepsTheNewestWhenTooMany", func(t *testing.T) {
@@ -226,8 +288,9 @@ func Run(t *testing.T, h Harness) {
 			batch = append(batch, captionstest.Make(i, "kit", "s1", "row"))
 		}
 		require.NoError(t, s.SaveCaptions(t.Context(), batch))
-		got, err := s.RecentCaptions(t.Context(), "kit", base)
+		w, err := s.RecentCaptions(t.Context(), "kit", base, base)
 		require.NoError(t, err)
+		got := w.Captions
 		require.Len(t, got, ports.MaxRecentCaptions)
 		assert.Equal(t, "cap-0000005", got[0].ID)
 		assert.Equal(t, batch[len(batch)-1].ID, got[len(got)-1].ID)
@@ -274,6 +337,17 @@ func seconds(t *testing.T, s ports.InterventionStore, q ports.InterventionQuery)
 	var out []int
 	for _, r := range page.Items {
 		out = append(out, int(r.Time.Sub(base)/time.Second))
+	}
+	return out
+}
+
+// refIDs lists the ids of cs, only the new ones when onlyNew.
+func refIDs(cs []ports.CaptionRef, onlyNew bool) []string {
+	var out []string
+	for _, c := range cs {
+		if c.New || !onlyNew {
+			out = append(out, c.ID)
+		}
 	}
 	return out
 }

@@ -1,6 +1,6 @@
 // Package nudgerules is the nudge decider that needs no model: a file of
 // rules {name, match, message}; the first rule whose case-insensitive
-// regular expression matches any caption of the window fires.
+// regular expression matches any new caption of the window fires.
 package nudgerules
 
 import (
@@ -153,14 +153,16 @@ func (d *Decider) Rules() []Rule {
 }
 
 // Decide implements ports.NudgeDecider: the first rule, in file order, that
-// matches any caption of the window fires.
+// matches any new caption of the window fires. Captions an earlier decision
+// judged are context only: matching them again would nudge twice on one
+// piece of evidence.
 func (d *Decider) Decide(ctx context.Context, in ports.NudgeInput) (ports.NudgeDecision, error) {
 	if err := ctx.Err(); err != nil {
 		return ports.NudgeDecision{}, err
 	}
 	for _, r := range d.rules {
 		for _, c := range in.Captions {
-			if r.re.MatchString(c.Text) {
+			if c.New && r.re.MatchString(c.Text) {
 				return ports.NudgeDecision{
 					Deliver:   true,
 					Message:   r.Message,

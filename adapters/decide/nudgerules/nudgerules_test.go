@@ -28,7 +28,7 @@ func write(t *testing.T, name, content string) string {
 func window(texts ...string) ports.NudgeInput {
 	in := ports.NudgeInput{Device: "dev1", Now: time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)}
 	for i, s := range texts {
-		in.Captions = append(in.Captions, ports.CaptionRef{ID: string(rune('a' + i)), Time: in.Now.Add(-time.Duration(len(texts)-i) * time.Second), Text: s})
+		in.Captions = append(in.Captions, ports.CaptionRef{ID: string(rune('a' + i)), Time: in.Now.Add(-time.Duration(len(texts)-i) * time.Second), Text: s, New: true})
 	}
 	return in
 }
@@ -161,4 +161,20 @@ func TestTheDocumentedExampleLoads(t *testing.T) {
 		assert.Equal(t, rule != "", dec.Deliver, caption)
 		assert.Equal(t, rule, dec.Model, caption)
 	}
+}
+
+// TestRulesMatchOnlyNewCaptions: a judged caption that matched before is
+// context; it does not fire again beside a new caption that matches nothing.
+func TestRulesMatchOnlyNewCaptions(t *testing.T) {
+	d, err := nudgerules.Load(write(t, "rules.yaml", yamlRules))
+	require.NoError(t, err)
+	in := window("The wearer eats a donut.", "The wearer reads a book.")
+	in.Captions[0].New = false
+	dec, err := d.Decide(t.Context(), in)
+	require.NoError(t, err)
+	assert.False(t, dec.Deliver, dec.Reasoning)
+	in.Captions[0].New = true
+	dec, err = d.Decide(t.Context(), in)
+	require.NoError(t, err)
+	assert.True(t, dec.Deliver)
 }

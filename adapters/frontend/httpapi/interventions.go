@@ -38,6 +38,18 @@ type InterventionRunner interface {
 	RunOnce(ctx context.Context, device string) (ports.Intervention, error)
 }
 
+// NudgesOff is an InterventionRunner, and its error, for a process whose
+// nudge loop is off for a reason worth telling the caller (another process
+// runs it): every run answers 503 with the text.
+type NudgesOff string
+
+// RunOnce refuses the run.
+func (n NudgesOff) RunOnce(context.Context, string) (ports.Intervention, error) {
+	return ports.Intervention{}, n
+}
+
+func (n NudgesOff) Error() string { return string(n) }
+
 // InterventionsHandler serves GET /interventions: the nudge loop's
 // decisions, newest first, in the shape of GET /captions.
 type InterventionsHandler struct {
@@ -179,7 +191,7 @@ func checkDevice(v string) *validationError {
 
 // RunInterventionHandler serves POST /interventions/run?device=<id>: one
 // evaluation of the device now, answered with the decision it recorded; 404
-// with no captions, 409 while the device is busy, 429 with Retry-After while
+// with no new captions, 409 while the device is busy, 429 with Retry-After while
 // the loop's manual runs are all taken, 503 when the store fails.
 type RunInterventionHandler struct {
 	runner InterventionRunner
@@ -208,11 +220,16 @@ func (h *RunInterventionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reques
 		writeValidation(w, p)
 		return
 	}
-	// The loop bounds the evaluation itself (within its interval).
+	// The loop runs the evaluation on its own context, bounded by its
+	// interval: a client that hangs up does not cut a delivery half-way.
 	rec, err := h.runner.RunOnce(r.Context(), device)
+	var off NudgesOff
 	switch {
+	case errors.As(err, &off):
+		writeDetail(w, http.StatusServiceUnavailable, string(off))
+		return
 	case errors.Is(err, domain.ErrNoCaptions):
-		writeDetail(w, http.StatusNotFound, fmt.Sprintf("device %q has no captions in the window: nothing to decide on", device))
+		writeDetail(w, http.StatusNotFound, fmt.Sprintf("device %q has no new captions in the window: nothing to decide on", device))
 		return
 	case errors.Is(err, domain.ErrEvaluationBusy):
 		writeDetail(w, http.StatusConflict, fmt.Sprintf("an evaluation of device %q is already running", device))

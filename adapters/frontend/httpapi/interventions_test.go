@@ -173,7 +173,7 @@ func TestRunInterventionEvaluatesNowAndAnswersTheDecision(t *testing.T) {
 	}
 	status, body := run()
 	require.Equal(t, http.StatusNotFound, status)
-	assert.Contains(t, body["detail"], "no captions in the window")
+	assert.Contains(t, body["detail"], "no new captions in the window")
 	assert.Empty(t, n.decider.Inputs(), "no captions, no decider call")
 
 	now := n.clock.Now()
@@ -188,6 +188,11 @@ func TestRunInterventionEvaluatesNowAndAnswersTheDecision(t *testing.T) {
 	assert.Equal(t, "Try some fruit instead.", body["nudge"])
 	require.Len(t, n.notifier.Calls(), 1)
 
+	status, _ = run()
+	require.Equal(t, http.StatusNotFound, status, "c1 was judged: nothing new to decide on")
+
+	require.NoError(t, n.store.SaveCaptions(t.Context(), []ports.Caption{{ID: "c2", Device: "kit", StreamID: "s1",
+		Start: now.Add(-2 * time.Second), End: now, Text: "The wearer eats another donut"}}))
 	status, body = run()
 	require.Equal(t, http.StatusOK, status)
 	assert.Equal(t, "suppressed: cooldown", body["status"], "the cooldown holds for a manual run too")

@@ -382,12 +382,25 @@ func (s *wsStream) logInference(ack domain.Ack) {
 	}
 }
 
+// errEmptyDevice: a device parameter or header given but empty. Taken as the
+// default device it would file a misconfigured client's captions under
+// someone else's; /captions?device= refuses it too.
+var errEmptyDevice = errors.New("device is empty: give a device id, or leave the parameter and header out for the default device")
+
 // deviceOf reads the stream's device from the upgrade request: the query
-// parameter, else the header, else domain.DefaultDevice.
+// parameter, else the header, else (neither given) domain.DefaultDevice.
 func deviceOf(r *http.Request) (string, error) {
-	raw := r.URL.Query().Get(wire.QueryDevice)
+	query := r.URL.Query()
+	var raw string
+	if query.Has(wire.QueryDevice) {
+		raw = query.Get(wire.QueryDevice)
+	} else if values, ok := r.Header[http.CanonicalHeaderKey(wire.HeaderDevice)]; ok && len(values) > 0 {
+		raw = values[0]
+	} else {
+		return domain.DefaultDevice, nil
+	}
 	if raw == "" {
-		raw = r.Header.Get(wire.HeaderDevice)
+		return "", fmt.Errorf("invalid device: %w", errEmptyDevice)
 	}
 	device, err := domain.DeviceID(raw)
 	if err != nil {

@@ -145,12 +145,38 @@ func TestBadDeviceGets400BeforeTheUpgrade(t *testing.T) {
 			assert.Equal(t, "invalid device: "+domain.ErrBadDevice.Error(), body["detail"])
 		})
 	}
-	d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{wire.HeaderDevice: {"bad device"}})}
-	_, _, _, err := d.Dial(context.Background(), s.url)
-	var se ws.StatusError
-	require.ErrorAs(t, err, &se, "a WebSocket client sees the refusal as the handshake's status")
-	assert.Equal(t, http.StatusBadRequest, int(se))
+	for _, header := range []string{"bad device", ""} {
+		d := ws.Dialer{Header: ws.HandshakeHeaderHTTP(http.Header{wire.HeaderDevice: {header}})}
+		_, _, _, err := d.Dial(context.Background(), s.url)
+		var se ws.StatusError
+		require.ErrorAs(t, err, &se, "a WebSocket client sees the refusal as the handshake's status (header %q)", header)
+		assert.Equal(t, http.StatusBadRequest, int(se), "header %q", header)
+	}
 	assert.Zero(t, s.handler.ActiveStreams())
+	assert.Empty(t, rec.all(), "nothing recorded under the default device")
+}
+
+// TestEmptyDeviceGets400: an empty device= (or empty header) is refused
+// with a reason, not taken as the default device.
+func TestEmptyDeviceGets400(t *testing.T) {
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Stream: domain.StreamConfig{Captions: &sink{}}})
+	httpURL := "http" + strings.TrimPrefix(s.url, "ws")
+	for _, target := range []string{httpURL + "?device=", httpURL + "?device=&other=1"} {
+		resp, err := http.Get(target)
+		require.NoError(t, err)
+		var body map[string]string
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&body))
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, target)
+		assert.Contains(t, body["detail"], "device is empty", target)
+	}
+	req, err := http.NewRequest(http.MethodGet, httpURL, nil)
+	require.NoError(t, err)
+	req.Header[wire.HeaderDevice] = []string{""}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "an empty header")
 }
 
 // outage wraps a real store: while held, SaveCaptions blocks (a database

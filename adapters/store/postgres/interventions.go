@@ -21,26 +21,52 @@ var (
 )
 
 // RecentCaptions implements ports.CaptionSource: the device's captions whose
-// chunk ended at or after since, oldest first, at most the newest
+// chunk ended at or after since, and the unjudged ones that ended at or
+// after unjudgedSince, oldest first, at most the newest
 // ports.MaxRecentCaptions of them.
-func (s *Store) RecentCaptions(ctx context.Context, device string, since time.Time) ([]ports.CaptionRef, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, end_at, caption FROM captions
-		WHERE device = $1 AND end_at >= $2 ORDER BY end_at DESC, id DESC LIMIT $3`,
-		device, since.UTC(), ports.MaxRecentCaptions)
-	if err != nil {
-		return nil, fmt.Errorf("query recent captions: %w", err)
+//
+// The mark is the read's own snapshot (one statement, one snapshot): a
+// caption is judged when its transaction was visible to the snapshot of
+// the last recorded decision. Unlike a sequence, that holds with writers
+// committing out of order on several instances.
+func (s *Store) RecentCaptions(ctx context.Context, device string, since, unjudgedSince time.Time) (ports.CaptionWindow, error) {
+	if unjudgedSince.After(since) {
+		unjudgedSince = since
 	}
-	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.CaptionRef, error) {
+	rows, err := s.pool.Query(ctx, `WITH m AS (SELECT (SELECT snapshot FROM nudge_marks WHERE device = $1) AS snap)
+		SELECT id, end_at, caption, new, pg_current_snapshot()::text FROM (
+			SELECT c.id, c.end_at, c.caption,
+				(m.snap IS NULL OR (c.ins_xid IS NOT NULL AND NOT pg_visible_in_snapshot(c.ins_xid, m.snap))) AS new
+			FROM captions c, m WHERE c.device = $1 AND c.end_at >= $3) w
+		WHERE end_at >= $2 OR new
+		ORDER BY end_at DESC, id DESC LIMIT $4`,
+		device, since.UTC(), unjudgedSince.UTC(), ports.MaxRecentCaptions)
+	if err != nil {
+		return ports.CaptionWindow{}, fmt.Errorf("query recent captions: %w", err)
+	}
+	var out ports.CaptionWindow
+	out.Captions, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (ports.CaptionRef, error) {
 		var c ports.CaptionRef
-		err := row.Scan(&c.ID, &c.Time, &c.Text)
+		err := row.Scan(&c.ID, &c.Time, &c.Text, &c.New, &out.Mark)
 		c.Time = c.Time.UTC()
 		return c, err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("query recent captions: %w", err)
+		return ports.CaptionWindow{}, fmt.Errorf("query recent captions: %w", err)
 	}
-	slices.Reverse(out)
+	slices.Reverse(out.Captions)
 	return out, nil
+}
+
+// MarkJudged implements ports.CaptionSource. The loop calls it under the
+// device's evaluation lock, so marks of one device are written one at a
+// time, each from a read made under the same lock.
+func (s *Store) MarkJudged(ctx context.Context, device, mark string) error {
+	if _, err := s.pool.Exec(ctx, `INSERT INTO nudge_marks (device, snapshot) VALUES ($1, $2::pg_snapshot)
+		ON CONFLICT (device) DO UPDATE SET snapshot = EXCLUDED.snapshot`, device, mark); err != nil {
+		return fmt.Errorf("record judged mark: %w", err)
+	}
+	return nil
 }
 
 // ActiveDevices implements ports.CaptionSource, devices sorted.

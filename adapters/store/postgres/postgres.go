@@ -68,6 +68,10 @@ func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, e
 		pool.Close()
 		return nil, err
 	}
+	if err := checkWritable(ctx, pool); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres database is not writable: %w", err)
+	}
 	return pool, nil
 }
 
@@ -243,4 +247,21 @@ func (s *Store) DiskBytes(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("measure captions: %w", err)
 	}
 	return n, nil
+}
+
+// checkWritable runs a caption insert of no rows and rolls back: the
+// executor still refuses it in a read-only transaction (a standby,
+// default_transaction_read_only) and without the right to insert captions. With the migrations all applied
+// such a database opens fine, then fails every caption write: refused here,
+// at start, rather than found out by a recorder retrying until the stop.
+func checkWritable(ctx context.Context, pool *pgxpool.Pool) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "INSERT INTO captions (id) SELECT id FROM captions WHERE false"); err != nil {
+		return err
+	}
+	return nil
 }

@@ -31,3 +31,19 @@ func TestOpenNeverEchoesTheDSN(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "hunter2")
 }
+
+// TestOpenRefusesAReadOnlyDatabase: a database the store can read but not
+// write (here every transaction read-only, as on a standby) is refused at
+// open, not found out by every caption write failing later.
+func TestOpenRefusesAReadOnlyDatabase(t *testing.T) {
+	srv := pgtest.Start(t)
+	dsn := srv.NewDatabase(t)
+	s, err := postgres.Open(t.Context(), dsn) // migrated while writable
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	_, err = postgres.Open(t.Context(), dsn+" default_transaction_read_only=on")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "not writable")
+	assert.Contains(t, err.Error(), "read-only transaction")
+}

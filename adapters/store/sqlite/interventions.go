@@ -15,39 +15,93 @@ import (
 )
 
 // The caption store is also the nudge loop's caption source and audit trail,
-// in the same file. One process runs the loop over a SQLite file, so its
-// evaluation lock is domain.LocalEvaluationLock.
+// in the same file. One process runs the loop over a SQLite file
+// (LockNudgeLoop enforces it), so its evaluation lock is
+// domain.LocalEvaluationLock.
 var (
 	_ ports.CaptionSource     = (*Store)(nil)
 	_ ports.InterventionStore = (*Store)(nil)
 )
 
+// ErrNudgeLoopHeld: another process (or another open in this one) runs the
+// nudge loop on this SQLite file.
+var ErrNudgeLoopHeld = errors.New("another process runs the nudge loop on this SQLite file")
+
+// NudgeLoopLockPath is the lock file beside the database at path that the
+// process running the nudge loop holds.
+func NudgeLoopLockPath(path string) string { return path + ".nudge-lock" }
+
+// LockNudgeLoop takes, without waiting, the exclusive lock (flock on
+// NudgeLoopLockPath) that makes one process the only one running the nudge
+// loop on the database at path: domain.LocalEvaluationLock, its cooldown
+// memory and the slot it claims are in memory, so two loops on one file
+// would each deliver. ErrNudgeLoopHeld while it is held elsewhere. The lock
+// lasts until release is called, or the process ends (a crash frees it).
+func LockNudgeLoop(path string) (release func(), err error) {
+	release, err = tryLockFile(NudgeLoopLockPath(path))
+	if err != nil && !errors.Is(err, ErrNudgeLoopHeld) {
+		return nil, fmt.Errorf("nudge loop lock: %w", err)
+	}
+	return release, err
+}
+
 // RecentCaptions implements ports.CaptionSource: the device's captions whose
-// chunk ended at or after since, oldest first, at most the newest
+// chunk ended at or after since, and the unjudged ones that ended at or
+// after unjudgedSince, oldest first, at most the newest
 // ports.MaxRecentCaptions of them.
-func (s *Store) RecentCaptions(ctx context.Context, device string, since time.Time) ([]ports.CaptionRef, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT id, end_us, caption FROM captions
-		WHERE device = ? AND end_us >= ? ORDER BY end_us DESC, id DESC LIMIT ?`,
-		device, since.UnixMicro(), ports.MaxRecentCaptions)
+//
+// The mark is captions.seq, the insertion order: one writer at a time
+// assigns it, so every caption stored after a read has a higher seq than
+// any the read saw. Without AUTOINCREMENT a seq may be given out again once
+// every caption above it is deleted (retention emptying the table): a mark
+// above the table's highest seq is then stale, and everything is new.
+func (s *Store) RecentCaptions(ctx context.Context, device string, since, unjudgedSince time.Time) (ports.CaptionWindow, error) {
+	rows, err := s.read.QueryContext(ctx, `WITH m AS (
+			SELECT coalesce((SELECT seq FROM nudge_marks WHERE device = ?1), 0) AS mark,
+			       (SELECT coalesce(max(seq), 0) FROM captions) AS top)
+		SELECT c.seq, c.id, c.end_us, c.caption, (c.seq > m.mark OR m.mark > m.top) AS new, m.top
+		FROM captions c, m
+		WHERE c.device = ?1 AND c.end_us >= ?3 AND (c.end_us >= ?2 OR c.seq > m.mark OR m.mark > m.top)
+		ORDER BY c.end_us DESC, c.id DESC LIMIT ?4`,
+		device, since.UnixMicro(), min(since.UnixMicro(), unjudgedSince.UnixMicro()), ports.MaxRecentCaptions)
 	if err != nil {
-		return nil, fmt.Errorf("query recent captions: %w", err)
+		return ports.CaptionWindow{}, fmt.Errorf("query recent captions: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
-	var out []ports.CaptionRef
+	var out ports.CaptionWindow
 	for rows.Next() {
 		var c ports.CaptionRef
-		var endUS int64
-		if err := rows.Scan(&c.ID, &endUS, &c.Text); err != nil {
-			return nil, fmt.Errorf("read recent caption: %w", err)
+		var seq, endUS, top int64
+		if err := rows.Scan(&seq, &c.ID, &endUS, &c.Text, &c.New, &top); err != nil {
+			return ports.CaptionWindow{}, fmt.Errorf("read recent caption: %w", err)
 		}
 		c.Time = time.UnixMicro(endUS).UTC()
-		out = append(out, c)
+		out.Captions = append(out.Captions, c)
+		// The highest seq stored when the read began covers every caption
+		// the read could see (and others' that are no use any more).
+		out.Mark = strconv.FormatInt(top, 10)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("query recent captions: %w", err)
+		return ports.CaptionWindow{}, fmt.Errorf("query recent captions: %w", err)
 	}
-	slices.Reverse(out)
+	slices.Reverse(out.Captions)
 	return out, nil
+}
+
+// MarkJudged implements ports.CaptionSource. The mark only moves forward,
+// unless the one stored is stale (above every seq in the table).
+func (s *Store) MarkJudged(ctx context.Context, device, mark string) error {
+	seq, err := strconv.ParseInt(mark, 10, 64)
+	if err != nil || seq < 0 {
+		return fmt.Errorf("judged mark %q is not one this store gave out", mark)
+	}
+	if _, err := s.write.ExecContext(ctx, `INSERT INTO nudge_marks (device, seq) VALUES (?1, ?2)
+		ON CONFLICT (device) DO UPDATE SET seq = ?2
+		WHERE nudge_marks.seq < ?2 OR nudge_marks.seq > (SELECT coalesce(max(seq), 0) FROM captions)`,
+		device, seq); err != nil {
+		return fmt.Errorf("record judged mark: %w", err)
+	}
+	return nil
 }
 
 // ActiveDevices implements ports.CaptionSource, devices sorted.

@@ -73,6 +73,10 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		_ = write.Close()
 		return nil, err
 	}
+	if err := checkWritable(ctx, write); err != nil {
+		_ = write.Close()
+		return nil, fmt.Errorf("sqlite %s is not writable: %w", path, err)
+	}
 	// Readers map the file and cache more pages than the 2 MB default: a
 	// text search fetches one row per match, and with a large file read()
 	// calls for each page dominate.
@@ -86,6 +90,27 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	read.SetMaxOpenConns(readConns)
 	s.read = read
 	return s, nil
+}
+
+// checkWritable writes to the file and rolls back. A file SQLite could only
+// open read-only (its mode, a read-only mount) passes the migrations when
+// they are all applied, then fails every caption write: refused here, at
+// start, rather than found out by a recorder retrying until the stop.
+func checkWritable(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	var version int64
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	// Rewrites the header page with the value it has: a real write.
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", version)); err != nil {
+		return err
+	}
+	return nil
 }
 
 // migrate brings the schema up to date. A file lock beside the database

@@ -2,9 +2,12 @@ package sqlite_test
 
 import (
 	"context"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
@@ -31,4 +34,33 @@ func TestOpenCreatesTheFolderAndUsesWAL(t *testing.T) {
 	defer func() { require.NoError(t, s.Close()) }()
 	require.FileExists(t, path)
 	require.FileExists(t, path+"-wal", "journal_mode=WAL leaves a -wal file beside the database")
+}
+
+// TestOpenRefusesAReadOnlyFile: a migrated file SQLite can only open
+// read-only is refused at open, not found out by every write failing later.
+func TestOpenRefusesAReadOnlyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "foresight.db")
+	s, err := sqlite.Open(t.Context(), path)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	makeReadOnly(t, path)
+
+	_, err = sqlite.Open(t.Context(), path)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "is not writable")
+}
+
+// makeReadOnly makes path unwritable even for root (chattr +i), or by its
+// mode otherwise; it skips the test where neither holds.
+func makeReadOnly(t *testing.T, path string) {
+	t.Helper()
+	if err := exec.Command("chattr", "+i", path).Run(); err == nil {
+		t.Cleanup(func() { _ = exec.Command("chattr", "-i", path).Run() })
+	} else {
+		require.NoError(t, os.Chmod(path, 0o444))
+	}
+	if f, err := os.OpenFile(path, os.O_WRONLY, 0); err == nil {
+		_ = f.Close()
+		t.Skip("cannot make a file read-only here (root without chattr)")
+	}
 }
