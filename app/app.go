@@ -17,10 +17,11 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
-	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/adapters/scene/jpegscene"
 	"github.com/foresight-vision/foresight/domain"
 )
@@ -33,6 +34,9 @@ type Server struct {
 	// ungated: no magic word is set, so whoever reaches the address may
 	// read stored captions and status and use every route.
 	ungated bool
+	// wordOnly: the magic word is accepted (tokens are not required), so
+	// whoever holds it reads every wearer's memory.
+	wordOnly bool
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -184,13 +188,15 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 
 func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, logger *slog.Logger) http.Handler {
 	routes := append(extraRoutes(cfg, m),
+		httpapi.Route{Method: http.MethodGet, Path: wire.PathMe, Handler: access.MeHandler()},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: nud.listHandler()},
 		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: nud.runHandler()})
 	router := httpapi.NewRouter(stream, pokeHandler, routes...)
-	// The gate always strips a supplied magic word, so nothing behind it
-	// (logs included) sees one; it checks the word only when one is set.
-	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)
+	// The gate always strips every credential (token or magic word), so
+	// nothing behind it (logs included) sees one, and puts the request's
+	// principal in its context for the handlers' scoping (app/access.go).
+	return newAccessGate(cfg, mem, logger).Wrap(router)
 }
 
 func newServer(cfg Config, handler http.Handler, stream *httpapi.StreamHandler, logger *slog.Logger) *Server {
@@ -203,9 +209,10 @@ func newServer(cfg Config, handler http.Handler, stream *httpapi.StreamHandler, 
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
-		stream:  stream,
-		logger:  logger,
-		ungated: cfg.MagicWord == "",
+		stream:   stream,
+		logger:   logger,
+		ungated:  cfg.MagicWord == "" && !cfg.RequireTokens,
+		wordOnly: cfg.MagicWord != "" && !cfg.RequireTokens,
 	}
 	return s
 }
@@ -221,6 +228,10 @@ func (s *Server) start(context.Context) error {
 	s.logger.Info("listening", "addr", ln.Addr().String())
 	if s.ungated && !onLoopback(ln.Addr()) {
 		s.logger.Warn("no magic word is set and the server listens beyond this machine: anyone who can reach it may read stored captions and use every route; set MAGIC_WORD or listen on 127.0.0.1",
+			"addr", ln.Addr().String())
+	}
+	if s.wordOnly && !onLoopback(ln.Addr()) {
+		s.logger.Warn("the magic word is accepted as an admin credential and the server listens beyond this machine: whoever holds the word reads and acts for every device; give each wearer a token (foresight token create) and set FORESIGHT_REQUIRE_TOKENS=true",
 			"addr", ln.Addr().String())
 	}
 	go func() {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/decide/nudgellm"
 	"github.com/foresight-vision/foresight/adapters/decide/nudgerules"
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
@@ -190,7 +191,9 @@ func (n *nudges) open(ctx context.Context) error {
 		return fmt.Errorf("nudges: %w", err)
 	}
 	n.loop = loop
-	n.run = httpapi.NewRunInterventionHandler(loop, n.logger)
+	run := httpapi.NewRunInterventionHandler(loop, n.logger)
+	run.LimitPerCredential(access.NewLimiter(n.cfg.ManualRunsPerMinute, nil))
+	n.run = run
 	lc := loop.Config()
 	n.logger.Info("nudges on", "engine", n.cfg.Nudges, "interval", lc.Interval, "window", lc.Window,
 		"cooldown", max(lc.Cooldown, 0), "max_manual_runs", lc.MaxManualRuns, "delivery_key", n.cfg.PokeAPIKey != "", "shared_lock", n.lock != nil)

@@ -68,6 +68,10 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeValidation(w, problems...)
 		return
 	}
+	var ok bool
+	if q.Devices, ok = scopeList(w, r, q.Device); !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), captionsQueryTimeout)
 	defer cancel()
 	page, err := h.reader.QueryCaptions(ctx, q)

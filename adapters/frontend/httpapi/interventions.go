@@ -111,6 +111,10 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		writeValidation(w, problems...)
 		return
 	}
+	var ok bool
+	if q.Devices, ok = scopeList(w, r, q.Device); !ok {
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), interventionsQueryTimeout)
 	defer cancel()
 	page, err := h.lister.ListInterventions(ctx, q)
@@ -201,7 +205,13 @@ func checkDevice(v string) *validationError {
 type RunInterventionHandler struct {
 	runner InterventionRunner
 	logger *slog.Logger
+	// limiter bounds manual runs per credential (LimitPerCredential).
+	limiter CredentialLimiter
 }
+
+// LimitPerCredential bounds the runs each credential may start (429 with
+// Retry-After past it); call it before serving.
+func (h *RunInterventionHandler) LimitPerCredential(l CredentialLimiter) { h.limiter = l }
 
 // NewRunInterventionHandler returns the POST /interventions/run handler; a
 // nil logger means slog.Default(). It can deliver a nudge: mount it behind
@@ -223,6 +233,9 @@ func (h *RunInterventionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reques
 	device := values.Get("device")
 	if p := checkDevice(device); p != nil {
 		writeValidation(w, p)
+		return
+	}
+	if !allowDevice(w, r, device) || !allowCall(w, r, h.limiter, "manual runs") {
 		return
 	}
 	// The loop bounds the evaluation itself (within its interval).

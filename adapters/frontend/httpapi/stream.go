@@ -161,10 +161,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "handshake error: WebSocket needs HTTP/1.1 or later", http.StatusBadRequest)
 		return
 	}
-	device, err := deviceOf(r)
-	if err != nil {
-		h.cfg.Observer.StreamRejected("bad_device")
-		writeDetail(w, http.StatusBadRequest, err.Error())
+	device, status, detail := streamDevice(r) // the token's scope, before the upgrade
+	if status != 0 {
+		reason := "bad_device"
+		if status == http.StatusForbidden {
+			reason = "forbidden_device"
+		}
+		h.cfg.Observer.StreamRejected(reason)
+		writeDetail(w, status, detail)
 		return
 	}
 	if h.active.Add(1) > int64(h.cfg.MaxStreams) {
@@ -422,18 +426,4 @@ func (s *wsStream) record(ack domain.Ack) {
 	if ok {
 		s.h.cfg.Captions.Record(c)
 	}
-}
-
-// deviceOf reads the stream's device from the upgrade request: the query
-// parameter, else the header, else domain.DefaultDevice.
-func deviceOf(r *http.Request) (string, error) {
-	raw := r.URL.Query().Get(wire.QueryDevice)
-	if raw == "" {
-		raw = r.Header.Get(wire.HeaderDevice)
-	}
-	device, err := domain.DeviceID(raw)
-	if err != nil {
-		return "", fmt.Errorf("invalid device: %w", err)
-	}
-	return device, nil
 }
