@@ -222,7 +222,7 @@ var Settings = []Setting{
 	{Envs: []string{"FORESIGHT_POKE_API_KEY"}, Secret: true, Help: "the server's Poke API key; without it the x-poke-api-key header is used",
 		Apply: func(c *Config, v string) error { c.PokeAPIKey = v; return nil }},
 
-	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
+	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it or an access token (header x-magic-word or query magic_word); it acts as admin",
 		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
 	{Flag: "require-tokens", Envs: []string{"FORESIGHT_REQUIRE_TOKENS"}, Default: "false", Help: "accept access tokens only (foresight token create): the magic word is refused with 401; needs a database",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.RequireTokens })},
