@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/frontend/webui"
@@ -28,6 +29,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/inference/modal/modaltest"
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
 	"github.com/foresight-vision/foresight/adapters/notify/poke/poketest"
+	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/ports"
@@ -171,6 +173,17 @@ type server struct {
 // with "/" and /health public.
 func startServer(t *testing.T, magicWord string) *server {
 	t.Helper()
+	return startServerGated(t, func(router http.Handler, _ *sqlite.Store, logger *slog.Logger) http.Handler {
+		if magicWord == "" {
+			return router
+		}
+		return edgegate.New(edgegate.Config{MagicWord: magicWord, PublicPaths: []string{"/", "/health"}, Logger: logger}).Wrap(router)
+	})
+}
+
+// startServerGated is startServer with gate in front of the router.
+func startServerGated(t *testing.T, gate func(router http.Handler, store *sqlite.Store, logger *slog.Logger) http.Handler) *server {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 
 	fakeModal := modaltest.New(t)
@@ -204,11 +217,9 @@ func startServer(t *testing.T, magicWord string) *server {
 		httpapi.Route{Method: http.MethodHead, Path: "/", Handler: webui.Handler()},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: httpapi.NewCaptionsHandler(store, logger)},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: httpapi.NewInterventionsHandler(store, logger)},
+		httpapi.Route{Method: http.MethodGet, Path: wire.PathMe, Handler: access.MeHandler()},
 	)
-	var root http.Handler = router
-	if magicWord != "" {
-		root = edgegate.New(edgegate.Config{MagicWord: magicWord, PublicPaths: []string{"/", "/health"}, Logger: logger}).Wrap(router)
-	}
+	root := gate(router, store, logger)
 	inner := root
 	root = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/vision/stream" {
