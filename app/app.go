@@ -17,7 +17,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
 
-	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/frontend/webui"
 	"github.com/foresight-vision/foresight/adapters/notify/poke"
@@ -34,6 +34,9 @@ type Server struct {
 	// ungated: no magic word is set, so whoever reaches the address may
 	// read stored captions and status and use every route.
 	ungated bool
+	// wordOnly: the magic word is accepted (tokens are not required), so
+	// whoever holds it reads every wearer's memory.
+	wordOnly bool
 
 	mu   sync.Mutex
 	addr net.Addr
@@ -199,15 +202,18 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		Interventions:   nud.interventionLister,
 		RunIntervention: nud.interventionRunner,
 		DeviceData:      deviceData(cfg, mem, logger),
+		Me:              access.MeHandler(),
+		ManualRunLimit:  access.NewLimiter(cfg.ManualRunsPerMinute, nil),
 		Logger:          logger,
 	}
 	if m != nil {
 		handlers.Metrics = m.Handler()
 	}
 	router := httpapi.NewRouter(handlers)
-	// The gate always strips a supplied magic word, so nothing behind it
-	// (logs included) sees one; it checks the word only when one is set.
-	return edgegate.New(edgegate.Config{MagicWord: cfg.MagicWord, PublicPaths: cfg.PublicPaths, Logger: logger}).Wrap(router)
+	// The gate always strips every credential (token or magic word), so
+	// nothing behind it (logs included) sees one, and puts the request's
+	// principal in its context for the handlers' scoping (app/access.go).
+	return newAccessGate(cfg, mem, logger).Wrap(router)
 }
 
 func newServer(cfg Config, handler http.Handler, stream *httpapi.StreamHandler, logger *slog.Logger) *Server {
@@ -220,9 +226,10 @@ func newServer(cfg Config, handler http.Handler, stream *httpapi.StreamHandler, 
 			MaxHeaderBytes:    64 << 10,
 			ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 		},
-		stream:  stream,
-		logger:  logger,
-		ungated: cfg.MagicWord == "",
+		stream:   stream,
+		logger:   logger,
+		ungated:  cfg.MagicWord == "" && !cfg.RequireTokens,
+		wordOnly: cfg.MagicWord != "" && !cfg.RequireTokens,
 	}
 	return s
 }
@@ -238,6 +245,10 @@ func (s *Server) start(context.Context) error {
 	s.logger.Info("listening", "addr", ln.Addr().String())
 	if s.ungated && !onLoopback(ln.Addr()) {
 		s.logger.Warn("no magic word is set and the server listens beyond this machine: anyone who can reach it may read stored captions and use every route; set MAGIC_WORD or listen on 127.0.0.1",
+			"addr", ln.Addr().String())
+	}
+	if s.wordOnly && !onLoopback(ln.Addr()) {
+		s.logger.Warn("the magic word is accepted as an admin credential and the server listens beyond this machine: whoever holds the word reads and acts for every device; give each wearer a token (foresight token create) and set FORESIGHT_REQUIRE_TOKENS=true",
 			"addr", ln.Addr().String())
 	}
 	go func() {

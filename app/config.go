@@ -70,6 +70,9 @@ type Config struct {
 	MagicWord              string
 	PublicPaths            []string
 	TrustClientCredentials bool
+	// Per-wearer access (app/access.go, docs/security.md).
+	RequireTokens       bool
+	ManualRunsPerMinute int
 
 	InferenceBackend   string
 	ModalTokenID       string
@@ -230,8 +233,12 @@ var Settings = []Setting{
 	{Envs: []string{"FORESIGHT_SECRET_KEY_PREVIOUS"}, Secret: true, Help: "the server key FORESIGHT_SECRET_KEY replaced, still accepted for decryption until `foresight device rekey` has re-encrypted every key",
 		Apply: func(c *Config, v string) error { c.SecretKeyPrevious = v; return nil }},
 
-	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
+	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it or an access token (header x-magic-word or query magic_word); it acts as admin",
 		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
+	{Flag: "require-tokens", Envs: []string{"FORESIGHT_REQUIRE_TOKENS"}, Default: "false", Help: "accept access tokens only (foresight token create): the magic word is refused with 401; needs a database",
+		Apply: settings.Bool(func(c *Config) *bool { return &c.RequireTokens })},
+	{Flag: "manual-runs-per-minute", Envs: []string{"FORESIGHT_MANUAL_RUNS_PER_MINUTE"}, Default: "6", Help: "POST /interventions/run calls each credential (a token; the magic word counts as one) may make a minute, at once or spread; past it 429 with Retry-After",
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.ManualRunsPerMinute })},
 	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: strings.Join(httpapi.DefaultPublicPaths(), ","), Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
 		Apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",
@@ -324,7 +331,7 @@ var Settings = []Setting{
 
 	{Flag: "metrics", Envs: []string{"FORESIGHT_METRICS"}, Default: "true", Help: "serve Prometheus metrics at /metrics",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.Metrics })},
-	{Flag: "pprof", Envs: []string{"FORESIGHT_PPROF"}, Default: "false", Help: "serve /debug/pprof (behind the magic word when one is set)",
+	{Flag: "pprof", Envs: []string{"FORESIGHT_PPROF"}, Default: "false", Help: "serve /debug/pprof (admin credentials only: an admin token, or the magic word when one is set)",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.Pprof })},
 }
 
@@ -355,6 +362,9 @@ func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Confi
 		return Config{}, err
 	}
 	if _, err := c.secretSealer(); err != nil {
+		return Config{}, err
+	}
+	if err := c.checkAccess(); err != nil {
 		return Config{}, err
 	}
 	return c, nil

@@ -37,7 +37,11 @@ const (
 
 // CaptionQuery selects captions, newest first. Zero fields do not filter.
 type CaptionQuery struct {
-	Device   string
+	Device string
+	// Devices, when non-nil, keeps only captions of these devices (with
+	// Device too, both must hold); an empty non-nil set matches nothing. An
+	// access scope sets it, so a list never reaches beyond its devices.
+	Devices  []string
 	StreamID string
 	// Since is inclusive and Until exclusive; both compare with Caption.Start.
 	Since time.Time

@@ -160,6 +160,9 @@ type DeliveryUpdate struct {
 type InterventionQuery struct {
 	// Device, when set, keeps only that device's records.
 	Device string
+	// Devices, when non-nil, keeps only these devices' records (with Device
+	// too, both must hold); an empty non-nil set matches nothing.
+	Devices []string
 	// Since, when set, keeps records with Time at or after it.
 	Since time.Time
 	// Limit bounds the page; the store applies its own default and maximum.

@@ -17,6 +17,7 @@ import (
 	"github.com/foresight-vision/foresight/app"
 	"github.com/foresight-vision/foresight/cmd/foresight/internal/benchcmd"
 	"github.com/foresight-vision/foresight/cmd/foresight/internal/replaycmd"
+	"github.com/foresight-vision/foresight/cmd/foresight/internal/tokencmd"
 )
 
 // command is one subcommand.
@@ -32,6 +33,7 @@ func commands() []command {
 		{"replay", "stream a video or a folder of JPEGs to a server, as glasses would", replaycmd.Run},
 		{"bench", "load-test /vision/stream and report ack latency and throughput", benchcmd.Run},
 		{"device", "set, remove or re-encrypt a device's own Poke key", deviceCmd},
+		{"token", "create, list and revoke access tokens (create --device ID | --admin)", tokencmd.Run},
 	}
 }
 

@@ -86,6 +86,19 @@ func Run(t *testing.T, h Harness) {
 		assert.Empty(t, queryIDs(t, s, ports.CaptionQuery{Device: "nobody"}))
 	})
 
+	t.Run("DeviceSetScopesEveryQuery", func(t *testing.T) {
+		s := fresh(t)
+		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{
+			Make(1, "kit", "s1", "coffee a"), Make(2, "bob", "s2", "coffee b"), Make(3, "ann", "s3", "coffee c"), Make(4, "kit", "s1", "tea d"),
+		}))
+		assert.Equal(t, []string{"cap-0000004", "cap-0000003", "cap-0000001"}, queryIDs(t, s, ports.CaptionQuery{Devices: []string{"kit", "ann"}}))
+		assert.Equal(t, []string{"cap-0000001"}, queryIDs(t, s, ports.CaptionQuery{Devices: []string{"kit"}, Text: "coffee"}), "with search")
+		assert.Empty(t, queryIDs(t, s, ports.CaptionQuery{Devices: []string{"kit"}, Device: "bob"}), "device outside the set")
+		assert.Equal(t, []string{"cap-0000003"}, queryIDs(t, s, ports.CaptionQuery{Devices: []string{"kit", "ann"}, Device: "ann"}))
+		assert.Empty(t, queryIDs(t, s, ports.CaptionQuery{Devices: []string{}}), "an empty set matches nothing, not everything")
+		assert.Len(t, queryIDs(t, s, ports.CaptionQuery{}), 4, "nil is no filter")
+	})
+
 	t.Run("FullTextSearch", func(t *testing.T) {
 		s := fresh(t)
 		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{

@@ -105,6 +105,17 @@ func Run(t *testing.T, h Harness) {
 		assert.Empty(t, seconds(t, s, ports.InterventionQuery{Device: "nobody"}))
 	})
 
+	t.Run("DeviceSetScopesTheList", func(t *testing.T) {
+		s := fresh(t)
+		create(t, s, Record(1, "kit", ports.VerdictNo, ports.DeliveryNone), Record(2, "bob", ports.VerdictNo, ports.DeliveryNone),
+			Record(3, "ann", ports.VerdictNo, ports.DeliveryNone), Record(4, "kit", ports.VerdictNo, ports.DeliveryNone))
+		assert.Equal(t, []int{4, 3, 1}, seconds(t, s, ports.InterventionQuery{Devices: []string{"kit", "ann"}}))
+		assert.Empty(t, seconds(t, s, ports.InterventionQuery{Devices: []string{"kit"}, Device: "bob"}), "device outside the set")
+		assert.Equal(t, []int{3}, seconds(t, s, ports.InterventionQuery{Devices: []string{"kit", "ann"}, Device: "ann"}))
+		assert.Empty(t, seconds(t, s, ports.InterventionQuery{Devices: []string{}}), "an empty set matches nothing, not everything")
+		assert.Len(t, seconds(t, s, ports.InterventionQuery{}), 4, "nil is no filter")
+	})
+
 	t.Run("CursorPagesWithoutRepeatsOrGapsWhileRecordsArrive", func(t *testing.T) {
 		s := fresh(t)
 		var want []string

@@ -58,7 +58,13 @@ type captionsJSON struct {
 }
 
 func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serveList(w, r, h.logger, "caption", parseCaptionQuery, func(q ports.CaptionQuery) string { return q.Cursor },
+	serveList(w, r, h.logger, "caption", parseCaptionQuery,
+		func(w http.ResponseWriter, r *http.Request, q *ports.CaptionQuery) bool {
+			var ok bool
+			q.Devices, ok = scopeList(w, r, q.Device)
+			return ok
+		},
+		func(q ports.CaptionQuery) string { return q.Cursor },
 		func(ctx context.Context, q ports.CaptionQuery) (any, error) {
 			page, err := h.reader.QueryCaptions(ctx, q)
 			if err != nil {
@@ -85,11 +91,14 @@ const listQueryTimeout = 10 * time.Second
 // details when the store fails), and answer the page, never cached. what
 // names the store in the log line and the 503.
 func serveList[Q any](w http.ResponseWriter, r *http.Request, logger *slog.Logger, what string,
-	parse func(*http.Request) (Q, []*validationError), cursor func(Q) string,
-	query func(context.Context, Q) (any, error)) {
+	parse func(*http.Request) (Q, []*validationError), scope func(http.ResponseWriter, *http.Request, *Q) bool,
+	cursor func(Q) string, query func(context.Context, Q) (any, error)) {
 	q, problems := parse(r)
 	if len(problems) > 0 {
 		writeValidation(w, problems...)
+		return
+	}
+	if !scope(w, r, &q) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), listQueryTimeout)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/julienschmidt/httprouter"
 
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/ports"
 )
@@ -101,6 +102,9 @@ func (h *DeviceDataHandlers) device(w http.ResponseWriter, r *http.Request) (str
 		writeValidation(w, p)
 		return "", false
 	}
+	if !allowDevice(w, r, device) { // a device token: its own devices only
+		return "", false
+	}
 	if h.cfg.Authorize != nil {
 		if err := h.cfg.Authorize(r, device); err != nil {
 			writeDetail(w, http.StatusForbidden, err.Error())
@@ -108,6 +112,16 @@ func (h *DeviceDataHandlers) device(w http.ResponseWriter, r *http.Request) (str
 		}
 	}
 	return device, true
+}
+
+// adminDevice is device for the routes only an admin may use (a device's
+// Poke key is set by its admin, never by the wearer's token).
+func (h *DeviceDataHandlers) adminDevice(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if p, scoped := access.FromContext(r.Context()); scoped && !p.IsAdmin() {
+		writeDetail(w, http.StatusForbidden, access.DetailAdminOnly)
+		return "", false
+	}
+	return h.device(w, r)
 }
 
 // Export is GET DeviceExportPath: every record kept for the device as
@@ -324,7 +338,7 @@ type pokeKeyJSON struct {
 // repeats the key.
 func (h *DeviceDataHandlers) SetPokeKey() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		device, ok := h.device(w, r)
+		device, ok := h.adminDevice(w, r)
 		if !ok {
 			return
 		}
@@ -375,7 +389,7 @@ func (h *DeviceDataHandlers) SetPokeKey() http.Handler {
 // the server's key again. Deleting a key that is not there succeeds.
 func (h *DeviceDataHandlers) DeletePokeKey() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		device, ok := h.device(w, r)
+		device, ok := h.adminDevice(w, r)
 		if !ok {
 			return
 		}

@@ -114,7 +114,13 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 }
 
 func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serveList(w, r, h.logger, "intervention", parseInterventionQuery, func(q ports.InterventionQuery) string { return q.Cursor },
+	serveList(w, r, h.logger, "intervention", parseInterventionQuery,
+		func(w http.ResponseWriter, r *http.Request, q *ports.InterventionQuery) bool {
+			var ok bool
+			q.Devices, ok = scopeList(w, r, q.Device)
+			return ok
+		},
+		func(q ports.InterventionQuery) string { return q.Cursor },
 		func(ctx context.Context, q ports.InterventionQuery) (any, error) {
 			page, err := h.lister.ListInterventions(ctx, q)
 			if err != nil {
@@ -196,7 +202,13 @@ func checkDevice(v string) *validationError {
 type RunInterventionHandler struct {
 	runner InterventionRunner
 	logger *slog.Logger
+	// limiter bounds manual runs per credential (LimitPerCredential).
+	limiter CredentialLimiter
 }
+
+// LimitPerCredential bounds the runs each credential may start (429 with
+// Retry-After past it); call it before serving.
+func (h *RunInterventionHandler) LimitPerCredential(l CredentialLimiter) { h.limiter = l }
 
 // NewRunInterventionHandler returns the POST /interventions/run handler; a
 // nil logger means slog.Default(). It can deliver a nudge: mount it behind
@@ -218,6 +230,9 @@ func (h *RunInterventionHandler) ServeHTTP(w http.ResponseWriter, r *http.Reques
 	device := values.Get("device")
 	if p := checkDevice(device); p != nil {
 		writeValidation(w, p)
+		return
+	}
+	if !allowDevice(w, r, device) || !allowCall(w, r, h.limiter, "manual runs") {
 		return
 	}
 	// The loop runs the evaluation on its own context, bounded by its

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 
 	"github.com/julienschmidt/httprouter"
 
@@ -32,14 +33,20 @@ const PprofPath = "/debug/pprof/*item"
 // Credential is what a request needs to reach a route.
 type Credential string
 
-// Credentials of the route table. The edge gate enforces them: Public is
-// the default of FORESIGHT_PUBLIC_PATHS, so an operator may open or close
-// a path there, but a route marked MagicWord carries something private.
+// Credentials of the route table. The gate (adapters/frontend/access)
+// enforces them: Public is the default of FORESIGHT_PUBLIC_PATHS, so an
+// operator may open or close a path there; the others carry something
+// private.
 const (
 	// Public routes hold no secret: health, the live page, metrics.
 	Public Credential = "public"
-	// MagicWord routes need the magic word whenever one is set.
-	MagicWord Credential = "magic word"
+	// Wearer routes take a device token, which the handler keeps to its
+	// devices, or an admin credential (an admin token, or the magic word
+	// unless tokens are required).
+	Wearer Credential = "device token or admin"
+	// Admin routes are the operator's: an admin token, or the magic word
+	// unless tokens are required.
+	Admin Credential = "admin"
 )
 
 // Route is one row of the route table.
@@ -73,6 +80,12 @@ type Handlers struct {
 	// RunIntervention runs POST /interventions/run; nil, or a nil answer,
 	// is 503 "nudges are off".
 	RunIntervention func() InterventionRunner
+	// ManualRunLimit bounds the manual runs each credential may start
+	// (429 with Retry-After past it); nil means no bound.
+	ManualRunLimit CredentialLimiter
+	// Me answers GET /me: the request's credential, never a secret; nil
+	// leaves the route out.
+	Me http.Handler
 	// DeviceData serves a wearer's own data (/devices/{id}/…: export,
 	// deletion, the device's Poke key); nil leaves those routes out.
 	DeviceData func() *DeviceDataHandlers
@@ -92,18 +105,19 @@ func Routes(h Handlers) []Route {
 		{http.MethodHead, PagePath, Public, h.Page},
 		{http.MethodGet, wire.PathHealth, Public, Health()},
 		{http.MethodHead, wire.PathHealth, Public, Health()},
-		{http.MethodGet, MetricsPath, Public, h.Metrics},
-		{http.MethodGet, wire.PathStream, MagicWord, h.Stream},
-		{http.MethodPost, wire.PathPoke, MagicWord, h.Poke},
-		{http.MethodGet, StatusPath, MagicWord, statusHandlerOrNil(h.Status)},
-		{http.MethodGet, CaptionsPath, MagicWord, captionsOrOff(h.Captions, h.Logger)},
-		{http.MethodGet, InterventionsPath, MagicWord, interventionsOrOff(h.Interventions, h.Logger)},
-		{http.MethodPost, InterventionsRunPath, MagicWord, runOrOff(h.RunIntervention, h.Logger)},
-		{http.MethodGet, DeviceExportPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
-		{http.MethodDelete, DeviceMemoryPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Erase)},
-		{http.MethodPut, DevicePokeKeyPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).SetPokeKey)},
-		{http.MethodDelete, DevicePokeKeyPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).DeletePokeKey)},
-		{http.MethodGet, PprofPath, MagicWord, pprofHandlerIf(h.Pprof)},
+		{http.MethodGet, MetricsPath, Public, h.Metrics}, // admin when FORESIGHT_PUBLIC_PATHS leaves it out
+		{http.MethodGet, wire.PathStream, Wearer, h.Stream},
+		{http.MethodPost, wire.PathPoke, Admin, h.Poke},
+		{http.MethodGet, wire.PathMe, Wearer, h.Me},
+		{http.MethodGet, StatusPath, Admin, statusHandlerOrNil(h.Status)},
+		{http.MethodGet, CaptionsPath, Wearer, captionsOrOff(h.Captions, h.Logger)},
+		{http.MethodGet, InterventionsPath, Wearer, interventionsOrOff(h.Interventions, h.Logger)},
+		{http.MethodPost, InterventionsRunPath, Wearer, runOrOff(h.RunIntervention, h.ManualRunLimit, h.Logger)},
+		{http.MethodGet, DeviceExportPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
+		{http.MethodDelete, DeviceMemoryPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Erase)},
+		{http.MethodPut, DevicePokeKeyPath, Admin, deviceRoute(h.DeviceData, (*DeviceDataHandlers).SetPokeKey)},
+		{http.MethodDelete, DevicePokeKeyPath, Admin, deviceRoute(h.DeviceData, (*DeviceDataHandlers).DeletePokeKey)},
+		{http.MethodGet, PprofPath, Admin, pprofHandlerIf(h.Pprof)},
 	}
 	mounted := table[:0]
 	for _, r := range table {
@@ -127,6 +141,24 @@ func DefaultPublicPaths() []string {
 		}
 	}
 	return paths
+}
+
+// AdminOnly reports whether path is an Admin route of the table, or the
+// metrics when not public: what the gate refuses a device token.
+func AdminOnly(path string) bool {
+	if path == MetricsPath {
+		return true // reached only when FORESIGHT_PUBLIC_PATHS leaves it out
+	}
+	on := http.NotFoundHandler()
+	for _, r := range Routes(Handlers{Stream: on, Poke: on, Page: on, Status: &Status{}, Metrics: on, Pprof: true, Me: on}) {
+		if r.Credential != Admin {
+			continue
+		}
+		if p, ok := strings.CutSuffix(r.Path, "*item"); ok && strings.HasPrefix(path, p) || r.Path == path {
+			return true
+		}
+	}
+	return false
 }
 
 // NewRouter mounts Routes(h). Unknown paths and methods get FastAPI's JSON
@@ -222,7 +254,7 @@ func interventionsOrOff(lister func() InterventionLister, logger *slog.Logger) h
 	})
 }
 
-func runOrOff(runner func() InterventionRunner, logger *slog.Logger) http.Handler {
+func runOrOff(runner func() InterventionRunner, limit CredentialLimiter, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var run InterventionRunner
 		if runner != nil {
@@ -232,7 +264,9 @@ func runOrOff(runner func() InterventionRunner, logger *slog.Logger) http.Handle
 			writeDetail(w, http.StatusServiceUnavailable, nudgesOffDetail)
 			return
 		}
-		NewRunInterventionHandler(run, logger).ServeHTTP(w, r)
+		h := NewRunInterventionHandler(run, logger)
+		h.LimitPerCredential(limit)
+		h.ServeHTTP(w, r)
 	})
 }
 

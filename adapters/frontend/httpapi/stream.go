@@ -142,10 +142,14 @@ func (h *StreamHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "handshake error: WebSocket needs HTTP/1.1 or later", http.StatusBadRequest)
 		return
 	}
-	device, err := deviceOf(r)
-	if err != nil {
-		h.cfg.Observer.StreamRejected("bad_device")
-		writeDetail(w, http.StatusBadRequest, err.Error())
+	device, status, detail := streamDevice(r) // the token's scope, before the upgrade
+	if status != 0 {
+		reason := "bad_device"
+		if status == http.StatusForbidden {
+			reason = "forbidden_device"
+		}
+		h.cfg.Observer.StreamRejected(reason)
+		writeDetail(w, status, detail)
 		return
 	}
 	if h.active.Add(1) > int64(h.cfg.MaxStreams) {
@@ -386,25 +390,3 @@ func (s *wsStream) logInference(ack domain.Ack) {
 // default device it would file a misconfigured client's captions under
 // someone else's; /captions?device= refuses it too.
 var errEmptyDevice = errors.New("device is empty: give a device id, or leave the parameter and header out for the default device")
-
-// deviceOf reads the stream's device from the upgrade request: the query
-// parameter, else the header, else (neither given) domain.DefaultDevice.
-func deviceOf(r *http.Request) (string, error) {
-	query := r.URL.Query()
-	var raw string
-	if query.Has(wire.QueryDevice) {
-		raw = query.Get(wire.QueryDevice)
-	} else if values, ok := r.Header[http.CanonicalHeaderKey(wire.HeaderDevice)]; ok && len(values) > 0 {
-		raw = values[0]
-	} else {
-		return domain.DefaultDevice, nil
-	}
-	if raw == "" {
-		return "", fmt.Errorf("invalid device: %w", errEmptyDevice)
-	}
-	device, err := domain.DeviceID(raw)
-	if err != nil {
-		return "", fmt.Errorf("invalid device: %w", err)
-	}
-	return device, nil
-}

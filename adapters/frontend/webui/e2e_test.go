@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/frontend/webui"
@@ -171,6 +172,17 @@ type server struct {
 // with "/" and /health public.
 func startServer(t *testing.T, magicWord string) *server {
 	t.Helper()
+	return startServerGated(t, func(router http.Handler, _ *sqlite.Store, logger *slog.Logger) http.Handler {
+		if magicWord == "" {
+			return router
+		}
+		return edgegate.New(edgegate.Config{MagicWord: magicWord, PublicPaths: []string{"/", "/health"}, Logger: logger}).Wrap(router)
+	})
+}
+
+// startServerGated is startServer with gate in front of the router.
+func startServerGated(t *testing.T, gate func(router http.Handler, store *sqlite.Store, logger *slog.Logger) http.Handler) *server {
+	t.Helper()
 	logger := slog.New(slog.DiscardHandler)
 
 	fakeModal := modaltest.New(t)
@@ -203,12 +215,10 @@ func startServer(t *testing.T, magicWord string) *server {
 		Page:          webui.Handler(),
 		Captions:      func() ports.CaptionReader { return store },
 		Interventions: func() httpapi.InterventionLister { return store },
+		Me:            access.MeHandler(),
 		Logger:        logger,
 	})
-	var root http.Handler = router
-	if magicWord != "" {
-		root = edgegate.New(edgegate.Config{MagicWord: magicWord, PublicPaths: []string{"/", "/health"}, Logger: logger}).Wrap(router)
-	}
+	root := gate(router, store, logger)
 	inner := root
 	root = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/vision/stream" {

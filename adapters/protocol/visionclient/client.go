@@ -24,7 +24,7 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/foresight-vision/foresight/adapters/frontend/edgegate"
+	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
 )
@@ -41,6 +41,9 @@ type Options struct {
 	// MagicWord, when non-empty, is sent as the query parameter magic_word
 	// (replacing any already in the URL), as the edge proxy expects.
 	MagicWord string
+	// Token, when non-empty, is an access token sent on the upgrade as
+	// "Authorization: Bearer <token>" (never in the URL, so never printed).
+	Token string
 	// Header holds extra handshake request headers (for example
 	// x-magic-word or x-modal-token-id).
 	Header http.Header
@@ -161,7 +164,7 @@ func WithMagicWord(rawURL, word string) (string, error) {
 	return u.String(), nil
 }
 
-// RedactURL returns rawURL with its magic_word value replaced by REDACTED
+// RedactURL returns rawURL with its magic_word and access_token values replaced by REDACTED
 // and no user info, for printing and logging. An unparsable URL is returned as "<invalid url>".
 func RedactURL(rawURL string) string {
 	u, err := url.Parse(rawURL)
@@ -169,7 +172,7 @@ func RedactURL(rawURL string) string {
 		return "<invalid url>"
 	}
 	u.User = nil
-	return edgegate.RedactURL(u) // the server's own rule, so the two agree
+	return access.RedactURL(u) // the server's own rule, so the two agree
 }
 
 // Dial connects to a ws:// or wss:// URL (use NormalizeURL first for http
@@ -183,8 +186,16 @@ func Dial(ctx context.Context, rawURL string, opts Options) (*Conn, error) {
 		Timeout: opts.HandshakeTimeout,
 		NetDial: opts.NetDial,
 	}
-	if len(opts.Header) > 0 {
-		d.Header = ws.HandshakeHeaderHTTP(opts.Header)
+	header := opts.Header
+	if opts.Token != "" {
+		header = header.Clone()
+		if header == nil {
+			header = http.Header{}
+		}
+		header.Set(wire.HeaderAuthorization, "Bearer "+opts.Token)
+	}
+	if len(header) > 0 {
+		d.Header = ws.HandshakeHeaderHTTP(header)
 	}
 	conn, br, _, err := d.Dial(ctx, target)
 	if err != nil {

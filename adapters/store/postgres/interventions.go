@@ -139,6 +139,9 @@ func (s *Store) ListInterventions(ctx context.Context, q ports.InterventionQuery
 	if q.Device != "" {
 		where = append(where, "device = "+arg(q.Device))
 	}
+	if q.Devices != nil {
+		where = append(where, "device = ANY("+arg(q.Devices)+"::text[])")
+	}
 	if !q.Since.IsZero() {
 		where = append(where, "time >= "+arg(q.Since.UTC()))
 	}

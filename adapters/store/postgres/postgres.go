@@ -158,6 +158,9 @@ func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.
 	if q.Device != "" {
 		where = append(where, "device = "+arg(q.Device))
 	}
+	if q.Devices != nil {
+		where = append(where, "device = ANY("+arg(q.Devices)+"::text[])")
+	}
 	if q.StreamID != "" {
 		where = append(where, "stream_id = "+arg(q.StreamID))
 	}

@@ -182,6 +182,9 @@ func (s *Store) ListInterventions(ctx context.Context, q ports.InterventionQuery
 	if q.Device != "" {
 		where, args = append(where, "device = ?"), append(args, q.Device)
 	}
+	if q.Devices != nil {
+		where, args = deviceIn(where, args, q.Devices)
+	}
 	if !q.Since.IsZero() {
 		where, args = append(where, "time_us >= ?"), append(args, q.Since.UnixMicro())
 	}
@@ -263,4 +266,17 @@ func truncateTime(t time.Time) time.Time {
 		return t
 	}
 	return t.UTC().Truncate(time.Microsecond)
+}
+
+// deviceIn adds "device IN (…)" for a device set; an empty set matches
+// nothing.
+func deviceIn(where []string, args []any, devices []string) ([]string, []any) {
+	if len(devices) == 0 {
+		return append(where, "0"), args
+	}
+	marks := strings.TrimSuffix(strings.Repeat("?,", len(devices)), ",")
+	for _, d := range devices {
+		args = append(args, d)
+	}
+	return append(where, "device IN ("+marks+")"), args
 }

@@ -179,6 +179,9 @@ func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.
 	if q.Device != "" {
 		where, args = append(where, "device = ?"), append(args, q.Device)
 	}
+	if q.Devices != nil {
+		where, args = deviceIn(where, args, q.Devices)
+	}
 	if q.StreamID != "" {
 		where, args = append(where, "stream_id = ?"), append(args, q.StreamID)
 	}

@@ -43,6 +43,9 @@ type Options struct {
 	Mode string
 	// MagicWord is sent as query parameter magic_word.
 	MagicWord string
+	// Token is an access token sent as "Authorization: Bearer" on the
+	// upgrade (env FORESIGHT_TOKEN); never printed.
+	Token string
 	// Ramp spreads the dials over this long (avoids SYN floods at 1000s).
 	Ramp time.Duration
 	// Idle holds the connected streams open without sending for this long
@@ -149,6 +152,8 @@ var Settings = []settings.Setting[Options]{
 	// The flag has no default: --help must never print the secret.
 	{Flag: "magic-word", Envs: []string{"MAGIC_WORD"}, Secret: true, Help: "magic word, sent as query param",
 		Apply: settings.String(func(o *Options) *string { return &o.MagicWord })},
+	{Flag: "token", Envs: []string{"FORESIGHT_TOKEN"}, Secret: true, Help: "access token (foresight token create), sent as Authorization: Bearer on the upgrade; prefer the variable, a flag shows in the process list",
+		Apply: settings.String(func(o *Options) *string { return &o.Token })},
 	{Flag: "ramp", Default: "0s", Help: "spread connection set-up over this long (use ~1s per 500 conns)",
 		Apply: settings.NonNegativeDuration(func(o *Options) *time.Duration { return &o.Ramp })},
 	{Flag: "idle", Default: "0s", Help: "keep the connected streams idle this long before streaming",
@@ -239,7 +244,7 @@ func bench(ctx context.Context, o Options, stderr io.Writer) (Report, error) {
 			defer wg.Done()
 			dctx, dcancel := context.WithTimeout(ctx, 10*time.Second)
 			defer dcancel()
-			c, err := visionclient.Dial(dctx, o.URL, visionclient.Options{MagicWord: o.MagicWord})
+			c, err := visionclient.Dial(dctx, o.URL, visionclient.Options{MagicWord: o.MagicWord, Token: o.Token})
 			if err != nil {
 				r.failed.Add(1)
 				s := err.Error()

@@ -34,6 +34,9 @@ type Options struct {
 	FramesDir string
 	// MagicWord is sent as query parameter magic_word (env MAGIC_WORD).
 	MagicWord string
+	// Token is an access token sent as "Authorization: Bearer" on the
+	// upgrade (env FORESIGHT_TOKEN); never printed.
+	Token string
 	// FPS is ffmpeg's sampling rate and the send cadence (default 3). Zero or
 	// less: the video's own rate (ffprobe), else 15.
 	FPS float64
@@ -76,6 +79,8 @@ var Settings = []settings.Setting[Options]{
 	// The flag has no default: --help must never print the secret.
 	{Flag: "magic-word", Envs: []string{"MAGIC_WORD"}, Secret: true, Help: "magic word to pass as query param ?magic_word=...",
 		Apply: settings.String(func(o *Options) *string { return &o.MagicWord })},
+	{Flag: "token", Envs: []string{"FORESIGHT_TOKEN"}, Secret: true, Help: "access token (foresight token create), sent as Authorization: Bearer on the upgrade; prefer the variable, a flag shows in the process list",
+		Apply: settings.String(func(o *Options) *string { return &o.Token })},
 	{Flag: "fps", Default: "3", Help: "sample/send FPS; <= 0 uses the video's rate",
 		Apply: settings.Float(math.Inf(-1), func(o *Options) *float64 { return &o.FPS })},
 	{Flag: "jpeg-quality", Default: "85", Help: "JPEG quality [0-100], mapped to ffmpeg -q:v 31..2",
@@ -160,6 +165,7 @@ func replay(ctx context.Context, o Options, stdout io.Writer) error {
 
 	conn, err := visionclient.Dial(ctx, wsURL, visionclient.Options{
 		MagicWord:       o.MagicWord,
+		Token:           o.Token,
 		MaxMessageBytes: maxMessageBytes,
 	})
 	if err != nil {
