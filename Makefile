@@ -109,7 +109,7 @@ bench-tools:
 # built it says why there, and the tests that need them skip (fail under
 # CI=true), so `make check` goes on. internal/ollamatest starts the server.
 REALMODEL_ENV ?= bin/realmodel.env
-realmodel_var = $(shell sed -n 's/^$(1)=//p' $(REALMODEL_ENV) 2>/dev/null)
+realmodel_var = $(shell sed -n "s/^$(1)='\(.*\)'$$/\1/p" $(REALMODEL_ENV) 2>/dev/null)
 export FORESIGHT_OLLAMA_BIN ?= $(call realmodel_var,FORESIGHT_OLLAMA_BIN)
 export FORESIGHT_OLLAMA_MODEL ?= $(call realmodel_var,FORESIGHT_OLLAMA_MODEL)
 export FORESIGHT_OLLAMA_UNAVAILABLE ?= $(call realmodel_var,FORESIGHT_OLLAMA_UNAVAILABLE)

@@ -10,8 +10,8 @@
 #     include/malgo-<version>/miniaudio/miniaudio.h  a header the build needs
 #
 # Usage: build.sh [--env FILE]
-# On success it prints FORESIGHT_OLLAMA_BIN=... and FORESIGHT_OLLAMA_MODEL=...
-# on stdout (and writes them to FILE). Where it cannot build (no Go, no C++
+# On success it prints FORESIGHT_OLLAMA_BIN='...' and FORESIGHT_OLLAMA_MODEL='...'
+# on stdout (and writes them to FILE; single-quoted, so a shell can source it). Where it cannot build (no Go, no C++
 # compiler, headers missing and no way to install them) it exits 1 with one
 # line on stderr saying why, and writes FORESIGHT_OLLAMA_UNAVAILABLE=<why> to
 # FILE, so the tests that need the server can say why they skip.
@@ -44,7 +44,8 @@ fail() {
   echo "realmodel: cannot build the model server: $*" >&2
   if [ -n "$env_file" ]; then
     mkdir -p "$(dirname "$env_file")"
-    printf 'FORESIGHT_OLLAMA_UNAVAILABLE=%s\n' "$*" >"$env_file"
+    local why=$*
+    printf "FORESIGHT_OLLAMA_UNAVAILABLE='%s'\n" "${why//\'/}" >"$env_file"
   fi
   exit 1
 }
@@ -140,7 +141,7 @@ write_model() {
 if [ -x "$bin" ]; then say "reusing $bin"; else build_ollama; fi
 if [ -f "$model" ]; then say "reusing $model"; else write_model; fi
 
-out=$(printf 'FORESIGHT_OLLAMA_BIN=%s\nFORESIGHT_OLLAMA_MODEL=%s\n' "$bin" "$model")
+out=$(printf "FORESIGHT_OLLAMA_BIN='%s'\nFORESIGHT_OLLAMA_MODEL='%s'\n" "$bin" "$model")
 if [ -n "$env_file" ]; then
   mkdir -p "$(dirname "$env_file")"
   echo "$out" >"$env_file"

@@ -28,8 +28,9 @@ die() { echo "demo: $*" >&2; exit 1; }
 
 command -v curl >/dev/null 2>&1 || die "needs curl"
 paths=$(bash internal/realmodel/build.sh) || die "the model server could not be built (above)"
-ollama=$(sed -n 's/^FORESIGHT_OLLAMA_BIN=//p' <<<"$paths")
-gguf=$(sed -n 's/^FORESIGHT_OLLAMA_MODEL=//p' <<<"$paths")
+eval "$paths" # FORESIGHT_OLLAMA_BIN='...' FORESIGHT_OLLAMA_MODEL='...'
+ollama=$FORESIGHT_OLLAMA_BIN
+gguf=$FORESIGHT_OLLAMA_MODEL
 say "building foresight"
 "$GO" build -o bin/foresight ./cmd/foresight
 
