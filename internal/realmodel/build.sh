@@ -5,9 +5,9 @@
 #   - gemma3-tiny-vision.gguf, a random-weight Gemma 3 vision model (main.go).
 # Both are cached outside the repo, so a second run does no work:
 #   ${FORESIGHT_CACHE:-$HOME/.cache/foresight}/realmodel/
-#     ollama-<version>-<goos>-<goarch>/ollama        keyed by Ollama's version
-#     gemma3-tiny-<hash>/gemma3-tiny-vision.gguf     keyed by a hash of main.go, go.mod, go.sum
-#     include/malgo-<version>/miniaudio/miniaudio.h  a header the build needs
+#     ollama-<version>-<goos>-<goarch>-<recipe>/ollama  keyed by Ollama's version
+#     gemma3-tiny-<hash>/gemma3-tiny-vision.gguf         keyed by a hash of main.go, go.mod, go.sum
+#     include/malgo-<version>/miniaudio/miniaudio.h      a header the build needs
 #
 # Usage: build.sh [--env FILE]
 # On success it prints FORESIGHT_OLLAMA_BIN='...' and FORESIGHT_OLLAMA_MODEL='...'
@@ -62,7 +62,11 @@ malgo_version=$(module_version github.com/gen2brain/malgo)
 goos=$("$GO" env GOOS)
 goarch=$("$GO" env GOARCH)
 model_hash=$(cat main.go go.mod go.sum | sha256sum | cut -c1-12)
-bin_dir=$cache/ollama-$ollama_version-$goos-$goarch
+# Bump recipe when the way the binary is built (flags, headers) changes:
+# the binary's cache key holds no hash of this script, so that editing it
+# does not cost a rebuild.
+recipe=r1
+bin_dir=$cache/ollama-$ollama_version-$goos-$goarch-$recipe
 model_dir=$cache/gemma3-tiny-$model_hash
 bin=$bin_dir/ollama
 model=$model_dir/gemma3-tiny-vision.gguf
