@@ -193,6 +193,7 @@ func (s *Server) start(tb testing.TB, bin string, port int, extra []string) erro
 		"OLLAMA_NOPRUNE=1",           // nothing to prune in a new folder
 		"OLLAMA_CONTEXT_LENGTH=4096", // else it depends on the machine's memory
 		"OLLAMA_KEEP_ALIVE=-1",       // keep the model loaded until we stop
+		"GIN_MODE=release",           // no route table in the log
 	}, extra...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group, so that stopping it stops the runner it spawns.

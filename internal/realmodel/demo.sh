@@ -69,7 +69,7 @@ wait_for() {
 say "starting ollama serve on $ollama_url (its state in $state)"
 setsid env -i PATH="$PATH" HOME="$state/home" TMPDIR="$state" \
   OLLAMA_HOST="127.0.0.1:$ollama_port" OLLAMA_MODELS="$state/models" \
-  OLLAMA_NO_CLOUD=1 OLLAMA_NOPRUNE=1 OLLAMA_CONTEXT_LENGTH=4096 OLLAMA_KEEP_ALIVE=-1 \
+  OLLAMA_NO_CLOUD=1 OLLAMA_NOPRUNE=1 OLLAMA_CONTEXT_LENGTH=4096 OLLAMA_KEEP_ALIVE=-1 GIN_MODE=release \
   "$ollama" serve >"$logs/ollama.log" 2>&1 &
 pids+=($!)
 wait_for "$ollama_url/api/version" "${pids[0]}" ollama
