@@ -16,7 +16,7 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/foresight
 
-check: fmt-check vet test-deps test-python test
+check: fmt-check vet test-deps test-python realmodel test
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -100,3 +100,28 @@ clean:
 bench-tools:
 	$(GO) build -o bin/foresight ./cmd/foresight
 	$(GO) build -o bin/modaldouble ./cmd/modaldouble
+
+# The real model server of the end-to-end tests (internal/realmodel, a module
+# of its own): Ollama built from source and a random-weight Gemma 3 vision
+# model, cached under ${FORESIGHT_CACHE:-~/.cache/foresight}/realmodel, so
+# a warm run does no work. `realmodel` writes their paths to REALMODEL_ENV,
+# and every recipe (so `test`) gets them exported; where they cannot be
+# built it says why there, and the tests that need them skip (fail under
+# CI=true), so `make check` goes on. internal/ollamatest starts the server.
+REALMODEL_ENV ?= bin/realmodel.env
+realmodel_var = $(shell sed -n "s/^$(1)='\(.*\)'$$/\1/p" $(REALMODEL_ENV) 2>/dev/null)
+export FORESIGHT_OLLAMA_BIN ?= $(call realmodel_var,FORESIGHT_OLLAMA_BIN)
+export FORESIGHT_OLLAMA_MODEL ?= $(call realmodel_var,FORESIGHT_OLLAMA_MODEL)
+export FORESIGHT_OLLAMA_UNAVAILABLE ?= $(call realmodel_var,FORESIGHT_OLLAMA_UNAVAILABLE)
+
+.PHONY: realmodel demo
+realmodel:
+	@bash internal/realmodel/build.sh --env $(REALMODEL_ENV) >/dev/null \
+	  || echo "realmodel: not built; the tests that need the model server skip (fail under CI=true)"
+
+# Frames in, captions out, on a laptop with no account: the model server
+# above on 127.0.0.1:11435, Foresight against it on 127.0.0.1:8080, a test
+# pattern replayed through it; Ctrl-C stops both. The built-in model has
+# random weights: its captions are noise (docs/providers.md: a real model).
+demo:
+	@bash internal/realmodel/demo.sh
