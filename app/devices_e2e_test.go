@@ -178,7 +178,8 @@ func TestADeviceKeyThatDoesNotOpenFailsItsNudgeUntilRekeyed(t *testing.T) {
 	manual := func(secretEnv ...string) *app.Instance {
 		inst, _ := startLoggedWithStore(t, dbURL, append([]string{"FORESIGHT_POKE_URL", poke.URL(),
 			"FORESIGHT_POKE_API_KEY", "server-poke-key", "FORESIGHT_NUDGE_INTERVAL", "1h", "FORESIGHT_NUDGE_WINDOW", "1h",
-			"FORESIGHT_NUDGE_COOLDOWN", "0", "FORESIGHT_NUDGES", "rules", "FORESIGHT_NUDGE_RULES", rulesFile(t, donutRules)}, secretEnv...)...)
+			"FORESIGHT_NUDGE_COOLDOWN", "0", "FORESIGHT_NUDGES", "rules", "FORESIGHT_NUDGE_RULES", rulesFile(t, donutRules),
+			"FORESIGHT_MANUAL_RUNS_PER_MINUTE", "100000"}, secretEnv...)...) // run polls until the captions are in
 		return inst
 	}
 	run := func(inst *app.Instance) interventionRecord {
@@ -219,6 +220,7 @@ func TestADeviceKeyThatDoesNotOpenFailsItsNudgeUntilRekeyed(t *testing.T) {
 
 	inst = manual("FORESIGHT_SECRET_KEY", newSecret)
 	defer stopInstance(t, inst)
+	streamUntil(t, inst, "alice", 3) // new evidence: the first decision judged the old captions
 	rec = run(inst)
 	assert.Equal(t, "delivered", rec.Status, "%+v", rec)
 	require.Len(t, poke.Requests(), 1)

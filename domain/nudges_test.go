@@ -149,8 +149,8 @@ func TestNudgeLoopZeroCooldownIsNone(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
 		assert.Equal(t, time.Duration(0), h.loop.Config().Cooldown)
 		h.decider.Answer = domaintest.Yes("Stand up.")
-		h.caption("dev1", "c1", "sitting")
-		for range 2 {
+		for i := range 2 {
+			h.caption("dev1", fmt.Sprintf("c%d", i), "sitting") // new evidence for each decision
 			rec, err := h.loop.RunOnce(context.Background(), "dev1")
 			require.NoError(t, err)
 			assert.Equal(t, ports.DeliveryDelivered, rec.Status)

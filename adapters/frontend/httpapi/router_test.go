@@ -19,7 +19,8 @@ import (
 // everyRouteOn turns on every optional route.
 func everyRouteOn() httpapi.Handlers {
 	h := http.NotFoundHandler()
-	return httpapi.Handlers{Stream: h, Poke: h, Page: h, Metrics: h, Status: &httpapi.Status{}, Pprof: true}
+	return httpapi.Handlers{Stream: h, Poke: h, Page: h, Metrics: h, Status: &httpapi.Status{}, Pprof: true,
+		Me: h, DeviceData: func() *httpapi.DeviceDataHandlers { return nil }}
 }
 
 // TestRouteTableMatchesProtocolDoc keeps docs/protocol.md's route table
