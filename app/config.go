@@ -60,7 +60,10 @@ type Config struct {
 	PokeTimeout time.Duration
 	PokeAPIKey  string
 
-	MagicWord              string
+	MagicWord string
+	// CursorSecret keys the seal on /captions and /interventions cursors;
+	// empty: a random key per process.
+	CursorSecret           string
 	PublicPaths            []string
 	TrustClientCredentials bool
 
@@ -221,6 +224,8 @@ var Settings = []Setting{
 
 	{Envs: []string{"MAGIC_WORD", "FORESIGHT_MAGIC_WORD"}, Secret: true, Help: "when set, every route but the public ones needs it (header x-magic-word or query magic_word)",
 		Apply: func(c *Config, v string) error { c.MagicWord = v; return nil }},
+	{Envs: []string{"FORESIGHT_CURSOR_SECRET"}, Secret: true, Help: "keys the HMAC seal on /captions and /interventions page cursors; set the same on instances sharing one Postgres so a cursor from one works on another; unset: a random key per process, so cursors do not survive a restart",
+		Apply: func(c *Config, v string) error { c.CursorSecret = v; return nil }},
 	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: "/,/health,/metrics", Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
 		Apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",

@@ -144,7 +144,7 @@ func newNudges(cfg Config, mem *captionMemory, notifier *poke.Client, m *metrics
 func (n *nudges) open(ctx context.Context) error {
 	store, _ := n.mem.store.(nudgeStore)
 	if store != nil {
-		n.list = httpapi.NewInterventionsHandler(store, n.logger)
+		n.list = httpapi.NewInterventionsHandler(store, n.logger).WithCursorSigner(n.mem.cursorSigner())
 	}
 	if n.decider == nil {
 		n.logger.Info("nudges off", "setting", "FORESIGHT_NUDGES")

@@ -136,10 +136,16 @@ func (c *captionMemory) open(ctx context.Context) error {
 	if c.cfg.CaptionRetention > 0 {
 		c.stopRetention = domain.StartRetention(store, domain.RetentionConfig{MaxAge: c.cfg.CaptionRetention, Logger: c.logger})
 	}
-	c.captions = httpapi.NewCaptionsHandler(store, c.logger)
+	c.captions = httpapi.NewCaptionsHandler(store, c.logger).WithCursorSigner(c.cursorSigner())
 	c.logger.Info("caption store open", "database_url", RedactDatabaseURL(c.cfg.DatabaseURL),
 		"retention", c.cfg.CaptionRetention, "queue", c.cfg.CaptionQueue)
 	return nil
+}
+
+// cursorSigner seals the list routes' cursors with the configured secret,
+// or with the process's random key when none is set.
+func (c *captionMemory) cursorSigner() *httpapi.CursorSigner {
+	return httpapi.NewCursorSigner(c.cfg.CursorSecret)
 }
 
 // Record hands c to the recorder; without a store it keeps nothing.

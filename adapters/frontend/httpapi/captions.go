@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -27,8 +28,9 @@ const (
 
 // CaptionsHandler serves GET /captions: the stored captions, newest first.
 type CaptionsHandler struct {
-	reader ports.CaptionReader
-	logger *slog.Logger
+	reader  ports.CaptionReader
+	logger  *slog.Logger
+	cursors *CursorSigner
 }
 
 // NewCaptionsHandler returns the GET /captions handler over reader; a nil
@@ -38,7 +40,14 @@ func NewCaptionsHandler(reader ports.CaptionReader, logger *slog.Logger) *Captio
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &CaptionsHandler{reader: reader, logger: logger}
+	return &CaptionsHandler{reader: reader, logger: logger, cursors: processCursorSigner()}
+}
+
+// WithCursorSigner makes h seal and accept cursors with signer instead of
+// the process's random key (see NewCursorSigner).
+func (h *CaptionsHandler) WithCursorSigner(signer *CursorSigner) *CaptionsHandler {
+	h.cursors = signer
+	return h
 }
 
 // captionJSON is one caption in the response.
@@ -63,7 +72,7 @@ type captionsJSON struct {
 }
 
 func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q, problems := parseCaptionQuery(r)
+	q, problems := parseCaptionQuery(r, h.cursors)
 	if len(problems) > 0 {
 		writeValidation(w, problems...)
 		return
@@ -71,9 +80,14 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), captionsQueryTimeout)
 	defer cancel()
 	page, err := h.reader.QueryCaptions(ctx, q)
+	var invalid *ports.InvalidCaptionQueryError
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeValidation(w, badCursor(q.Cursor))
+		writeValidation(w, badCursor(r.URL.Query().Get("cursor")))
+		return
+	case errors.As(err, &invalid): // parseCaptionQuery checks the same; a store's refusal is still no outage
+		writeValidation(w, &validationError{Type: "value_error", Loc: []any{"query", invalid.Param},
+			Msg: "Value error, " + invalid.Reason, Input: echo(r.URL.Query().Get(invalid.Param))})
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
@@ -92,7 +106,8 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	if page.NextCursor != "" {
-		body.NextCursor = &page.NextCursor
+		sealed := h.cursors.seal(CaptionsPath, page.NextCursor)
+		body.NextCursor = &sealed
 	}
 	w.Header().Set("Cache-Control", "no-store") // private: what the wearer saw
 	writeJSON(w, http.StatusOK, body)
@@ -100,7 +115,7 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // parseCaptionQuery reads the query string, reporting every bad parameter
 // the way FastAPI does.
-func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError) {
+func parseCaptionQuery(r *http.Request, cursors *CursorSigner) (ports.CaptionQuery, []*validationError) {
 	values := r.URL.Query()
 	var q ports.CaptionQuery
 	var problems []*validationError
@@ -118,6 +133,8 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 			problems = append(problems, &validationError{Type: "string_too_long", Loc: loc(name),
 				Msg: fmt.Sprintf("String should have at most %d characters", maxLen), Input: cutOnRune(v, maxLen) + "…",
 				Ctx: map[string]any{"max_length": maxLen}})
+		} else if p := checkText(name, v); p != nil {
+			problems = append(problems, p)
 		}
 		return v
 	}
@@ -130,9 +147,13 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 			return time.Time{}
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
+		switch {
+		case err != nil:
 			problems = append(problems, &validationError{Type: "datetime_parsing", Loc: loc(name),
-				Msg: "Input should be a valid datetime, in RFC 3339 form such as 2026-05-01T09:00:00Z", Input: v})
+				Msg: "Input should be a valid datetime, in RFC 3339 form such as 2026-05-01T09:00:00Z", Input: echo(v)})
+		case t.Before(ports.MinQueryTime) || t.After(ports.MaxQueryTime): // year 0000, or an offset past 9999
+			problems = append(problems, &validationError{Type: "value_error", Loc: loc(name),
+				Msg: "Value error, outside years 0001-9999", Input: v})
 		}
 		return t
 	}
@@ -155,20 +176,42 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 		q.Limit = n
 	}
 	if v := values.Get("cursor"); v != "" {
-		if _, err := ports.ParseCaptionCursor(v); err != nil {
+		raw, ok := cursors.open(CaptionsPath, v)
+		if _, err := ports.ParseCaptionCursor(raw); !ok || err != nil {
 			problems = append(problems, badCursor(v))
 		}
-		q.Cursor = v
+		q.Cursor = raw
 	}
 	return q, problems
 }
 
-func badCursor(v string) *validationError {
+// checkText refuses what no store takes as text: invalid UTF-8 and NUL.
+func checkText(name, v string) *validationError {
+	switch why := ports.TextProblem(v); {
+	case why == "":
+		return nil
+	case !utf8.ValidString(v):
+		return &validationError{Type: "string_unicode", Loc: []any{"query", name},
+			Msg: "Input should be a valid string, unable to parse raw data as a unicode string", Input: echo(v)}
+	default:
+		return &validationError{Type: "value_error", Loc: []any{"query", name},
+			Msg: "Value error, " + why, Input: echo(v)}
+	}
+}
+
+// echo is v as a 422 may repeat it: at most 64 bytes, broken bytes shown
+// as U+FFFD.
+func echo(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
 	if len(v) > 64 {
 		v = cutOnRune(v, 64) + "…"
 	}
+	return v
+}
+
+func badCursor(v string) *validationError {
 	return &validationError{Type: "value_error", Loc: []any{"query", "cursor"},
-		Msg: "Value error, not a cursor this server gave out", Input: v}
+		Msg: "Value error, not a cursor this server gave out", Input: echo(v)}
 }
 
 // cutOnRune keeps at most n bytes of v without splitting a rune, so the

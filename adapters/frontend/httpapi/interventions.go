@@ -45,8 +45,9 @@ type InterventionRunner interface {
 // InterventionsHandler serves GET /interventions: the nudge loop's
 // decisions, newest first, in the shape of GET /captions.
 type InterventionsHandler struct {
-	lister InterventionLister
-	logger *slog.Logger
+	lister  InterventionLister
+	logger  *slog.Logger
+	cursors *CursorSigner
 }
 
 // NewInterventionsHandler returns the GET /interventions handler; a nil
@@ -56,7 +57,14 @@ func NewInterventionsHandler(lister InterventionLister, logger *slog.Logger) *In
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &InterventionsHandler{lister: lister, logger: logger}
+	return &InterventionsHandler{lister: lister, logger: logger, cursors: processCursorSigner()}
+}
+
+// WithCursorSigner makes h seal and accept cursors with signer instead of
+// the process's random key (see NewCursorSigner).
+func (h *InterventionsHandler) WithCursorSigner(signer *CursorSigner) *InterventionsHandler {
+	h.cursors = signer
+	return h
 }
 
 // interventionJSON is one decision in a response. Absent values are null.
@@ -106,7 +114,7 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 }
 
 func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	q, problems := parseInterventionQuery(r)
+	q, problems := parseInterventionQuery(r, h.cursors)
 	if len(problems) > 0 {
 		writeValidation(w, problems...)
 		return
@@ -116,7 +124,7 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 	page, err := h.lister.ListInterventions(ctx, q)
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeValidation(w, badCursor(q.Cursor))
+		writeValidation(w, badCursor(r.URL.Query().Get("cursor")))
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
@@ -130,7 +138,8 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 		body.Interventions = append(body.Interventions, toInterventionJSON(rec))
 	}
 	if page.NextCursor != "" {
-		body.NextCursor = &page.NextCursor
+		sealed := h.cursors.seal(InterventionsPath, page.NextCursor)
+		body.NextCursor = &sealed
 	}
 	w.Header().Set("Cache-Control", "no-store")
 	writeJSON(w, http.StatusOK, body)
@@ -138,7 +147,7 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 
 // parseInterventionQuery reads device, since, limit and cursor, reporting
 // every bad one the way GET /captions does.
-func parseInterventionQuery(r *http.Request) (ports.InterventionQuery, []*validationError) {
+func parseInterventionQuery(r *http.Request, cursors *CursorSigner) (ports.InterventionQuery, []*validationError) {
 	values := r.URL.Query()
 	var q ports.InterventionQuery
 	var problems []*validationError
@@ -174,10 +183,11 @@ func parseInterventionQuery(r *http.Request) (ports.InterventionQuery, []*valida
 		q.Limit = n
 	}
 	if v := values.Get("cursor"); v != "" {
-		if _, _, err := ports.ParseInterventionCursor(v); err != nil {
+		raw, ok := cursors.open(InterventionsPath, v)
+		if _, _, err := ports.ParseInterventionCursor(raw); !ok || err != nil {
 			problems = append(problems, badCursor(v))
 		}
-		q.Cursor = v
+		q.Cursor = raw
 	}
 	return q, problems
 }
