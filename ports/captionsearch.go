@@ -123,9 +123,11 @@ const (
 	// SearchIndexRows is the most matches a search takes from the text index
 	// to sort by time. A query matching more (a common word) walks the time
 	// order instead.
-	SearchIndexRows = 10_000
+	SearchIndexRows = 5_000
 	// SearchScanRows is the most captions one page of such a walk examines:
 	// a page may then hold fewer than its limit, even none, with a
-	// NextCursor to go on from where the walk stopped.
-	SearchScanRows = 5_000
+	// NextCursor to go on from where the walk stopped. A page is short only
+	// when the words match more than SearchIndexRows captions in all and
+	// fewer than its limit of the SearchScanRows newest (after the filters).
+	SearchScanRows = 2_000
 )

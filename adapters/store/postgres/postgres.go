@@ -151,12 +151,12 @@ func (s *Store) SaveCaptions(ctx context.Context, captions []ports.Caption) erro
 	return nil
 }
 
-// QueryCaptions implements ports.CaptionReader. A search takes its matches
-// from the GIN index when there are at most ports.SearchIndexRows of them
-// (a rare word: cost follows the matches); otherwise it walks the time
+// QueryCaptions implements ports.CaptionReader. A search walks the time
 // index newest first, testing each caption's stored tsvector, and stops
 // after a full page or ports.SearchScanRows captions (a common word: cost
-// follows the page). Searches share searchSlots, half the pool, so
+// follows the page); when that leaves the page short and the words match at
+// most ports.SearchIndexRows captions in all, it takes them from the GIN
+// index instead (a rare word: cost follows the matches). Searches share searchSlots, half the pool, so
 // listings always find a connection.
 func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.CaptionPage, error) {
 	if err := q.Validate(); err != nil {
@@ -207,51 +207,53 @@ func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.
 	tsquery := func(placeholder string) string {
 		return fmt.Sprintf("plainto_tsquery('%s', %s)", SearchConfig, placeholder)
 	}
-	var matches int
-	// A materialized CTE is read lazily, so the LIMIT stops the count early;
-	// the planner picks the GIN index for a rare word and a plain scan that
-	// fills the LIMIT quickly for a common one.
-	if err := s.pool.QueryRow(ctx, "WITH m AS MATERIALIZED (SELECT 1 FROM captions WHERE search @@ "+tsquery("$1")+
-		") SELECT count(*) FROM (SELECT 1 FROM m LIMIT $2) AS bounded", searchText, ports.SearchIndexRows+1).Scan(&matches); err != nil {
-		return ports.CaptionPage{}, fmt.Errorf("count caption matches: %w", err)
-	}
-	if matches <= ports.SearchIndexRows {
-		// Left alone, the planner walks the time index newest first and tests
-		// each row against the words, hoping to fill the page early: a full
-		// scan for a rare or absent word. Materializing the matches first
-		// makes it take them from the GIN index, so the cost follows the
-		// number of matches, which is bounded here.
-		match := "search @@ " + tsquery(arg(searchText))
-		query := "WITH matches AS MATERIALIZED (" + selectCaptions + whereClause(append(where, match)) +
-			") SELECT " + captionColumns + " FROM matches" + newestFirst + " LIMIT " + arg(limit+1)
-		return s.page(ctx, query, args, limit)
-	}
-	// The walk: at most SearchScanRows captions newest first, each tested
-	// against its stored tsvector, until limit+1 of them match. The outer
-	// ORDER BY is the window's own, so no sort stops the LIMIT early.
+	// The walk first: at most SearchScanRows captions newest first, each
+	// tested against its stored tsvector, until limit+1 of them match. For a
+	// common word it fills the page within a few dozen rows. The outer ORDER
+	// BY is the window's own, so no sort keeps the LIMIT from stopping early.
 	filters := slices.Clone(args)
-	window := selectCaptions + whereClause(where) + newestFirst + " LIMIT " + arg(ports.SearchScanRows)
-	window = strings.Replace(window, "SELECT "+captionColumns, "SELECT "+captionColumns+", search", 1)
+	window := strings.Replace(selectCaptions, "SELECT "+captionColumns, "SELECT "+captionColumns+", search", 1) +
+		whereClause(where) + newestFirst + " LIMIT " + arg(ports.SearchScanRows)
 	walk := "SELECT " + captionColumns + " FROM (" + window + ") AS w WHERE search @@ " + tsquery(arg(searchText)) +
 		newestFirst + " LIMIT " + arg(limit+1)
 	page, err := s.page(ctx, walk, args, limit)
 	if err != nil || page.NextCursor != "" {
 		return page, err
 	}
-	// A short page: go on from the last caption the walk examined, if it
-	// stopped at its bound rather than at the end.
 	var last ports.CaptionCursor
 	err = s.pool.QueryRow(ctx, "SELECT start_at, id FROM captions"+whereClause(where)+newestFirst+
 		" LIMIT 1 OFFSET "+strconv.Itoa(ports.SearchScanRows-1), filters...).Scan(&last.Start, &last.ID)
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
-		return page, nil
+		return page, nil // the walk reached the end: nothing older to find
 	case err != nil:
 		return ports.CaptionPage{}, fmt.Errorf("find where the search walk stopped: %w", err)
 	}
-	last.Start = last.Start.UTC()
-	page.NextCursor = last.String()
-	return page, nil
+	// A short page. When the words match few captions in all, the GIN index
+	// gives a full page at a cost that follows them; otherwise the page stays
+	// short and goes on from the last caption the walk examined. The SQLite
+	// store decides in the other order; the pages are the same.
+	var matches int
+	// A materialized CTE is read lazily, so the LIMIT stops the count early.
+	if err := s.pool.QueryRow(ctx, "WITH m AS MATERIALIZED (SELECT 1 FROM captions WHERE search @@ "+tsquery("$1")+
+		") SELECT count(*) FROM (SELECT 1 FROM m LIMIT $2) AS bounded", searchText, ports.SearchIndexRows+1).Scan(&matches); err != nil {
+		return ports.CaptionPage{}, fmt.Errorf("count caption matches: %w", err)
+	}
+	if matches > ports.SearchIndexRows {
+		last.Start = last.Start.UTC()
+		page.NextCursor = last.String()
+		return page, nil
+	}
+	// Left alone, the planner walks the time index newest first and tests
+	// each row against the words, hoping to fill the page early: a full scan
+	// for a rare or absent word. Materializing the matches first makes it
+	// take them from the GIN index, so the cost follows the number of
+	// matches, which is bounded here.
+	args = filters
+	match := "search @@ " + tsquery(arg(searchText))
+	query := "WITH matches AS MATERIALIZED (" + selectCaptions + whereClause(append(where, match)) +
+		") SELECT " + captionColumns + " FROM matches" + newestFirst + " LIMIT " + arg(limit+1)
+	return s.page(ctx, query, args, limit)
 }
 
 const (

@@ -157,7 +157,8 @@ func (s *Store) SaveCaptions(ctx context.Context, captions []ports.Caption) erro
 // (a rare word: cost follows the matches); otherwise it walks the time
 // index newest first, testing each caption against the index, and stops
 // after a full page or ports.SearchScanRows captions (a common word: cost
-// follows the page). Searches share searchSlots, so listings always find a
+// follows the page). The Postgres store walks first and counts after; the
+// pages are the same. Searches share searchSlots, so listings always find a
 // reader free.
 func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.CaptionPage, error) {
 	if err := q.Validate(); err != nil {
