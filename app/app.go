@@ -199,6 +199,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		Status:          &status,
 		Pprof:           cfg.Pprof,
 		Captions:        mem.captionReader,
+		Cursors:         mem.cursorSigner(),
 		Interventions:   nud.interventionLister,
 		RunIntervention: nud.interventionRunner,
 		DeviceData:      deviceData(cfg, mem, logger),

@@ -67,7 +67,10 @@ type Config struct {
 	SecretKey         string
 	SecretKeyPrevious string
 
-	MagicWord              string
+	MagicWord string
+	// CursorSecret keys the seal on /captions and /interventions cursors;
+	// empty: a random key per process.
+	CursorSecret           string
 	PublicPaths            []string
 	TrustClientCredentials bool
 	// Per-wearer access (app/access.go, docs/security.md).
@@ -239,6 +242,8 @@ var Settings = []Setting{
 		Apply: settings.Bool(func(c *Config) *bool { return &c.RequireTokens })},
 	{Flag: "manual-runs-per-minute", Envs: []string{"FORESIGHT_MANUAL_RUNS_PER_MINUTE"}, Default: "6", Help: "POST /interventions/run calls each credential (a token; the magic word counts as one) may make a minute, at once or spread; past it 429 with Retry-After",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.ManualRunsPerMinute })},
+	{Envs: []string{"FORESIGHT_CURSOR_SECRET"}, Secret: true, Help: "keys the HMAC seal on /captions and /interventions page cursors; set the same on instances sharing one Postgres so a cursor from one works on another; unset: a random key per process, so cursors do not survive a restart",
+		Apply: func(c *Config, v string) error { c.CursorSecret = v; return nil }},
 	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: strings.Join(httpapi.DefaultPublicPaths(), ","), Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",
 		Apply: func(c *Config, v string) error { c.PublicPaths = splitList(v); return nil }},
 	{Flag: "trust-client-credentials", Envs: []string{"FORESIGHT_TRUST_CLIENT_CREDENTIALS"}, Default: "false", Help: "use x-poke-api-key and x-modal-* headers even when the server holds its own secrets",

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
 	"github.com/foresight-vision/foresight/adapters/store/postgres"
 	"github.com/foresight-vision/foresight/adapters/store/sqlite"
@@ -153,6 +154,12 @@ func (c *captionMemory) captionReader() ports.CaptionReader {
 		return nil
 	}
 	return c.store
+}
+
+// cursorSigner seals the list routes' cursors with the configured secret,
+// or with the process's random key when none is set.
+func (c *captionMemory) cursorSigner() *httpapi.CursorSigner {
+	return httpapi.NewCursorSigner(c.cfg.CursorSecret)
 }
 
 // stopSteps are the visual memory's part of the stop sequence, run once

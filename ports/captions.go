@@ -47,7 +47,8 @@ type CaptionQuery struct {
 	Since time.Time
 	Until time.Time
 	// Text is a full-text search over the caption: the captions holding
-	// every word of it (stemmed), whatever other text it holds.
+	// every word of it (stemmed), whatever other text it holds; SearchWords
+	// says exactly what a word is.
 	Text string
 	// Limit is clamped to [1, MaxCaptionLimit]; zero means DefaultCaptionLimit.
 	Limit int
@@ -95,7 +96,10 @@ type CaptionWriter interface {
 // CaptionReader answers queries over the stored captions.
 type CaptionReader interface {
 	// QueryCaptions returns one page, newest (Start, then ID) first. A bad
-	// Cursor answers an error wrapping ErrBadCaptionCursor.
+	// Cursor answers an error wrapping ErrBadCaptionCursor, and a query that
+	// CaptionQuery.Validate refuses one wrapping ErrInvalidCaptionQuery,
+	// before any database work. A search page may hold fewer captions than
+	// its limit while NextCursor is set (see SearchScanRows).
 	QueryCaptions(ctx context.Context, q CaptionQuery) (CaptionPage, error)
 }
 
@@ -142,6 +146,12 @@ func ParseCaptionCursor(s string) (CaptionCursor, error) {
 	if err != nil || len(raw) <= 8 || len(raw) > 8+maxCursorIDBytes {
 		return CaptionCursor{}, ErrBadCaptionCursor
 	}
-	micros := int64(binary.BigEndian.Uint64(raw[:8]))
-	return CaptionCursor{Start: time.UnixMicro(micros).UTC(), ID: string(raw[8:])}, nil
+	start := time.UnixMicro(int64(binary.BigEndian.Uint64(raw[:8]))).UTC()
+	id := string(raw[8:])
+	// Only what a store could have written: a readable id and a time every
+	// store can compare with.
+	if TextProblem(id) != "" || start.Before(MinQueryTime) || start.After(MaxQueryTime) {
+		return CaptionCursor{}, ErrBadCaptionCursor
+	}
+	return CaptionCursor{Start: start, ID: id}, nil
 }

@@ -3,7 +3,10 @@ package captionstest
 import (
 	"context"
 	"flag"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -92,4 +95,100 @@ func BenchQueries(b *testing.B, s ports.CaptionReader) {
 			b.ReportMetric(float64(rows), "rows")
 		})
 	}
+}
+
+// CommonWord is the word SyntheticCommon puts in nine captions of ten.
+const CommonWord = "wearer"
+
+// SyntheticCommon is Synthetic(i) with CommonWord in every caption but
+// each tenth, which holds none: a corpus where one word is nearly
+// everywhere, as "wearer" is in a wearer's month of captions.
+func SyntheticCommon(i int) ports.Caption {
+	c := Synthetic(i)
+	words := strings.Fields(c.Text)
+	for j, w := range words {
+		if w == CommonWord {
+			words[j] = "person"
+		}
+	}
+	if i%10 != 0 {
+		words[i%len(words)] = CommonWord
+	}
+	c.Text = strings.Join(words, " ")
+	return c
+}
+
+// SeedWith writes caption(0..n-1) in batches of 5,000 and reports how long
+// it took.
+func SeedWith(b *testing.B, s ports.CaptionWriter, n int, caption func(int) ports.Caption) time.Duration {
+	start := time.Now()
+	const batchSize = 5000
+	batch := make([]ports.Caption, 0, batchSize)
+	for i := range n {
+		batch = append(batch, caption(i))
+		if len(batch) == batchSize || i == n-1 {
+			if err := s.SaveCaptions(context.Background(), batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	return time.Since(start)
+}
+
+// BenchCommonWord measures, over a store seeded with SyntheticCommon, a
+// q=CommonWord page alone and a plain newest-50 listing while four
+// searches run at once, reporting p50 and p95 latencies.
+func BenchCommonWord(b *testing.B, s ports.CaptionReader) {
+	search := ports.CaptionQuery{Text: CommonWord, Limit: 50}
+	measure := func(b *testing.B, q ports.CaptionQuery) {
+		var took []time.Duration
+		for b.Loop() {
+			start := time.Now()
+			page, err := s.QueryCaptions(context.Background(), q)
+			if err != nil {
+				b.Fatal(err)
+			}
+			took = append(took, time.Since(start))
+			if len(page.Captions) == 0 {
+				b.Fatal("empty page")
+			}
+		}
+		slices.Sort(took)
+		b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(took[len(took)*95/100].Microseconds())/1000, "p95-ms")
+	}
+	b.Run("q_"+CommonWord, func(b *testing.B) { measure(b, search) })
+	b.Run("q_"+CommonWord+"_device", func(b *testing.B) {
+		measure(b, ports.CaptionQuery{Text: CommonWord, Device: "glasses-042", Limit: 50})
+	})
+	b.Run("q_"+CommonWord+"_page_20", func(b *testing.B) { // twenty pages deep
+		q := search
+		for range 20 {
+			page, err := s.QueryCaptions(context.Background(), q)
+			if err != nil || page.NextCursor == "" {
+				b.Fatalf("page: %v", err)
+			}
+			q.Cursor = page.NextCursor
+		}
+		measure(b, q)
+	})
+	b.Run("newest50_beside_4_searches", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		var searches atomic.Int64
+		for range 4 {
+			wg.Go(func() {
+				for ctx.Err() == nil {
+					if _, err := s.QueryCaptions(ctx, search); err == nil {
+						searches.Add(1)
+					}
+				}
+			})
+		}
+		measure(b, ports.CaptionQuery{Limit: 50})
+		cancel()
+		wg.Wait()
+		b.ReportMetric(float64(searches.Load())/b.Elapsed().Seconds(), "searches/s")
+	})
 }

@@ -114,10 +114,115 @@ func Run(t *testing.T, h Harness) {
 		assert.Equal(t, []string{"cap-0000001"}, queryIDs(t, s, ports.CaptionQuery{Text: "pour"}), "stemmed")
 		assert.Equal(t, []string{"cap-0000002"}, queryIDs(t, s, ports.CaptionQuery{Text: "dogs running"}), "stemmed")
 		assert.Empty(t, queryIDs(t, s, ports.CaptionQuery{Text: "tea"}))
-		for _, odd := range []string{`coffee"`, `("coffee`, `coffee AND`, `-coffee`, `*`, `NEAR(`, `'; DROP TABLE captions; --`, "\x00"} {
+		for _, odd := range []string{`coffee"`, `("coffee`, `coffee AND`, `-coffee`, `*`, `NEAR(`, `'; DROP TABLE captions; --`} {
 			_, err := s.QueryCaptions(t.Context(), ports.CaptionQuery{Text: odd})
 			assert.NoError(t, err, "q=%q", odd)
 		}
+	})
+
+	t.Run("SearchMeansEveryWordStemmedNothingElse", func(t *testing.T) {
+		s := fresh(t)
+		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{
+			Make(1, "kit", "s1", "A donut on a plate"),
+			Make(2, "kit", "s1", "The bank of a river"),
+			Make(3, "kit", "s1", "Coffee and a donut at the bank"),
+			Make(4, "kit", "s1", "A quiet street"),
+		}))
+		for q, want := range map[string][]string{
+			"donut":            {"cap-0000003", "cap-0000001"},
+			"DONUTS":           {"cap-0000003", "cap-0000001"}, // case-insensitive, stemmed
+			"-donut":           {"cap-0000003", "cap-0000001"}, // a minus is not "without"
+			"donut!!":          {"cap-0000003", "cap-0000001"}, // punctuation separates words
+			"donut or bank":    {"cap-0000003"},                // "or" is a stop word, not an operator
+			"donut OR bank":    {"cap-0000003"},                // nor in capitals
+			`"plate donut"`:    {"cap-0000001"},                // quotes are not a phrase
+			"the donut":        {"cap-0000003", "cap-0000001"}, // stop words are dropped
+			"banks rivers":     {"cap-0000002"},                // every word
+			"a a":              nil,                            // only stop words: nothing matches
+			"!!! ...":          nil,                            // no word at all: nothing matches
+			"donut & !plate":   {"cap-0000001"},                // tsquery syntax is plain text
+			"donut <-> plate":  {"cap-0000001"},
+			"donut NEAR plate": nil, // "near" is a word to find
+		} {
+			assert.Equal(t, want, queryIDs(t, s, ports.CaptionQuery{Text: q}), "q=%q", q)
+		}
+	})
+
+	t.Run("BadBytesAreTheCallersMistakeNotAnOutage", func(t *testing.T) {
+		s := fresh(t)
+		require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{Make(1, "kit", "s1", "a donut")}))
+		for _, tc := range []struct {
+			param string
+			q     ports.CaptionQuery
+		}{
+			{"device", ports.CaptionQuery{Device: "kit\x00"}},
+			{"device", ports.CaptionQuery{Device: "kit\xff"}},
+			{"stream", ports.CaptionQuery{StreamID: "s1\x00"}},
+			{"stream", ports.CaptionQuery{StreamID: "\xc3\x28"}},
+			{"q", ports.CaptionQuery{Text: "\x00"}},
+			{"q", ports.CaptionQuery{Text: "donut \xff"}},
+			{"since", ports.CaptionQuery{Since: time.Date(-5000, 1, 1, 0, 0, 0, 0, time.UTC)}},
+			{"until", ports.CaptionQuery{Until: time.Date(300_000, 1, 1, 0, 0, 0, 0, time.UTC)}},
+		} {
+			_, err := s.QueryCaptions(t.Context(), tc.q)
+			var invalid *ports.InvalidCaptionQueryError
+			if assert.ErrorAs(t, err, &invalid, "%+v", tc.q) {
+				assert.Equal(t, tc.param, invalid.Param)
+				assert.ErrorIs(t, err, ports.ErrInvalidCaptionQuery)
+			}
+		}
+		for _, cur := range []ports.CaptionCursor{
+			{Start: base, ID: "cap\x00"},
+			{Start: base, ID: "cap\xff"},
+			{Start: time.Date(-5000, 1, 1, 0, 0, 0, 0, time.UTC), ID: "cap-0000001"},
+			{Start: time.Date(290_000, 1, 1, 0, 0, 0, 0, time.UTC), ID: "cap-0000001"},
+		} {
+			_, err := s.QueryCaptions(t.Context(), ports.CaptionQuery{Cursor: cur.String()})
+			assert.ErrorIs(t, err, ports.ErrBadCaptionCursor, "%+v", cur)
+		}
+	})
+
+	t.Run("SearchCostFollowsThePageNotTheCorpus", func(t *testing.T) {
+		s := fresh(t)
+		// More matches of "wearer" than a search takes from the index, all on
+		// one device and newer than every caption of another device, "kit",
+		// whose only three matches are its three oldest captions.
+		kitRows := ports.SearchScanRows + 1000
+		var batch []ports.Caption
+		for i := range kitRows {
+			text := "an empty room"
+			if i < 3 {
+				text = "the wearer sits"
+			}
+			batch = append(batch, Make(i, "kit", "s1", text))
+		}
+		for i := range ports.SearchIndexRows + 1 {
+			batch = append(batch, Make(kitRows+i, "crowd", "s2", "the wearer walks"))
+		}
+		require.NoError(t, s.SaveCaptions(t.Context(), batch))
+
+		page, err := s.QueryCaptions(t.Context(), ports.CaptionQuery{Text: "wearer", Limit: 10})
+		require.NoError(t, err)
+		assert.Len(t, page.Captions, 10, "a common word fills its page")
+		assert.Equal(t, fmt.Sprintf("cap-%07d", kitRows+ports.SearchIndexRows), page.Captions[0].ID)
+		assert.NotEmpty(t, page.NextCursor)
+
+		q := ports.CaptionQuery{Device: "kit", Text: "wearer", Limit: 10}
+		page, err = s.QueryCaptions(t.Context(), q)
+		require.NoError(t, err)
+		assert.Empty(t, page.Captions, "the first page examines only the newest %d of kit's captions", ports.SearchScanRows)
+		require.NotEmpty(t, page.NextCursor, "and says where to go on")
+		var got []string
+		for pages := 1; page.NextCursor != ""; pages++ {
+			require.Less(t, pages, 10, "paging does not end")
+			q.Cursor = page.NextCursor
+			page, err = s.QueryCaptions(t.Context(), q)
+			require.NoError(t, err)
+			for _, c := range page.Captions {
+				got = append(got, c.ID)
+			}
+		}
+		assert.Equal(t, []string{"cap-0000002", "cap-0000001", "cap-0000000"}, got)
 	})
 
 	t.Run("LimitBounds", func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -25,8 +26,9 @@ const (
 
 // CaptionsHandler serves GET /captions: the stored captions, newest first.
 type CaptionsHandler struct {
-	reader ports.CaptionReader
-	logger *slog.Logger
+	reader  ports.CaptionReader
+	logger  *slog.Logger
+	cursors *CursorSigner
 }
 
 // NewCaptionsHandler returns the GET /captions handler over reader; a nil
@@ -36,7 +38,14 @@ func NewCaptionsHandler(reader ports.CaptionReader, logger *slog.Logger) *Captio
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &CaptionsHandler{reader: reader, logger: logger}
+	return &CaptionsHandler{reader: reader, logger: logger, cursors: processCursorSigner()}
+}
+
+// WithCursorSigner makes h seal and accept cursors with signer instead of
+// the process's random key (see NewCursorSigner).
+func (h *CaptionsHandler) WithCursorSigner(signer *CursorSigner) *CaptionsHandler {
+	h.cursors = signer
+	return h
 }
 
 // captionJSON is one caption in the response.
@@ -58,13 +67,13 @@ type captionsJSON struct {
 }
 
 func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serveList(w, r, h.logger, "caption", parseCaptionQuery,
+	serveList(w, r, h.logger, "caption",
+		func(r *http.Request) (ports.CaptionQuery, []*validationError) { return parseCaptionQuery(r, h.cursors) },
 		func(w http.ResponseWriter, r *http.Request, q *ports.CaptionQuery) bool {
 			var ok bool
 			q.Devices, ok = scopeList(w, r, q.Device)
 			return ok
 		},
-		func(q ports.CaptionQuery) string { return q.Cursor },
 		func(ctx context.Context, q ports.CaptionQuery) (any, error) {
 			page, err := h.reader.QueryCaptions(ctx, q)
 			if err != nil {
@@ -75,7 +84,8 @@ func (h *CaptionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				body.Captions = append(body.Captions, toCaptionJSON(c))
 			}
 			if page.NextCursor != "" {
-				body.NextCursor = &page.NextCursor
+				sealed := h.cursors.seal(CaptionsPath, page.NextCursor)
+				body.NextCursor = &sealed
 			}
 			return body, nil
 		})
@@ -87,12 +97,12 @@ const listQueryTimeout = 10 * time.Second
 
 // serveList is the skeleton GET /captions and GET /interventions share:
 // parse the query (422 listing every bad parameter), run it within
-// listQueryTimeout (422 for a cursor the store refuses, 503 without
-// details when the store fails), and answer the page, never cached. what
+// listQueryTimeout (422 for a cursor or a parameter the store refuses,
+// 503 without details when the store fails), and answer the page, never cached. what
 // names the store in the log line and the 503.
 func serveList[Q any](w http.ResponseWriter, r *http.Request, logger *slog.Logger, what string,
 	parse func(*http.Request) (Q, []*validationError), scope func(http.ResponseWriter, *http.Request, *Q) bool,
-	cursor func(Q) string, query func(context.Context, Q) (any, error)) {
+	query func(context.Context, Q) (any, error)) {
 	q, problems := parse(r)
 	if len(problems) > 0 {
 		writeValidation(w, problems...)
@@ -104,9 +114,14 @@ func serveList[Q any](w http.ResponseWriter, r *http.Request, logger *slog.Logge
 	ctx, cancel := context.WithTimeout(r.Context(), listQueryTimeout)
 	defer cancel()
 	body, err := query(ctx, q)
+	var invalid *ports.InvalidCaptionQueryError
 	switch {
 	case errors.Is(err, ports.ErrBadCaptionCursor):
-		writeValidation(w, badCursor(cursor(q)))
+		writeValidation(w, badCursor(r.URL.Query().Get("cursor")))
+		return
+	case errors.As(err, &invalid): // parse checks the same; a store's refusal is still no outage
+		writeValidation(w, &validationError{Type: "value_error", Loc: []any{"query", invalid.Param},
+			Msg: "Value error, " + invalid.Reason, Input: echo(r.URL.Query().Get(invalid.Param))})
 		return
 	case err != nil:
 		if r.Context().Err() == nil {
@@ -121,7 +136,7 @@ func serveList[Q any](w http.ResponseWriter, r *http.Request, logger *slog.Logge
 
 // parseCaptionQuery reads the query string, reporting every bad parameter
 // the way FastAPI does.
-func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError) {
+func parseCaptionQuery(r *http.Request, cursors *CursorSigner) (ports.CaptionQuery, []*validationError) {
 	values := r.URL.Query()
 	var q ports.CaptionQuery
 	var problems []*validationError
@@ -139,6 +154,8 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 			problems = append(problems, &validationError{Type: "string_too_long", Loc: loc(name),
 				Msg: fmt.Sprintf("String should have at most %d characters", maxLen), Input: cutOnRune(v, maxLen) + "…",
 				Ctx: map[string]any{"max_length": maxLen}})
+		} else if p := checkText(name, v); p != nil {
+			problems = append(problems, p)
 		}
 		return v
 	}
@@ -151,9 +168,13 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 			return time.Time{}
 		}
 		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
+		switch {
+		case err != nil:
 			problems = append(problems, &validationError{Type: "datetime_parsing", Loc: loc(name),
-				Msg: "Input should be a valid datetime, in RFC 3339 form such as 2026-05-01T09:00:00Z", Input: v})
+				Msg: "Input should be a valid datetime, in RFC 3339 form such as 2026-05-01T09:00:00Z", Input: echo(v)})
+		case t.Before(ports.MinQueryTime) || t.After(ports.MaxQueryTime): // year 0000, or an offset past 9999
+			problems = append(problems, &validationError{Type: "value_error", Loc: loc(name),
+				Msg: "Value error, outside years 0001-9999", Input: v})
 		}
 		return t
 	}
@@ -176,20 +197,42 @@ func parseCaptionQuery(r *http.Request) (ports.CaptionQuery, []*validationError)
 		q.Limit = n
 	}
 	if v := values.Get("cursor"); v != "" {
-		if _, err := ports.ParseCaptionCursor(v); err != nil {
+		raw, ok := cursors.open(CaptionsPath, v)
+		if _, err := ports.ParseCaptionCursor(raw); !ok || err != nil {
 			problems = append(problems, badCursor(v))
 		}
-		q.Cursor = v
+		q.Cursor = raw
 	}
 	return q, problems
 }
 
-func badCursor(v string) *validationError {
+// checkText refuses what no store takes as text: invalid UTF-8 and NUL.
+func checkText(name, v string) *validationError {
+	switch why := ports.TextProblem(v); {
+	case why == "":
+		return nil
+	case !utf8.ValidString(v):
+		return &validationError{Type: "string_unicode", Loc: []any{"query", name},
+			Msg: "Input should be a valid string, unable to parse raw data as a unicode string", Input: echo(v)}
+	default:
+		return &validationError{Type: "value_error", Loc: []any{"query", name},
+			Msg: "Value error, " + why, Input: echo(v)}
+	}
+}
+
+// echo is v as a 422 may repeat it: at most 64 bytes, broken bytes shown
+// as U+FFFD.
+func echo(v string) string {
+	v = strings.ToValidUTF8(v, "\uFFFD")
 	if len(v) > 64 {
 		v = cutOnRune(v, 64) + "…"
 	}
+	return v
+}
+
+func badCursor(v string) *validationError {
 	return &validationError{Type: "value_error", Loc: []any{"query", "cursor"},
-		Msg: "Value error, not a cursor this server gave out", Input: v}
+		Msg: "Value error, not a cursor this server gave out", Input: echo(v)}
 }
 
 // cutOnRune keeps at most n bytes of v without splitting a rune, so the

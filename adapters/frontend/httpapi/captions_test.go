@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -181,4 +182,86 @@ func TestCaptionsTimesKeepSubSeconds(t *testing.T) {
 	srv := captionsServer(t, c)
 	_, body := getCaptions(t, srv, nil)
 	assert.Equal(t, "2026-03-14T09:00:01.25Z", body["captions"].([]any)[0].(map[string]any)["start"])
+}
+
+// Bytes no store takes as text, and times outside what every store keeps,
+// are the caller's mistake: 422 naming the parameter, never a 503.
+func TestCaptionsBadBytesAnswer422NamingTheParameter(t *testing.T) {
+	srv := captionsServer(t, captionstest.Make(1, "kit", "s1", "a donut"))
+	cases := []struct {
+		query url.Values
+		field string
+		typ   string
+	}{
+		{url.Values{"stream": {"s1\x00"}}, "stream", "value_error"},
+		{url.Values{"stream": {"s1\xff"}}, "stream", "string_unicode"},
+		{url.Values{"q": {"\x00"}}, "q", "value_error"},
+		{url.Values{"q": {"donut \xc3\x28"}}, "q", "string_unicode"},
+		{url.Values{"device": {"kit\x00"}}, "device", "string_pattern_mismatch"},
+		{url.Values{"since": {"0000-06-01T00:00:00Z"}}, "since", "value_error"},
+		{url.Values{"until": {"9999-12-31T23:59:59-05:00"}}, "until", "value_error"},
+	}
+	for _, tc := range cases {
+		status, body := getCaptions(t, srv, tc.query)
+		require.Equal(t, http.StatusUnprocessableEntity, status, tc.query.Encode())
+		detail := body["detail"].([]any)
+		require.Len(t, detail, 1, tc.query.Encode())
+		entry := detail[0].(map[string]any)
+		assert.Equal(t, tc.typ, entry["type"], tc.query.Encode())
+		assert.Equal(t, []any{"query", tc.field}, entry["loc"], tc.query.Encode())
+		assert.True(t, utf8.ValidString(entry["input"].(string)), "the echo is valid text")
+	}
+}
+
+// A cursor is accepted only as this server sealed it: a store cursor made
+// up by hand, a tampered tag, another secret's cursor or another list's
+// cursor is 422; a cursor from another instance with the same secret works.
+func TestCaptionsRefuseCursorsThisServerDidNotGiveOut(t *testing.T) {
+	store, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "foresight.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { assert.NoError(t, store.Close()) })
+	var all []ports.Caption
+	for i := range 5 {
+		all = append(all, captionstest.Make(i, "kit", "s1", "row"))
+	}
+	require.NoError(t, store.SaveCaptions(t.Context(), all))
+	logger := slog.New(slog.DiscardHandler)
+	serve := func(cursors *httpapi.CursorSigner) *httptest.Server {
+		srv := httptest.NewServer(httpapi.NewRouter(httpapi.Handlers{
+			Captions: func() ports.CaptionReader { return store }, Cursors: cursors, Logger: logger}))
+		t.Cleanup(srv.Close)
+		return srv
+	}
+	one := serve(httpapi.NewCursorSigner("shared secret"))
+	two := serve(httpapi.NewCursorSigner("shared secret"))
+	other := serve(httpapi.NewCursorSigner("another secret"))
+	random := serve(nil) // the process's random key
+
+	status, body := getCaptions(t, one, url.Values{"limit": {"2"}})
+	require.Equal(t, http.StatusOK, status)
+	cursor := body["next_cursor"].(string)
+	status, body = getCaptions(t, two, url.Values{"limit": {"2"}, "cursor": {cursor}})
+	require.Equal(t, http.StatusOK, status, "an instance with the same secret goes on")
+	assert.Equal(t, "cap-0000002", body["captions"].([]any)[0].(map[string]any)["id"])
+
+	raw, _, _ := strings.Cut(cursor, ".")
+	forged := ports.CaptionCursor{Start: captionstest.Make(4, "", "", "").Start, ID: "cap-0000004"}.String()
+	require.NotEqual(t, raw, forged)
+	tampered := []byte(cursor)
+	tampered[len(tampered)-1] ^= 1
+	for name, bad := range map[string]struct {
+		srv    *httptest.Server
+		cursor string
+	}{
+		"a store cursor made up by hand": {one, forged},
+		"a store cursor without its tag": {one, raw},
+		"a tampered tag":                 {one, string(tampered)},
+		"a forged id with a copied tag":  {one, forged + cursor[len(raw):]},
+		"another secret's cursor":        {other, cursor},
+		"a cursor after a restart":       {random, cursor},
+	} {
+		status, body := getCaptions(t, bad.srv, url.Values{"cursor": {bad.cursor}})
+		require.Equal(t, http.StatusUnprocessableEntity, status, name)
+		assert.Equal(t, []any{"query", "cursor"}, body["detail"].([]any)[0].(map[string]any)["loc"], name)
+	}
 }

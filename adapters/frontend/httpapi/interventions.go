@@ -53,8 +53,9 @@ func (n NudgesOff) Error() string { return string(n) }
 // InterventionsHandler serves GET /interventions: the nudge loop's
 // decisions, newest first, in the shape of GET /captions.
 type InterventionsHandler struct {
-	lister InterventionLister
-	logger *slog.Logger
+	lister  InterventionLister
+	logger  *slog.Logger
+	cursors *CursorSigner
 }
 
 // NewInterventionsHandler returns the GET /interventions handler; a nil
@@ -64,7 +65,14 @@ func NewInterventionsHandler(lister InterventionLister, logger *slog.Logger) *In
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &InterventionsHandler{lister: lister, logger: logger}
+	return &InterventionsHandler{lister: lister, logger: logger, cursors: processCursorSigner()}
+}
+
+// WithCursorSigner makes h seal and accept cursors with signer instead of
+// the process's random key (see NewCursorSigner).
+func (h *InterventionsHandler) WithCursorSigner(signer *CursorSigner) *InterventionsHandler {
+	h.cursors = signer
+	return h
 }
 
 // interventionJSON is one decision in a response. Absent values are null.
@@ -114,13 +122,13 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 }
 
 func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	serveList(w, r, h.logger, "intervention", parseInterventionQuery,
+	serveList(w, r, h.logger, "intervention",
+		func(r *http.Request) (ports.InterventionQuery, []*validationError) { return parseInterventionQuery(r, h.cursors) },
 		func(w http.ResponseWriter, r *http.Request, q *ports.InterventionQuery) bool {
 			var ok bool
 			q.Devices, ok = scopeList(w, r, q.Device)
 			return ok
 		},
-		func(q ports.InterventionQuery) string { return q.Cursor },
 		func(ctx context.Context, q ports.InterventionQuery) (any, error) {
 			page, err := h.lister.ListInterventions(ctx, q)
 			if err != nil {
@@ -131,7 +139,8 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 				body.Interventions = append(body.Interventions, toInterventionJSON(rec))
 			}
 			if page.NextCursor != "" {
-				body.NextCursor = &page.NextCursor
+				sealed := h.cursors.seal(InterventionsPath, page.NextCursor)
+				body.NextCursor = &sealed
 			}
 			return body, nil
 		})
@@ -139,7 +148,7 @@ func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request)
 
 // parseInterventionQuery reads device, since, limit and cursor, reporting
 // every bad one the way GET /captions does.
-func parseInterventionQuery(r *http.Request) (ports.InterventionQuery, []*validationError) {
+func parseInterventionQuery(r *http.Request, cursors *CursorSigner) (ports.InterventionQuery, []*validationError) {
 	values := r.URL.Query()
 	var q ports.InterventionQuery
 	var problems []*validationError
@@ -175,10 +184,11 @@ func parseInterventionQuery(r *http.Request) (ports.InterventionQuery, []*valida
 		q.Limit = n
 	}
 	if v := values.Get("cursor"); v != "" {
-		if _, _, err := ports.ParseInterventionCursor(v); err != nil {
+		raw, ok := cursors.open(InterventionsPath, v)
+		if _, _, err := ports.ParseInterventionCursor(raw); !ok || err != nil {
 			problems = append(problems, badCursor(v))
 		}
-		q.Cursor = v
+		q.Cursor = raw
 	}
 	return q, problems
 }

@@ -147,6 +147,7 @@ func TestInterventionsBadParameters(t *testing.T) {
 		{url.Values{"device": {strings.Repeat("d", 65)}}, "device", "string_pattern_mismatch"},
 		{url.Values{"cursor": {"!!!"}}, "cursor", "value_error"},
 		{url.Values{"cursor": {ports.CaptionCursor{Start: time.Now(), ID: "cap-1"}.String()}}, "cursor", "value_error"},
+		{url.Values{"cursor": {ports.InterventionCursor(time.Now(), 7)}}, "cursor", "value_error"}, // forged: not sealed by this server
 	}
 	for _, tc := range cases {
 		status, body := call(t, n.srv, http.MethodGet, httpapi.InterventionsPath, tc.query)

@@ -80,6 +80,9 @@ type Handlers struct {
 	// RunIntervention runs POST /interventions/run; nil, or a nil answer,
 	// is 503 "nudges are off".
 	RunIntervention func() InterventionRunner
+	// Cursors seals and opens the list routes' page cursors; nil means
+	// the process's random key (NewCursorSigner).
+	Cursors *CursorSigner
 	// ManualRunLimit bounds the manual runs each credential may start
 	// (429 with Retry-After past it); nil means no bound.
 	ManualRunLimit CredentialLimiter
@@ -110,8 +113,8 @@ func Routes(h Handlers) []Route {
 		{http.MethodPost, wire.PathPoke, Admin, h.Poke},
 		{http.MethodGet, wire.PathMe, Wearer, h.Me},
 		{http.MethodGet, StatusPath, Admin, statusHandlerOrNil(h.Status)},
-		{http.MethodGet, CaptionsPath, Wearer, captionsOrOff(h.Captions, h.Logger)},
-		{http.MethodGet, InterventionsPath, Wearer, interventionsOrOff(h.Interventions, h.Logger)},
+		{http.MethodGet, CaptionsPath, Wearer, captionsOrOff(h.Captions, h.Cursors, h.Logger)},
+		{http.MethodGet, InterventionsPath, Wearer, interventionsOrOff(h.Interventions, h.Cursors, h.Logger)},
 		{http.MethodPost, InterventionsRunPath, Wearer, runOrOff(h.RunIntervention, h.ManualRunLimit, h.Logger)},
 		{http.MethodGet, DeviceExportPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
 		{http.MethodDelete, DeviceMemoryPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Erase)},
@@ -226,7 +229,7 @@ const (
 	nudgesOffDetail        = "nudges are off: set FORESIGHT_NUDGES to rules or llm"
 )
 
-func captionsOrOff(reader func() ports.CaptionReader, logger *slog.Logger) http.Handler {
+func captionsOrOff(reader func() ports.CaptionReader, cursors *CursorSigner, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var rd ports.CaptionReader
 		if reader != nil {
@@ -236,11 +239,15 @@ func captionsOrOff(reader func() ports.CaptionReader, logger *slog.Logger) http.
 			writeDetail(w, http.StatusServiceUnavailable, captionsOffDetail)
 			return
 		}
-		NewCaptionsHandler(rd, logger).ServeHTTP(w, r)
+		h := NewCaptionsHandler(rd, logger)
+		if cursors != nil {
+			h.WithCursorSigner(cursors)
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 
-func interventionsOrOff(lister func() InterventionLister, logger *slog.Logger) http.Handler {
+func interventionsOrOff(lister func() InterventionLister, cursors *CursorSigner, logger *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var l InterventionLister
 		if lister != nil {
@@ -250,7 +257,11 @@ func interventionsOrOff(lister func() InterventionLister, logger *slog.Logger) h
 			writeDetail(w, http.StatusServiceUnavailable, interventionsOffDetail)
 			return
 		}
-		NewInterventionsHandler(l, logger).ServeHTTP(w, r)
+		h := NewInterventionsHandler(l, logger)
+		if cursors != nil {
+			h.WithCursorSigner(cursors)
+		}
+		h.ServeHTTP(w, r)
 	})
 }
 

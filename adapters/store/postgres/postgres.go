@@ -1,7 +1,7 @@
 // Package postgres keeps captions in PostgreSQL through pgx (pgxpool), for
 // deployments where several server instances share one history. Search is a
-// generated tsvector column with a GIN index, queried with
-// websearch_to_tsquery. The schema comes from versioned migrations embedded in
+// generated tsvector column with a GIN index, queried with plainto_tsquery
+// over ports.SearchWords. The schema comes from versioned migrations embedded in
 // the binary (goose), applied under an advisory lock so instances starting
 // together do not race.
 package postgres
@@ -9,12 +9,15 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -33,7 +36,12 @@ const migrationLockID int64 = 0x666f726573696768
 const SearchConfig = "english"
 
 // Store is a ports.CaptionStore on a PostgreSQL database.
-type Store struct{ pool *pgxpool.Pool }
+type Store struct {
+	pool *pgxpool.Pool
+	// searchSlots admits half the pool's connections to searches at once,
+	// so a plain listing never waits behind them.
+	searchSlots chan struct{}
+}
 
 var _ ports.CaptionStore = (*Store)(nil)
 
@@ -44,7 +52,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	return &Store{pool: pool, searchSlots: make(chan struct{}, max(1, pool.Config().MaxConns/2))}, nil
 }
 
 // openPool connects a pool with dsn, holding at most maxConns connections
@@ -147,8 +155,17 @@ func (s *Store) SaveCaptions(ctx context.Context, captions []ports.Caption) erro
 	return nil
 }
 
-// QueryCaptions implements ports.CaptionReader.
+// QueryCaptions implements ports.CaptionReader. A search walks the time
+// index newest first, testing each caption's stored tsvector, and stops
+// after a full page or ports.SearchScanRows captions (a common word: cost
+// follows the page); when that leaves the page short and the words match at
+// most ports.SearchIndexRows captions in all, it takes them from the GIN
+// index instead (a rare word: cost follows the matches). Searches share searchSlots, half the pool, so
+// listings always find a connection.
 func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.CaptionPage, error) {
+	if err := q.Validate(); err != nil {
+		return ports.CaptionPage{}, err
+	}
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -177,27 +194,91 @@ func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.
 		}
 		where = append(where, fmt.Sprintf("(start_at, id) < (%s, %s)", arg(cur.Start), arg(cur.ID)))
 	}
-	searching := false
-	if text := strings.ToValidUTF8(strings.ReplaceAll(q.Text, "\x00", " "), " "); strings.TrimSpace(text) != "" {
-		searching = true
-		where = append(where, fmt.Sprintf("search @@ websearch_to_tsquery('%s', %s)", SearchConfig, arg(text)))
-	}
 	limit := q.EffectiveLimit()
-	const columns = `id, device, stream_id, start_at, end_at, chunk_start_s, chunk_end_s, caption, latency_ms, tokens, backend, model`
-	query := "SELECT " + columns + " FROM captions"
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
+	if strings.TrimSpace(q.Text) == "" {
+		return s.page(ctx, selectCaptions+whereClause(where)+newestFirst+" LIMIT "+arg(limit+1), args, limit)
 	}
-	if searching {
-		// Left alone, the planner walks the time index newest first and tests
-		// each row against the words, hoping to fill the page early: fine for
-		// a common word, a full scan for a rare or absent one (0.3-0.7 s over
-		// a million rows). Materializing the matches first makes it take them
-		// from the GIN index, so the cost follows the number of matches.
-		query = "WITH matches AS MATERIALIZED (" + query + ") SELECT " + columns + " FROM matches"
+	words := ports.SearchWords(q.Text)
+	if len(words) == 0 {
+		return ports.CaptionPage{}, nil // no word to look for: nothing matches
 	}
-	query += " ORDER BY start_at DESC, id DESC LIMIT " + arg(limit+1) // one more says whether another page exists
+	select {
+	case s.searchSlots <- struct{}{}:
+		defer func() { <-s.searchSlots }()
+	case <-ctx.Done():
+		return ports.CaptionPage{}, fmt.Errorf("wait for a search slot: %w", ctx.Err())
+	}
+	// The words are letters and digits only, so plainto_tsquery reads each
+	// as one word (stemmed, all required), never as an operator.
+	searchText := strings.Join(words, " ")
+	tsquery := func(placeholder string) string {
+		return fmt.Sprintf("plainto_tsquery('%s', %s)", SearchConfig, placeholder)
+	}
+	// The walk first: at most SearchScanRows captions newest first, each
+	// tested against its stored tsvector, until limit+1 of them match. For a
+	// common word it fills the page within a few dozen rows. The outer ORDER
+	// BY is the window's own, so no sort keeps the LIMIT from stopping early.
+	filters := slices.Clone(args)
+	window := strings.Replace(selectCaptions, "SELECT "+captionColumns, "SELECT "+captionColumns+", search", 1) +
+		whereClause(where) + newestFirst + " LIMIT " + arg(ports.SearchScanRows)
+	walk := "SELECT " + captionColumns + " FROM (" + window + ") AS w WHERE search @@ " + tsquery(arg(searchText)) +
+		newestFirst + " LIMIT " + arg(limit+1)
+	page, err := s.page(ctx, walk, args, limit)
+	if err != nil || page.NextCursor != "" {
+		return page, err
+	}
+	var last ports.CaptionCursor
+	err = s.pool.QueryRow(ctx, "SELECT start_at, id FROM captions"+whereClause(where)+newestFirst+
+		" LIMIT 1 OFFSET "+strconv.Itoa(ports.SearchScanRows-1), filters...).Scan(&last.Start, &last.ID)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return page, nil // the walk reached the end: nothing older to find
+	case err != nil:
+		return ports.CaptionPage{}, fmt.Errorf("find where the search walk stopped: %w", err)
+	}
+	// A short page. When the words match few captions in all, the GIN index
+	// gives a full page at a cost that follows them; otherwise the page stays
+	// short and goes on from the last caption the walk examined. The SQLite
+	// store decides in the other order; the pages are the same.
+	var matches int
+	// A materialized CTE is read lazily, so the LIMIT stops the count early.
+	if err := s.pool.QueryRow(ctx, "WITH m AS MATERIALIZED (SELECT 1 FROM captions WHERE search @@ "+tsquery("$1")+
+		") SELECT count(*) FROM (SELECT 1 FROM m LIMIT $2) AS bounded", searchText, ports.SearchIndexRows+1).Scan(&matches); err != nil {
+		return ports.CaptionPage{}, fmt.Errorf("count caption matches: %w", err)
+	}
+	if matches > ports.SearchIndexRows {
+		last.Start = last.Start.UTC()
+		page.NextCursor = last.String()
+		return page, nil
+	}
+	// Left alone, the planner walks the time index newest first and tests
+	// each row against the words, hoping to fill the page early: a full scan
+	// for a rare or absent word. Materializing the matches first makes it
+	// take them from the GIN index, so the cost follows the number of
+	// matches, which is bounded here.
+	args = filters
+	match := "search @@ " + tsquery(arg(searchText))
+	query := "WITH matches AS MATERIALIZED (" + selectCaptions + whereClause(append(where, match)) +
+		") SELECT " + captionColumns + " FROM matches" + newestFirst + " LIMIT " + arg(limit+1)
+	return s.page(ctx, query, args, limit)
+}
 
+const (
+	captionColumns = `id, device, stream_id, start_at, end_at, chunk_start_s, chunk_end_s, caption, latency_ms, tokens, backend, model`
+	selectCaptions = "SELECT " + captionColumns + " FROM captions"
+	newestFirst    = " ORDER BY start_at DESC, id DESC"
+)
+
+func whereClause(where []string) string {
+	if len(where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(where, " AND ")
+}
+
+// page runs query, which selects captionColumns newest first and at most
+// limit+1 rows: one more says whether another page exists.
+func (s *Store) page(ctx context.Context, query string, args []any, limit int) (ports.CaptionPage, error) {
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return ports.CaptionPage{}, fmt.Errorf("query captions: %w", err)

@@ -50,3 +50,26 @@ func BenchmarkSearch1M(b *testing.B) {
 		captionstest.SeededRows, took, float64(captionstest.SeededRows)/took.Seconds(), bytes, float64(bytes)/captionstest.SeededRows)
 	captionstest.BenchQueries(b, s)
 }
+
+// nice go test -run '^$' -bench 'CommonWord1M' -benchtime 200x -timeout 60m ./adapters/store/sqlite
+// (and CommonWord3M): 90 % of the captions hold "wearer". Seeds first, so
+// each runs only when named.
+func BenchmarkCommonWord1M(b *testing.B) { benchCommonWord(b, "CommonWord1M", 1_000_000) }
+func BenchmarkCommonWord3M(b *testing.B) { benchCommonWord(b, "CommonWord3M", 3_000_000) }
+
+func benchCommonWord(b *testing.B, name string, rows int) {
+	if !captionstest.NamedExplicitly(name) {
+		b.Skip("seeds millions of captions: run with -bench " + name)
+	}
+	s, err := sqlite.Open(b.Context(), filepath.Join(b.TempDir(), "bench.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	took := captionstest.SeedWith(b, s, rows, captionstest.SyntheticCommon)
+	if err := s.Checkpoint(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("seeded %d captions in %v", rows, took)
+	captionstest.BenchCommonWord(b, s)
+}

@@ -14,9 +14,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -37,13 +37,18 @@ const (
 	ReadCacheKiB  = 16 << 10
 )
 
-// readConns bounds the read pool.
-const readConns = 4
+// readConns bounds the read pool; searchConns of it at most serve
+// searches at once, so a plain listing never waits behind them.
+const (
+	readConns   = 4
+	searchConns = 2
+)
 
 // Store is a ports.CaptionStore on one SQLite file.
 type Store struct {
-	write *sql.DB // one connection: SQLite has one writer at a time anyway
-	read  *sql.DB
+	write       *sql.DB // one connection: SQLite has one writer at a time anyway
+	read        *sql.DB
+	searchSlots chan struct{}
 }
 
 var _ ports.CaptionStore = (*Store)(nil)
@@ -68,7 +73,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	}
 	write.SetMaxOpenConns(1)
 	write.SetConnMaxIdleTime(0)
-	s := &Store{write: write}
+	s := &Store{write: write, searchSlots: make(chan struct{}, searchConns)}
 	if err := migrate(ctx, write, path); err != nil {
 		_ = write.Close()
 		return nil, err
@@ -172,8 +177,18 @@ func (s *Store) SaveCaptions(ctx context.Context, captions []ports.Caption) erro
 	return nil
 }
 
-// QueryCaptions implements ports.CaptionReader.
+// QueryCaptions implements ports.CaptionReader. A search takes its matches
+// from the text index when there are at most ports.SearchIndexRows of them
+// (a rare word: cost follows the matches); otherwise it walks the time
+// index newest first, testing each caption against the index, and stops
+// after a full page or ports.SearchScanRows captions (a common word: cost
+// follows the page). The Postgres store walks first and counts after; the
+// pages are the same. Searches share searchSlots, so listings always find a
+// reader free.
 func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.CaptionPage, error) {
+	if err := q.Validate(); err != nil {
+		return ports.CaptionPage{}, err
+	}
 	var where []string
 	var args []any
 	if q.Device != "" {
@@ -198,23 +213,74 @@ func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.
 		}
 		where, args = append(where, "(start_us, id) < (?, ?)"), append(args, cur.Start.UnixMicro(), cur.ID)
 	}
-	if strings.TrimSpace(q.Text) != "" {
-		match := matchExpression(q.Text)
-		if match == "" {
-			return ports.CaptionPage{}, nil // no word to look for: nothing matches
-		}
-		where = append(where, "seq IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
-		args = append(args, match)
-	}
 	limit := q.EffectiveLimit()
-	query := `SELECT id, device, stream_id, start_us, end_us, chunk_start_s, chunk_end_s, caption, latency_ms, tokens, backend, model
-		FROM captions`
-	if len(where) > 0 {
-		query += " WHERE " + strings.Join(where, " AND ")
+	if strings.TrimSpace(q.Text) == "" {
+		return s.page(ctx, selectCaptions+whereClause(where)+newestFirst+" LIMIT ?", append(args, limit+1), limit)
 	}
-	query += " ORDER BY start_us DESC, id DESC LIMIT ?"
-	args = append(args, limit+1) // one more says whether another page exists
+	words := ports.SearchWords(q.Text)
+	if len(words) == 0 {
+		return ports.CaptionPage{}, nil // no word to look for: nothing matches
+	}
+	match := matchExpression(words)
+	select {
+	case s.searchSlots <- struct{}{}:
+		defer func() { <-s.searchSlots }()
+	case <-ctx.Done():
+		return ports.CaptionPage{}, fmt.Errorf("wait for a search slot: %w", ctx.Err())
+	}
+	var matches int
+	if err := s.read.QueryRowContext(ctx,
+		"SELECT count(*) FROM (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ? LIMIT ?)",
+		match, ports.SearchIndexRows+1).Scan(&matches); err != nil {
+		return ports.CaptionPage{}, fmt.Errorf("count caption matches: %w", err)
+	}
+	if matches <= ports.SearchIndexRows {
+		where = append(where, "seq IN (SELECT rowid FROM captions_fts WHERE captions_fts MATCH ?)")
+		return s.page(ctx, selectCaptions+whereClause(where)+newestFirst+" LIMIT ?", append(args, match, limit+1), limit)
+	}
+	// The walk: at most SearchScanRows captions newest first, each probed
+	// in the index by rowid, until limit+1 of them match. The window comes
+	// out of its co-routine in order and the probe only filters it; an outer
+	// ORDER BY would make SQLite sort the whole window and probe every row.
+	walk := `SELECT ` + captionColumns + ` FROM (SELECT seq, ` + captionColumns + ` FROM captions` + whereClause(where) +
+		newestFirst + ` LIMIT ?) AS w
+		WHERE EXISTS (SELECT 1 FROM captions_fts WHERE captions_fts MATCH ? AND rowid = w.seq) LIMIT ?`
+	page, err := s.page(ctx, walk, append(slices.Clone(args), ports.SearchScanRows, match, limit+1), limit)
+	if err != nil || page.NextCursor != "" {
+		return page, err
+	}
+	// A short page: go on from the last caption the walk examined, if it
+	// stopped at its bound rather than at the end.
+	var lastUS int64
+	var lastID string
+	err = s.read.QueryRowContext(ctx, "SELECT start_us, id FROM captions"+whereClause(where)+newestFirst+" LIMIT 1 OFFSET ?",
+		append(args, ports.SearchScanRows-1)...).Scan(&lastUS, &lastID)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return page, nil
+	case err != nil:
+		return ports.CaptionPage{}, fmt.Errorf("find where the search walk stopped: %w", err)
+	}
+	page.NextCursor = ports.CaptionCursor{Start: time.UnixMicro(lastUS).UTC(), ID: lastID}.String()
+	return page, nil
+}
 
+const (
+	captionColumns = `id, device, stream_id, start_us, end_us, chunk_start_s, chunk_end_s, caption, latency_ms, tokens, backend, model`
+	selectCaptions = `SELECT ` + captionColumns + ` FROM captions`
+	newestFirst    = ` ORDER BY start_us DESC, id DESC`
+)
+
+func whereClause(where []string) string {
+	if len(where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(where, " AND ")
+}
+
+// page runs query, which selects captionColumns newest first and at most
+// limit+1 rows: one more says whether another page exists.
+func (s *Store) page(ctx context.Context, query string, args []any, limit int) (ports.CaptionPage, error) {
 	rows, err := s.read.QueryContext(ctx, query, args...)
 	if err != nil {
 		return ports.CaptionPage{}, fmt.Errorf("query captions: %w", err)
@@ -242,14 +308,15 @@ func (s *Store) QueryCaptions(ctx context.Context, q ports.CaptionQuery) (ports.
 	return page, nil
 }
 
-// matchExpression turns free text into an FTS5 query that cannot be a
-// syntax error: each word quoted, all of them required.
-func matchExpression(text string) string {
-	words := strings.FieldsFunc(text, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })
+// matchExpression turns search words into an FTS5 query that cannot be a
+// syntax error: each word quoted (SearchWords leaves no quote in a word),
+// all of them required.
+func matchExpression(words []string) string {
+	quoted := make([]string, len(words))
 	for i, w := range words {
-		words[i] = `"` + w + `"`
+		quoted[i] = `"` + w + `"`
 	}
-	return strings.Join(words, " ")
+	return strings.Join(quoted, " ")
 }
 
 // DeleteCaptionsBefore implements ports.CaptionPruner.

@@ -1,0 +1,41 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/foresight-vision/foresight/ports"
+	"github.com/foresight-vision/foresight/ports/captionstest"
+)
+
+// With every search slot taken, a plain listing still runs, and a search
+// waits for a slot rather than for a reader.
+func TestSearchesLeaveReadersForListings(t *testing.T) {
+	s, err := Open(t.Context(), filepath.Join(t.TempDir(), "foresight.db"))
+	require.NoError(t, err)
+	defer func() { require.NoError(t, s.Close()) }()
+	require.NoError(t, s.SaveCaptions(t.Context(), []ports.Caption{captionstest.Make(1, "kit", "s1", "a donut")}))
+	require.Less(t, cap(s.searchSlots), readConns, "searches never hold every reader")
+
+	for range cap(s.searchSlots) {
+		s.searchSlots <- struct{}{}
+	}
+	page, err := s.QueryCaptions(t.Context(), ports.CaptionQuery{})
+	require.NoError(t, err)
+	assert.Len(t, page.Captions, 1)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = s.QueryCaptions(ctx, ports.CaptionQuery{Text: "donut"})
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.ErrorContains(t, err, "wait for a search slot")
+
+	<-s.searchSlots
+	page, err = s.QueryCaptions(t.Context(), ports.CaptionQuery{Text: "donut"})
+	require.NoError(t, err)
+	assert.Len(t, page.Captions, 1)
+}
