@@ -606,7 +606,7 @@ func TestLoneClientIsNotRefusedByItsOwnChunkInFlight(t *testing.T) {
 	c.send(make([]byte, frameBytes)) // fills the budget and cuts a chunk of all four frames
 	assert.Equal(t, frameBytes, c.readAck().Bytes)
 	require.Eventually(t, func() bool { return len(backend.Sessions()[0].Chunks()) == 1 }, 5*time.Second, time.Millisecond)
-	require.Len(t, backend.Sessions()[0].Chunks()[0].Frames, 4, "the chunk holds the whole budget")
+	require.Equal(t, 4, len(backend.Sessions()[0].Chunks()[0].Frames), "the chunk holds the whole budget")
 
 	// The chunk in flight holds every byte: these frames cannot be kept.
 	for i := range 3 {
