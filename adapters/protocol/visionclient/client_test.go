@@ -217,7 +217,9 @@ func TestCloseWhileReaderBlocked(t *testing.T) {
 		_, err := c.ReadAck()
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let the reader block
+	// Under load the reader may start late; closing first would make it read
+	// a closed connection instead of the close reply.
+	require.Eventually(t, c.ReaderBlocked, 10*time.Second, time.Millisecond, "the reader blocks in ReadAck")
 	require.NoError(t, c.Close())
 	err := <-errc
 	var ce *visionclient.CloseError
