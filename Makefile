@@ -8,7 +8,7 @@ PYTHON  ?= python3
 # and the caption store's Postgres tests (postgresql, via adapters/store/postgres/pgtest).
 TEST_DEBS ?= ffmpeg chromium postgresql
 
-.PHONY: run build check fmt-check vet test test-python test-models test-deps bench fuzz deploy-modal clean
+.PHONY: run build check fmt-check vet staticcheck tidy-check test test-python test-models test-deps bench fuzz deploy-modal clean
 
 run:
 	$(GO) run ./cmd/foresight serve
@@ -16,7 +16,7 @@ run:
 build:
 	$(GO) build -o $(BIN) ./cmd/foresight
 
-check: fmt-check vet test-deps test-python realmodel test
+check: fmt-check vet staticcheck tidy-check test-deps test-python realmodel test
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -24,6 +24,20 @@ fmt-check:
 
 vet:
 	$(GO) vet $(PKGS)
+
+# staticcheck, pinned in the tools module internal/tools/go.mod (its own
+# go.mod and go.sum, so the server's stay clean): `go tool` builds it once
+# into the build cache and nothing is installed by hand. To move the pin:
+# cd internal/tools && go get -tool honnef.co/go/tools/cmd/staticcheck@VERSION
+STATICCHECK ?= $(GO) tool -modfile=internal/tools/go.mod staticcheck
+staticcheck:
+	$(STATICCHECK) $(PKGS)
+
+# Fails when `go mod tidy` would change go.mod or go.sum (prints the diff),
+# for the server's module and the tools module.
+tidy-check:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run go mod tidy"; exit 1; }
+	@cd internal/tools && $(GO) mod tidy -diff || { echo "internal/tools: go.mod/go.sum are not tidy: run go mod tidy there"; exit 1; }
 
 # Installs the Debian packages the tests need when they are missing and we
 # may (root with apt-get, as on CI). Otherwise those tests skip and say why;

@@ -36,10 +36,7 @@ func ParseDatabaseURL(v string) (kind, target string, err error) {
 	case v == StoreNone:
 		return StoreNone, "", nil
 	case strings.HasPrefix(v, "sqlite:"):
-		path := strings.TrimPrefix(v, "sqlite:")
-		if strings.HasPrefix(path, "//") { // sqlite:///abs/path, URL style
-			path = strings.TrimPrefix(path, "//")
-		}
+		path := strings.TrimPrefix(strings.TrimPrefix(v, "sqlite:"), "//") // sqlite:///abs/path, URL style
 		if path == "" {
 			return "", "", errors.New("sqlite: needs a file path, e.g. sqlite:data/foresight.db")
 		}

@@ -119,7 +119,7 @@ func FuzzAppendAck(f *testing.F) {
 	f.Add(int64(1), 20000, "a dog", "", "latency_ms", 120.5, false, "")
 	f.Add(int64(-1), -5, "", "inference timed out after 5s", "", 0.0, true, "")
 	f.Add(int64(math.MaxInt64), math.MinInt, "\xff\xfe<>&\u2028", "\x00\"\\", "frame", math.Inf(1), false, "")
-	f.Add(int64(0), 0, "caption", "boom", "inference_error", -0.0, true, "")
+	f.Add(int64(0), 0, "caption", "boom", "inference_error", math.Copysign(0, -1), true, "")
 	f.Add(int64(9), 1, "a desk", "", "camera", 1.0, false, "dark")
 	f.Add(int64(9), 1, "", "boom", "", 0.0, false, "\xff\"")
 	f.Fuzz(func(t *testing.T, frame int64, size int, caption, errText, key string, number float64, withNull bool, camera string) {

@@ -123,7 +123,9 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 
 func (h *InterventionsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	serveList(w, r, h.logger, "intervention",
-		func(r *http.Request) (ports.InterventionQuery, []*validationError) { return parseInterventionQuery(r, h.cursors) },
+		func(r *http.Request) (ports.InterventionQuery, []*validationError) {
+			return parseInterventionQuery(r, h.cursors)
+		},
 		func(w http.ResponseWriter, r *http.Request, q *ports.InterventionQuery) bool {
 			var ok bool
 			q.Devices, ok = scopeList(w, r, q.Device)

@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/protocol/wsframe/wsframetest"
 	"github.com/foresight-vision/foresight/domain/domaintest"
 )
 
@@ -63,7 +64,7 @@ func TestCloseReasonNotUTF8Gets1007(t *testing.T) {
 	body := append(ws.NewCloseFrameBody(ws.StatusNormalClosure, ""), 0xff, 0xfe)
 	require.NoError(t, ws.WriteFrame(c.conn, ws.MaskFrameInPlace(ws.NewCloseFrame(body))))
 	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-	f, err := ws.ReadFrame(c.rw)
+	f, err := wsframetest.ReadFrame(c.rw)
 	require.NoError(t, err)
 	require.Equal(t, ws.OpClose, f.Header.OpCode)
 	code, _ := ws.ParseCloseFrameData(f.Payload)

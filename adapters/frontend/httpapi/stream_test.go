@@ -24,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
+	"github.com/foresight-vision/foresight/adapters/protocol/wsframe/wsframetest"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/domain/domaintest"
 	"github.com/foresight-vision/foresight/internal/testlog"
@@ -353,18 +354,18 @@ func TestPingAndCloseHandshake(t *testing.T) {
 	require.NoError(t, wsutil.WriteClientMessage(c.conn, ws.OpPing, []byte("hi")))
 	// Read raw frames: the pong must echo the payload.
 	require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-	f, err := ws.ReadFrame(c.rw)
+	f, err := wsframetest.ReadFrame(c.rw)
 	require.NoError(t, err)
 	assert.Equal(t, ws.OpPong, f.Header.OpCode)
 	assert.Equal(t, []byte("hi"), f.Payload)
 
 	require.NoError(t, wsutil.WriteClientMessage(c.conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")))
-	f, err = ws.ReadFrame(c.rw)
+	f, err = wsframetest.ReadFrame(c.rw)
 	require.NoError(t, err)
 	assert.Equal(t, ws.OpClose, f.Header.OpCode)
 	code, _ := ws.ParseCloseFrameData(f.Payload)
 	assert.Equal(t, ws.StatusNormalClosure, code)
-	_, err = ws.ReadFrame(c.rw)
+	_, err = wsframetest.ReadFrame(c.rw)
 	assert.ErrorIs(t, err, io.EOF, "the server closes TCP after the handshake")
 }
 
@@ -497,7 +498,7 @@ func TestCloseCodes(t *testing.T) {
 			c := s.dial(nil)
 			require.NoError(t, wsutil.WriteClientMessage(c.conn, ws.OpClose, tt.payload))
 			require.NoError(t, c.conn.SetReadDeadline(time.Now().Add(5*time.Second)))
-			f, err := ws.ReadFrame(c.rw)
+			f, err := wsframetest.ReadFrame(c.rw)
 			require.NoError(t, err)
 			require.Equal(t, ws.OpClose, f.Header.OpCode)
 			code, _ := ws.ParseCloseFrameData(f.Payload)
@@ -607,7 +608,7 @@ func TestLoneClientIsNotRefusedByItsOwnChunkInFlight(t *testing.T) {
 	c.send(make([]byte, frameBytes)) // fills the budget and cuts a chunk of all four frames
 	assert.Equal(t, frameBytes, c.readAck().Bytes)
 	require.Eventually(t, func() bool { return len(backend.Sessions()[0].Chunks()) == 1 }, 5*time.Second, time.Millisecond)
-	require.Len(t, backend.Sessions()[0].Chunks()[0].Frames, 4, "the chunk holds the whole budget")
+	require.Equal(t, 4, len(backend.Sessions()[0].Chunks()[0].Frames), "the chunk holds the whole budget")
 
 	// The chunk in flight holds every byte: these frames cannot be kept.
 	for i := range 3 {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	//lint:ignore SA1019 the adapter is built and tested on libmodal v0.7.3; moving to its successor, modal-client/go, is a change of its own
 	modalsdk "github.com/modal-labs/libmodal/modal-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -162,7 +163,9 @@ func TestLargeChunkAndReplyGoThroughBlobs(t *testing.T) {
 	c := f.srv.CallsTo(modaltest.MethodInferChunk)[0]
 	assert.True(t, c.ArgsViaBlob, "3 MiB of arguments must go through the blob upload")
 	assert.Equal(t, []int{1 << 20, 1 << 20, 1 << 20}, c.FrameSizes())
-	assert.Equal(t, frames, c.Frames)
+	for i := range frames { // bytes.Equal: a failed assert.Equal would print 3 MiB as numbers
+		assert.True(t, i < len(c.Frames) && bytes.Equal(frames[i], c.Frames[i]), "frame %d: content differs (sizes %v)", i, c.FrameSizes())
+	}
 	require.NoError(t, s.Close(context.Background()))
 }
 

@@ -269,8 +269,9 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 	request := sdk.ChatCompletionRequest{
 		Model:       b.cfg.Model,
 		Messages:    []sdk.ChatCompletionMessage{{Role: sdk.ChatMessageRoleUser, MultiContent: parts}},
-		MaxTokens:   b.cfg.MaxTokens,
 		Temperature: float32(b.cfg.Temperature), // zero is sent by checkReply
+		//lint:ignore SA1019 max_tokens on purpose, as docs/providers.md says: the models and compatible servers we target accept it; reasoning models refuse it
+		MaxTokens: b.cfg.MaxTokens,
 	}
 	completion, err := b.client.CreateChatCompletion(ctx, request)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/protocol/visionclient"
+	"github.com/foresight-vision/foresight/adapters/protocol/wsframe/wsframetest"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/domain/domaintest"
 	"github.com/foresight-vision/foresight/ports"
@@ -217,7 +218,9 @@ func TestCloseWhileReaderBlocked(t *testing.T) {
 		_, err := c.ReadAck()
 		errc <- err
 	}()
-	time.Sleep(20 * time.Millisecond) // let the reader block
+	// Under load the reader may start late; closing first would make it read
+	// a closed connection instead of the close reply.
+	require.Eventually(t, c.ReaderBlocked, 10*time.Second, time.Millisecond, "the reader blocks in ReadAck")
 	require.NoError(t, c.Close())
 	err := <-errc
 	var ce *visionclient.CloseError
@@ -256,7 +259,7 @@ func TestPingIsAnsweredAndFragmentsJoined(t *testing.T) {
 		_ = ws.WriteFrame(c.c, ws.NewPingFrame([]byte("hi")))
 		_ = ws.WriteFrame(c.c, ws.NewFrame(ws.OpText, false, []byte(`{"frame":1,`)))
 		_ = ws.WriteFrame(c.c, ws.NewFrame(ws.OpContinuation, true, []byte(`"bytes":5,"caption":"x"}`)))
-		f, err := ws.ReadFrame(c.c)
+		f, err := wsframetest.ReadFrame(c.c)
 		if err == nil && f.Header.OpCode == ws.OpPong {
 			f = ws.UnmaskFrameInPlace(f)
 			pong <- string(f.Payload)

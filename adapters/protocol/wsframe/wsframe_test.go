@@ -17,6 +17,7 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/protocol/wire"
 	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
+	"github.com/foresight-vision/foresight/adapters/protocol/wsframe/wsframetest"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -86,7 +87,7 @@ func readServerFrames(t testing.TB, out []byte) []ws.Frame {
 	var frames []ws.Frame
 	r := bytes.NewReader(out)
 	for r.Len() > 0 {
-		f, err := ws.ReadFrame(r)
+		f, err := wsframetest.ReadFrame(r)
 		require.NoError(t, err)
 		frames = append(frames, f)
 	}
@@ -212,7 +213,7 @@ func TestAppendFrameRoundTrips(t *testing.T) {
 		payload := bytes.Repeat([]byte{7}, n)
 		for _, masked := range []bool{false, true} {
 			raw := wsframe.AppendFrame(nil, ws.OpBinary, payload, masked)
-			f, err := ws.ReadFrame(bytes.NewReader(raw))
+			f, err := wsframetest.ReadFrame(bytes.NewReader(raw))
 			require.NoError(t, err)
 			assert.Equal(t, masked, f.Header.Masked)
 			if masked {
@@ -263,7 +264,7 @@ func FuzzServerRead(f *testing.F) {
 		// if any close was sent.
 		r := bytes.NewReader(out)
 		for r.Len() > 0 {
-			fr, err := ws.ReadFrame(r)
+			fr, err := wsframetest.ReadFrame(r)
 			if err != nil {
 				t.Fatalf("server wrote a malformed frame: %v", err)
 			}

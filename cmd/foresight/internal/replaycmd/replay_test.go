@@ -155,7 +155,8 @@ func TestReplayFramesFolder(t *testing.T) {
 	}
 	require.NotEmpty(t, got)
 	for i, f := range got {
-		assert.Equal(t, frames[i], f, "frame %d", i)
+		// bytes.Equal: a failed assert.Equal would print both JPEGs as numbers.
+		assert.True(t, i < len(frames) && bytes.Equal(frames[i], f), "frame %d: %d bytes, not the file's", i, len(f))
 	}
 }
 
@@ -269,15 +270,47 @@ func TestReplayInterruptedPrintsSummary(t *testing.T) {
 	srv := startServer(t)
 	dir, _ := writeJPEGs(t, 3)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
+	out := &firstAckWriter{firstAck: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, []string{"--url", srv.url, "--frames", dir, "--fps", "0.5"}, &out, &bytes.Buffer{})
+		done <- Run(ctx, []string{"--url", srv.url, "--frames", dir, "--fps", "0.01", "--log-every", "1"}, out, &bytes.Buffer{})
 	}()
-	time.Sleep(100 * time.Millisecond) // first frame sent, now sleeping 2 s
+	// Cancel once the first frame's ack is printed (the tool then sleeps
+	// 100 s before the next), not after a guessed delay that a loaded
+	// machine may not honour.
+	select {
+	case <-out.firstAck:
+	case err := <-done:
+		t.Fatalf("replay ended before its first ack: %v", err)
+	}
 	cancel()
 	require.NoError(t, <-done)
 	assert.Equal(t, 1, lastLine(t, out.String()).SentFrames)
+}
+
+// firstAckWriter collects Run's stdout and closes firstAck once an ack line
+// has been written.
+type firstAckWriter struct {
+	mu       sync.Mutex
+	buf      bytes.Buffer
+	firstAck chan struct{}
+	once     sync.Once
+}
+
+func (w *firstAckWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n, err := w.buf.Write(p)
+	if strings.Contains(w.buf.String(), "ack {") {
+		w.once.Do(func() { close(w.firstAck) })
+	}
+	return n, err
+}
+
+func (w *firstAckWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
 }
 
 func TestFFmpegQScale(t *testing.T) {
