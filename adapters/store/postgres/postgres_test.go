@@ -31,3 +31,13 @@ func TestOpenNeverEchoesTheDSN(t *testing.T) {
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), "hunter2")
 }
+
+func TestAskContract(t *testing.T) {
+	srv := pgtest.Start(t)
+	captionstest.RunAsk(t, func(t *testing.T) captionstest.AskStore {
+		s, err := postgres.Open(t.Context(), srv.NewDatabase(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		return s
+	})
+}

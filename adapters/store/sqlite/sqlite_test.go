@@ -32,3 +32,12 @@ func TestOpenCreatesTheFolderAndUsesWAL(t *testing.T) {
 	require.FileExists(t, path)
 	require.FileExists(t, path+"-wal", "journal_mode=WAL leaves a -wal file beside the database")
 }
+
+func TestAskContract(t *testing.T) {
+	captionstest.RunAsk(t, func(t *testing.T) captionstest.AskStore {
+		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "foresight.db"))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		return s
+	})
+}
