@@ -56,6 +56,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newNotifier,
 			newCaptionMemory,
 			newNudges,
+			newAsking,
 			newStreamHandler,
 			newPokeHandler,
 			newHandler,
@@ -69,8 +70,10 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 // registerLifecycle is the server's only lifecycle hook: start listening,
 // and on stop run stopSequence, so the order of a graceful stop is written
 // down in one place rather than implied by fx's construction order.
-func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges) {
+func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges, ask *asking) {
 	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, nud, mem)
+	// The indexer writes to the store: it stops before the store closes.
+	steps = insertBefore(steps, "caption recorder", ask.stopSteps()...)
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			// The store opens first: a stream's first caption needs it, and
@@ -79,7 +82,11 @@ func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke
 				return err
 			}
 			abort := func() {
-				_ = runStop(ctx, append(nud.stopSteps(), mem.stopSteps()...), s.logger)
+				_ = runStop(ctx, append(append(nud.stopSteps(), ask.stopSteps()...), mem.stopSteps()...), s.logger)
+			}
+			if err := ask.open(ctx); err != nil {
+				abort()
+				return err
 			}
 			if err := nud.open(ctx); err != nil {
 				abort()
@@ -182,8 +189,9 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 	})
 }
 
-func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, logger *slog.Logger) http.Handler {
+func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, ask *asking, logger *slog.Logger) http.Handler {
 	routes := append(extraRoutes(cfg, m),
+		httpapi.Route{Method: http.MethodPost, Path: httpapi.AskPath, Handler: ask},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.CaptionsPath, Handler: mem},
 		httpapi.Route{Method: http.MethodGet, Path: httpapi.InterventionsPath, Handler: nud.listHandler()},
 		httpapi.Route{Method: http.MethodPost, Path: httpapi.InterventionsRunPath, Handler: nud.runHandler()})
