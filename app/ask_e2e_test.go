@@ -188,7 +188,9 @@ func TestAskAnswersItsErrorsClearly(t *testing.T) {
 		assert.Equal(t, "Bearer sk-secret-ask", fake.Chats()[len(fake.Chats())-1].Authorization)
 	})
 	t.Run("ModelTimesOut", func(t *testing.T) {
-		fake.Respond(func(openaichattest.ChatRequest) openaichattest.ChatResponse { return openaichattest.ChatResponse{Stall: true} })
+		fake.Respond(func(openaichattest.ChatRequest) openaichattest.ChatResponse {
+			return openaichattest.ChatResponse{Stall: true}
+		})
 		status, got := ask(t, inst, map[string]any{"device": "kit", "question": "coffee?"})
 		assert.Equal(t, http.StatusGatewayTimeout, status)
 		assert.Equal(t, "the ask model did not answer in time", got.Detail)
