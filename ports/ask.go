@@ -69,7 +69,8 @@ type VectorSearch struct {
 // CaptionVectorStore keeps caption embeddings beside the captions.
 type CaptionVectorStore interface {
 	// SaveCaptionVectors stores vectors of model; a caption deleted since
-	// is skipped, and a vector already stored for the caption is replaced.
+	// is skipped. A caption keeps one vector: saving replaces the one it
+	// had, of whatever model (so a new model re-embeds in place).
 	SaveCaptionVectors(ctx context.Context, model string, vectors []CaptionVector) error
 	// CaptionsWithoutVector returns up to limit stored captions, oldest
 	// first, that have no vector of model yet (the back-fill).

@@ -24,7 +24,7 @@ func (s *Store) SaveCaptionVectors(ctx context.Context, model string, vectors []
 	_, err := s.pool.Exec(ctx, `INSERT INTO caption_vectors (caption_id, model, device, start_at, vec)
 		SELECT c.id, $1, c.device, c.start_at, v.vec
 		FROM unnest($2::text[], $3::bytea[]) AS v (id, vec) JOIN captions c ON c.id = v.id
-		ON CONFLICT (caption_id, model) DO UPDATE SET vec = excluded.vec`, model, ids, blobs)
+		ON CONFLICT (caption_id) DO UPDATE SET model = excluded.model, vec = excluded.vec`, model, ids, blobs)
 	if err != nil {
 		return fmt.Errorf("insert vector batch: %w", err)
 	}

@@ -26,7 +26,7 @@ func (s *Store) SaveCaptionVectors(ctx context.Context, model string, vectors []
 	// deleted meanwhile inserts nothing.
 	stmt, err := tx.PrepareContext(ctx, `INSERT INTO caption_vectors (model, device, start_us, seq, vec)
 		SELECT ?, device, start_us, seq, ? FROM captions WHERE id = ?
-		ON CONFLICT (model, device, start_us, seq) DO UPDATE SET vec = excluded.vec`)
+		ON CONFLICT (seq) DO UPDATE SET model = excluded.model, vec = excluded.vec`)
 	if err != nil {
 		return fmt.Errorf("prepare vector insert: %w", err)
 	}

@@ -1,18 +1,18 @@
 -- +goose Up
--- One embedding per caption and model, as little-endian float32s at unit
--- length. The key clusters a device's vectors by time, so a question's scan
--- reads one contiguous range.
+-- One embedding per caption (of the model last used), as little-endian
+-- float32s at unit length. A rowid table: a vector of a few hundred
+-- dimensions fits its leaf page, where in a WITHOUT ROWID table or an index
+-- it would spill to overflow pages and triple the scan's cost.
 CREATE TABLE caption_vectors (
+    seq      INTEGER PRIMARY KEY, -- captions.seq
     model    TEXT    NOT NULL,
     device   TEXT    NOT NULL,
     start_us INTEGER NOT NULL,
-    seq      INTEGER NOT NULL, -- captions.seq
-    vec      BLOB    NOT NULL,
-    PRIMARY KEY (model, device, start_us, seq)
-) WITHOUT ROWID;
-CREATE INDEX caption_vectors_seq ON caption_vectors (seq);
+    vec      BLOB    NOT NULL
+);
+CREATE INDEX caption_vectors_scan ON caption_vectors (model, device, start_us);
 
--- A caption's vectors go with it (retention, deletion).
+-- A caption's vector goes with it (retention, deletion).
 -- +goose StatementBegin
 CREATE TRIGGER captions_vectors_delete AFTER DELETE ON captions BEGIN
     DELETE FROM caption_vectors WHERE seq = old.seq;
