@@ -267,7 +267,9 @@ func TestAskFindsByMeaningWithEmbeddingsOnly(t *testing.T) {
 		assert.Empty(t, got.Citations, "no word of the question is in the caption")
 	})
 	t.Run("On", func(t *testing.T) {
-		// Stored before the server started: the back-fill embeds them.
+		// Stored before the server started: the back-fill embeds them,
+		// retrying after its first request fails.
+		fake.FailEmbeddings(1)
 		inst := startAsk(t, seedAsk(t, meaningCorpus()...), "FORESIGHT_ASK_BASE_URL", fake.URL, "FORESIGHT_ASK_MODEL", "answerer",
 			"FORESIGHT_EMBEDDINGS_MODEL", "embedder", "FORESIGHT_EMBEDDINGS_BATCH", "16")
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
