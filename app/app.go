@@ -60,6 +60,7 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 			newNotifier,
 			newCaptionMemory,
 			newNudges,
+			newAsking,
 			newStreamHandler,
 			newPokeHandler,
 			newHandler,
@@ -75,8 +76,10 @@ func Module(cfg Config, logger *slog.Logger) fx.Option {
 // open the stores, start listening, and on stop run stopSequence, so the
 // order of a graceful stop is written down in one place rather than implied
 // by fx's construction order.
-func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges) {
+func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke.Client, mem *captionMemory, nud *nudges, ask *asking) {
 	steps := stopSequence(s, inf.close, notifier.CloseIdleConnections, nud, mem)
+	// The indexer writes to the store: it stops before the store closes.
+	steps = insertBefore(steps, "caption recorder", ask.stopSteps()...)
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			// The store opens first: a stream's first caption needs it, and
@@ -85,7 +88,11 @@ func registerLifecycle(lc fx.Lifecycle, s *Server, inf inference, notifier *poke
 				return err
 			}
 			abort := func() {
-				_ = runStop(ctx, append(nud.stopSteps(), mem.stopSteps()...), s.logger)
+				_ = runStop(ctx, append(append(nud.stopSteps(), ask.stopSteps()...), mem.stopSteps()...), s.logger)
+			}
+			if err := ask.open(ctx); err != nil {
+				abort()
+				return err
 			}
 			if err := nud.open(ctx); err != nil {
 				abort()
@@ -190,7 +197,7 @@ func newPokeHandler(cfg Config, notifier *poke.Client, obs httpapi.Observer, log
 
 // newHandler hands the driving adapter what its routes serve from; the
 // route table itself is httpapi.Routes.
-func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, logger *slog.Logger) http.Handler {
+func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.PokeHandler, m *metrics.Metrics, mem *captionMemory, nud *nudges, ask *asking, logger *slog.Logger) http.Handler {
 	status := statusOf(cfg)
 	handlers := httpapi.Handlers{
 		Stream:          stream,
@@ -202,6 +209,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		Cursors:         mem.cursorSigner(),
 		Interventions:   nud.interventionLister,
 		RunIntervention: nud.interventionRunner,
+		Ask:             ask,
 		DeviceData:      deviceData(cfg, mem, logger),
 		Me:              access.MeHandler(),
 		ManualRunLimit:  access.NewLimiter(cfg.ManualRunsPerMinute, nil),

@@ -112,6 +112,9 @@ type Config struct {
 
 	Metrics bool
 	Pprof   bool
+
+	// POST /ask and caption embeddings (app/ask.go).
+	AskSettings
 }
 
 // Values of Config.Nudges.

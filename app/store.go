@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
@@ -88,6 +89,25 @@ type captionMemory struct {
 	stopRetention func()
 
 	closeOnce sync.Once
+	// stored, when set, is called after each batch the recorder writes
+	// (the embeddings indexer's wake-up, app/ask.go).
+	stored atomic.Pointer[func()]
+}
+
+// onStored sets what runs after each batch the recorder writes.
+func (c *captionMemory) onStored(f func()) { c.stored.Store(&f) }
+
+// storedObserver tells the captionMemory that captions were written.
+type storedObserver struct {
+	domain.RecorderObserver
+	c *captionMemory
+}
+
+func (o storedObserver) CaptionsStored(n int) {
+	o.RecorderObserver.CaptionsStored(n)
+	if f := o.c.stored.Load(); f != nil && n > 0 {
+		(*f)()
+	}
 }
 
 func newCaptionMemory(cfg Config, m *metrics.Metrics, logger *slog.Logger) *captionMemory {
@@ -101,7 +121,7 @@ func newCaptionMemory(cfg Config, m *metrics.Metrics, logger *slog.Logger) *capt
 	}
 	c.recorder = domain.PrepareRecorder(domain.RecorderConfig{
 		QueueSize: cfg.CaptionQueue,
-		Observer:  obs,
+		Observer:  storedObserver{RecorderObserver: obs, c: c},
 		Logger:    logger,
 	})
 	c.sink = c.recorder

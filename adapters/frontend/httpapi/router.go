@@ -89,6 +89,8 @@ type Handlers struct {
 	// Me answers GET /me: the request's credential, never a secret; nil
 	// leaves the route out.
 	Me http.Handler
+	// Ask answers POST /ask (NewAskHandler); nil leaves the route out.
+	Ask http.Handler
 	// DeviceData serves a wearer's own data (/devices/{id}/…: export,
 	// deletion, the device's Poke key); nil leaves those routes out.
 	DeviceData func() *DeviceDataHandlers
@@ -116,6 +118,7 @@ func Routes(h Handlers) []Route {
 		{http.MethodGet, CaptionsPath, Wearer, captionsOrOff(h.Captions, h.Cursors, h.Logger)},
 		{http.MethodGet, InterventionsPath, Wearer, interventionsOrOff(h.Interventions, h.Cursors, h.Logger)},
 		{http.MethodPost, InterventionsRunPath, Wearer, runOrOff(h.RunIntervention, h.ManualRunLimit, h.Logger)},
+		{http.MethodPost, AskPath, Wearer, h.Ask},
 		{http.MethodGet, DeviceExportPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
 		{http.MethodDelete, DeviceMemoryPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Erase)},
 		{http.MethodPut, DevicePokeKeyPath, Admin, deviceRoute(h.DeviceData, (*DeviceDataHandlers).SetPokeKey)},

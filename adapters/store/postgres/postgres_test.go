@@ -47,3 +47,13 @@ func TestOpenRefusesAReadOnlyDatabase(t *testing.T) {
 	assert.Contains(t, err.Error(), "not writable")
 	assert.Contains(t, err.Error(), "read-only transaction")
 }
+
+func TestAskContract(t *testing.T) {
+	srv := pgtest.Start(t)
+	captionstest.RunAsk(t, func(t *testing.T) captionstest.AskStore {
+		s, err := postgres.Open(t.Context(), srv.NewDatabase(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		return s
+	})
+}

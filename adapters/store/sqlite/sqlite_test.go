@@ -64,3 +64,12 @@ func makeReadOnly(t *testing.T, path string) {
 		t.Skip("cannot make a file read-only here (root without chattr)")
 	}
 }
+
+func TestAskContract(t *testing.T) {
+	captionstest.RunAsk(t, func(t *testing.T) captionstest.AskStore {
+		s, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "foresight.db"))
+		require.NoError(t, err)
+		t.Cleanup(func() { require.NoError(t, s.Close()) })
+		return s
+	})
+}
