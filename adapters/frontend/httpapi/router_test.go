@@ -20,7 +20,7 @@ import (
 func everyRouteOn() httpapi.Handlers {
 	h := http.NotFoundHandler()
 	return httpapi.Handlers{Stream: h, Poke: h, Page: h, Metrics: h, Status: &httpapi.Status{}, Pprof: true,
-		Me: h, DeviceData: func() *httpapi.DeviceDataHandlers { return nil }}
+		Me: h, Ask: h, DeviceData: func() *httpapi.DeviceDataHandlers { return nil }}
 }
 
 // TestRouteTableMatchesProtocolDoc keeps docs/protocol.md's route table
