@@ -36,7 +36,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // Bounds on waiting for the model server: generous, since a call takes 3 to
-// 45 s on 2 busy cores (MEASURED in docs/providers.md). They bound waits;
+// 45 s on 2 busy cores (docs/providers.md, measured). They bound waits;
 // no assertion is about speed.
 const (
 	callBound   = 3 * time.Minute // one model call, the first with the load
