@@ -288,7 +288,7 @@ func (s *Server) register(model string) error {
 		// One thread: ggml's threads wait for each other at every step by
 		// spinning, and on a busy machine (2 cores, `go test` building and
 		// running other packages) a second thread made each completion
-		// about 10 times slower (MEASURED.md).
+		// about 10 times slower (docs/providers.md, measured).
 		"parameters": map[string]any{"num_thread": 1},
 		"stream":     false,
 	})

@@ -75,7 +75,7 @@ pids+=($!)
 wait_for "$ollama_url/api/version" "${pids[0]}" ollama
 
 # One thread, as in the tests: plenty for this tiny model, and ggml's
-# spinning threads get very slow on a busy machine (MEASURED.md).
+# spinning threads get very slow on a busy machine (docs/providers.md, measured).
 printf 'FROM %s\nPARAMETER num_thread 1\n' "$gguf" >"$state/Modelfile"
 HOME="$state/home" OLLAMA_HOST="127.0.0.1:$ollama_port" "$ollama" create "$name" -f "$state/Modelfile" >"$logs/create.log" 2>&1 \
   || { cat "$logs/create.log" >&2; die "ollama create failed"; }

@@ -30,8 +30,9 @@ type Backend struct {
 	log        *slog.Logger
 	redact     redactor
 
-	rateLimited   atomic.Int64
-	droppedChunks atomic.Int64
+	rateLimited       atomic.Int64
+	droppedChunks     atomic.Int64
+	incompleteReplies atomic.Int64
 }
 
 // Stats counts what the backend held back.
@@ -41,6 +42,9 @@ type Stats struct {
 	// DroppedChunks counts chunks not sent because their stream was
 	// waiting out a Retry-After.
 	DroppedChunks int64
+	// IncompleteReplies counts 2xx replies dropped as failures: no finish
+	// reason (the server stopped the model early) or an empty caption.
+	IncompleteReplies int64
 }
 
 // New checks cfg and builds the backend. It makes no request: a server that
@@ -96,7 +100,11 @@ func (b *Backend) Host() string { return b.host }
 
 // Stats reports the counters so far.
 func (b *Backend) Stats() Stats {
-	return Stats{RateLimitedReplies: b.rateLimited.Load(), DroppedChunks: b.droppedChunks.Load()}
+	return Stats{
+		RateLimitedReplies: b.rateLimited.Load(),
+		DroppedChunks:      b.droppedChunks.Load(),
+		IncompleteReplies:  b.incompleteReplies.Load(),
+	}
 }
 
 // Close releases the idle connections of the backend's own client; call it
@@ -278,10 +286,25 @@ func (s *session) InferChunk(ctx context.Context, chunk ports.Chunk) (ports.Resu
 		return ports.Result{}, s.callError(ctx, err)
 	}
 	var raw string
+	var finish sdk.FinishReason
 	if len(completion.Choices) > 0 {
-		raw = completion.Choices[0].Message.Content
+		raw, finish = completion.Choices[0].Message.Content, completion.Choices[0].FinishReason
 	}
 	caption := collapseWhitespace(raw)
+	// A reply without a finish reason was cut off by the server (Ollama
+	// stops a model that repeats itself and still answers 200, with the
+	// partial text and every usage field 0); it and an empty caption are
+	// failures, kept out of the store and the stream's history.
+	if finish == "" || finish == sdk.FinishReasonNull {
+		b.incompleteReplies.Add(1)
+		b.log.Debug("model reply dropped", "stream_id", s.streamID, "err", ErrStoppedEarly)
+		return ports.Result{}, ErrStoppedEarly
+	}
+	if caption == "" {
+		b.incompleteReplies.Add(1)
+		b.log.Debug("model reply dropped", "stream_id", s.streamID, "err", ErrEmptyCaption, "finish_reason", string(finish))
+		return ports.Result{}, ErrEmptyCaption
+	}
 	s.history.add(chunk.StartS, chunk.EndS, caption)
 	return toResult(reply{
 		caption:         caption,

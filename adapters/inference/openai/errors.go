@@ -16,6 +16,15 @@ import (
 // chunk dropped while its stream waits out the Retry-After.
 var ErrRateLimited = errors.New("rate limited")
 
+// ErrStoppedEarly is a 2xx reply without a finish reason: the server cut the
+// generation short (Ollama does when the model repeats itself, and still
+// answers 200 with a partial reply and zero usage). The partial text is not
+// a caption.
+var ErrStoppedEarly = errors.New("model stopped early without a finish reason (partial reply dropped)")
+
+// ErrEmptyCaption is a 2xx reply whose text is empty or only whitespace.
+var ErrEmptyCaption = errors.New("model returned an empty caption")
+
 // StatusError is a reply with a non-2xx status. Its text is short and safe
 // to show to the client: the status and a reason cut from the body, with the
 // API key redacted.

@@ -456,3 +456,37 @@ func TestRequestTheSDKRefusesIsNotSent(t *testing.T) {
 	assert.Empty(t, f.srv.Requests())
 	assert.NotContains(t, f.logs.String(), secret[:12])
 }
+
+// A 200 reply without a finish reason (Ollama's answer when it stops a
+// model that repeats itself) or with an empty caption is a failure: no
+// caption, counted, and kept out of the next prompt's history.
+func TestIncompleteReplyIsAFailureAndNotHistory(t *testing.T) {
+	f := newFixture(t, nil)
+	f.srv.Enqueue(
+		openaitest.Response{Caption: "{      partial", StoppedEarly: true},
+		openaitest.Response{Caption: " \n\t "},
+		openaitest.Response{Caption: "a dog runs"},
+		openaitest.Response{Caption: "a dog sits"},
+	)
+	s := f.open(t, "s1")
+
+	res, err := s.InferChunk(context.Background(), chunk(0, 1, jpeg("one")))
+	require.ErrorIs(t, err, openai.ErrStoppedEarly)
+	assert.Equal(t, "model stopped early without a finish reason (partial reply dropped)", err.Error())
+	assert.Empty(t, res.Caption)
+
+	_, err = s.InferChunk(context.Background(), chunk(1, 2, jpeg("two")))
+	require.ErrorIs(t, err, openai.ErrEmptyCaption)
+
+	_, err = s.InferChunk(context.Background(), chunk(2, 3, jpeg("three")))
+	require.NoError(t, err)
+	_, err = s.InferChunk(context.Background(), chunk(3, 4, jpeg("four")))
+	require.NoError(t, err)
+
+	reqs := f.srv.Requests()
+	require.Len(t, reqs, 4)
+	assert.NotContains(t, reqs[2].Text, "Recent prior observations", "neither dropped reply is history")
+	assert.NotContains(t, reqs[3].Text, "partial")
+	assert.Contains(t, reqs[3].Text, "- 2.0-3.0s: a dog runs\n")
+	assert.Equal(t, int64(2), f.backend.Stats().IncompleteReplies)
+}

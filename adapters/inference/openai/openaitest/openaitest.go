@@ -58,6 +58,10 @@ type Response struct {
 	RetryAfter string
 	// Stall holds the request until the client gives up or the server closes.
 	Stall bool
+	// StoppedEarly answers as Ollama does when it stops a model that
+	// repeats itself: 200 with Caption as the partial reply, finish_reason
+	// null and every usage field 0.
+	StoppedEarly bool
 }
 
 // Server is the fake. Its methods are safe for concurrent use.
@@ -221,6 +225,16 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, req Request, res
 	if tokens == 0 {
 		tokens = len(strings.Fields(resp.Caption))
 	}
+	var finish any = "stop"
+	usage := map[string]any{
+		"prompt_tokens":     len(req.Images) * 256,
+		"completion_tokens": tokens,
+		"total_tokens":      len(req.Images)*256 + tokens,
+	}
+	if resp.StoppedEarly {
+		finish = nil
+		usage = map[string]any{"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+	}
 	reply := map[string]any{
 		"id":      "chatcmpl-test-" + strconv.Itoa(n),
 		"object":  "chat.completion",
@@ -229,13 +243,9 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, req Request, res
 		"choices": []any{map[string]any{
 			"index":         0,
 			"message":       map[string]any{"role": "assistant", "content": resp.Caption},
-			"finish_reason": "stop",
+			"finish_reason": finish,
 		}},
-		"usage": map[string]any{
-			"prompt_tokens":     len(req.Images) * 256,
-			"completion_tokens": tokens,
-			"total_tokens":      len(req.Images)*256 + tokens,
-		},
+		"usage": usage,
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(reply)
