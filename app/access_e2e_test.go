@@ -182,6 +182,10 @@ func TestDeviceTokensAreScopedEverywhere(t *testing.T) {
 		{"run bob's evaluation", http.MethodPost, base + "/interventions/run?device=bob"},
 		{"status", http.MethodGet, base + "/status"},
 		{"poke", http.MethodPost, base + "/poke/send"},
+		{"export bob", http.MethodGet, base + "/devices/bob/export"},
+		{"delete bob's memory", http.MethodDelete, base + "/devices/bob/memory"},
+		{"set bob's Poke key", http.MethodPut, base + "/devices/bob/poke-key"},
+		{"set its own Poke key (admin only)", http.MethodPut, base + "/devices/alice/poke-key"},
 	} {
 		header := bearer(alice)
 		if c.name == "stream as bob by header" {
@@ -191,6 +195,18 @@ func TestDeviceTokensAreScopedEverywhere(t *testing.T) {
 		assert.Equal(t, http.StatusForbidden, status, "%s: %s", c.name, body)
 		assert.NotEmpty(t, detailOf(t, body), c.name)
 	}
+
+	askBob, err := http.NewRequestWithContext(t.Context(), http.MethodPost, base+"/ask",
+		strings.NewReader(`{"device":"bob","question":"what did bob see?"}`))
+	require.NoError(t, err)
+	askBob.Header.Set("Authorization", "Bearer "+alice)
+	askBob.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(askBob)
+	require.NoError(t, err)
+	askBody, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	assert.Equal(t, http.StatusForbidden, resp.StatusCode, "ask about bob: %s", askBody)
+	assert.NotEmpty(t, detailOf(t, string(askBody)), "ask about bob")
 
 	assert.Equal(t, []string{"alice"}, devicesOf(t, rec, base+"/captions", bearer(alice)...), "a list without device= is the token's devices only")
 	assert.Equal(t, []string{"alice"}, devicesOf(t, rec, base+"/captions?device=alice", bearer(alice)...))

@@ -213,6 +213,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		DeviceData:      deviceData(cfg, mem, logger),
 		Me:              access.MeHandler(),
 		ManualRunLimit:  access.NewLimiter(cfg.ManualRunsPerMinute, nil),
+		AskLimit:        access.NewLimiter(cfg.AsksPerMinute, nil),
 		Logger:          logger,
 	}
 	if m != nil {

@@ -76,6 +76,7 @@ type Config struct {
 	// Per-wearer access (app/access.go, docs/security.md).
 	RequireTokens       bool
 	ManualRunsPerMinute int
+	AsksPerMinute       int
 
 	InferenceBackend   string
 	ModalTokenID       string
@@ -245,6 +246,8 @@ var Settings = []Setting{
 		Apply: settings.Bool(func(c *Config) *bool { return &c.RequireTokens })},
 	{Flag: "manual-runs-per-minute", Envs: []string{"FORESIGHT_MANUAL_RUNS_PER_MINUTE"}, Default: "6", Help: "POST /interventions/run calls each credential (a token; the magic word counts as one) may make a minute, at once or spread; past it 429 with Retry-After",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.ManualRunsPerMinute })},
+	{Flag: "asks-per-minute", Envs: []string{"FORESIGHT_ASKS_PER_MINUTE"}, Default: "20", Help: "POST /ask questions each credential (a token; the magic word counts as one) may ask a minute, at once or spread; past it 429 with Retry-After",
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.AsksPerMinute })},
 	{Envs: []string{"FORESIGHT_CURSOR_SECRET"}, Secret: true, Help: "keys the HMAC seal on /captions and /interventions page cursors; set the same on instances sharing one Postgres so a cursor from one works on another; unset: a random key per process, so cursors do not survive a restart",
 		Apply: func(c *Config, v string) error { c.CursorSecret = v; return nil }},
 	{Flag: "public-paths", Envs: []string{"FORESIGHT_PUBLIC_PATHS"}, Default: strings.Join(httpapi.DefaultPublicPaths(), ","), Help: "comma-separated paths open without the magic word (exact match; / is the live page, which holds no secret)",

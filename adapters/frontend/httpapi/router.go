@@ -91,6 +91,9 @@ type Handlers struct {
 	Me http.Handler
 	// Ask answers POST /ask (NewAskHandler); nil leaves the route out.
 	Ask http.Handler
+	// AskLimit bounds the questions each credential may ask (429 with
+	// Retry-After past it); nil means no bound.
+	AskLimit CredentialLimiter
 	// DeviceData serves a wearer's own data (/devices/{id}/…: export,
 	// deletion, the device's Poke key); nil leaves those routes out.
 	DeviceData func() *DeviceDataHandlers
@@ -118,7 +121,7 @@ func Routes(h Handlers) []Route {
 		{http.MethodGet, CaptionsPath, Wearer, captionsOrOff(h.Captions, h.Cursors, h.Logger)},
 		{http.MethodGet, InterventionsPath, Wearer, interventionsOrOff(h.Interventions, h.Cursors, h.Logger)},
 		{http.MethodPost, InterventionsRunPath, Wearer, runOrOff(h.RunIntervention, h.ManualRunLimit, h.Logger)},
-		{http.MethodPost, AskPath, Wearer, h.Ask},
+		{http.MethodPost, AskPath, Wearer, limited(h.Ask, h.AskLimit, "questions")},
 		{http.MethodGet, DeviceExportPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
 		{http.MethodDelete, DeviceMemoryPath, Wearer, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Erase)},
 		{http.MethodPut, DevicePokeKeyPath, Admin, deviceRoute(h.DeviceData, (*DeviceDataHandlers).SetPokeKey)},
@@ -325,5 +328,18 @@ func deviceRoute(handlers func() *DeviceDataHandlers, pick func(*DeviceDataHandl
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		pick(handlers()).ServeHTTP(w, r)
+	})
+}
+
+// limited takes one call from the credential's share of limit before
+// next runs (429 with Retry-After past it); nil when next is.
+func limited(next http.Handler, limit CredentialLimiter, what string) http.Handler {
+	if next == nil {
+		return nil
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if allowCall(w, r, limit, what) {
+			next.ServeHTTP(w, r)
+		}
 	})
 }
