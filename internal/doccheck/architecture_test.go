@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -27,8 +26,8 @@ type pkg struct {
 // listPackages runs `go list -json ./...` at the module root.
 func listPackages(t *testing.T) []pkg {
 	t.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	cmd := exec.Command(goBin, "list", "-json", "./...")
+	// go test puts its own GOROOT/bin first on the test's PATH.
+	cmd := exec.Command("go", "list", "-json", "./...")
 	cmd.Dir = filepath.Join("..", "..")
 	out, err := cmd.Output()
 	require.NoError(t, err, "go list")
