@@ -89,8 +89,8 @@ type Config struct {
 	OpenAIMaxTokens   int
 	OpenAITemperature float64
 	CaptionHistory    int
-	// MaxFramesPerChunk is the setting as given: -1 unset (the backend's
-	// default), 0 all, else a bound. framesPerChunk maps it to the domain's.
+	// MaxFramesPerChunk bounds the frames sent per chunk; 0 is all. Unset,
+	// it is the backend's default (defaultFramesPerChunk).
 	MaxFramesPerChunk int
 
 	// The nudge loop (app/nudges.go, docs/nudges.md). The LLM fields are
@@ -146,9 +146,6 @@ var Settings = []Setting{
 				return fmt.Errorf("not a number of seconds: %q", v)
 			}
 			c.ChunkInterval = time.Duration(max(f, 0) * float64(time.Second))
-			if c.ChunkInterval == 0 {
-				c.ChunkInterval = -1 // the domain's "no minimum"
-			}
 			return nil
 		}},
 	{Flag: "max-buffer-frames", Envs: []string{"VISION_MAX_BUFFER_FRAMES"}, Default: "120", Help: "frames kept for the next chunk, oldest dropped first (min 1)",
@@ -275,7 +272,9 @@ var Settings = []Setting{
 	{Flag: "max-frames-per-chunk", Envs: []string{"FORESIGHT_MAX_FRAMES_PER_CHUNK"}, Help: "frames sent to the model per chunk, picked evenly, first and last included; 0 = all (default: 6 for openai and gemma3, all for streamingvlm)",
 		Apply: func(c *Config, v string) error {
 			if v == "" {
-				c.MaxFramesPerChunk = -1
+				// The table applies --inference-backend before this
+				// setting, so the backend is known here.
+				c.MaxFramesPerChunk = defaultFramesPerChunk(c.InferenceBackend)
 				return nil
 			}
 			n, err := strconv.Atoi(v)
@@ -447,22 +446,15 @@ func PrintUsage(w io.Writer) {
 	settings.PrintTable(w, Settings)
 }
 
-// sceneConfig is the domain's scene gate for c. The settings' 0 for the dark
-// and blur tests means off, which the domain spells as a negative value.
+// sceneConfig is the domain's scene gate for c.
 func (c Config) sceneConfig() domain.SceneConfig {
-	off := func(v float64) float64 {
-		if v == 0 {
-			return -1
-		}
-		return v
-	}
 	return domain.SceneConfig{
 		SkipUnchanged:   c.SkipUnchanged,
 		ChangeThreshold: c.ChangeThreshold,
 		MaxSkip:         c.MaxSkip,
 		RejectUnusable:  c.RejectUnusable,
-		DarkLuma:        off(c.DarkLuma),
-		BlurSharpness:   off(c.BlurSharpness),
+		DarkLuma:        c.DarkLuma,
+		BlurSharpness:   c.BlurSharpness,
 		SampleFrames:    c.SceneSampleFrames,
 	}
 }

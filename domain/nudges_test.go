@@ -149,8 +149,9 @@ func TestNudgeLoopZeroCooldownIsNone(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
 		assert.Equal(t, time.Duration(0), h.loop.Config().Cooldown)
 		h.decider.Answer = domaintest.Yes("Stand up.")
-		h.caption("dev1", "c1", "sitting")
-		for range 2 {
+		for _, id := range []string{"c1", "c2"} {
+			// A new caption each time: a judged one is not evidence twice.
+			h.caption("dev1", id, "sitting")
 			rec, err := h.loop.RunOnce(context.Background(), "dev1")
 			require.NoError(t, err)
 			assert.Equal(t, ports.DeliveryDelivered, rec.Status)

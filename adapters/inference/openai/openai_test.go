@@ -355,7 +355,7 @@ func TestStreamTimesOutAndRecovers(t *testing.T) {
 	f.srv.Enqueue(openaitest.Response{Stall: true})
 	clock := domaintest.NewClock()
 	st := domain.StartStream(f.backend, ports.SessionRequest{StreamID: "s1"},
-		domain.StreamConfig{Clock: clock, ChunkInterval: -1, InferenceTimeout: 5 * time.Second})
+		domain.StreamConfig{Clock: clock, InferenceTimeout: 5 * time.Second})
 	defer st.Close(context.Background())
 	st.Await(context.Background()) // the open
 
