@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/foresight-vision/foresight/adapters/inference/openai"
 	"github.com/foresight-vision/foresight/app"
 	"github.com/foresight-vision/foresight/domain"
 )
@@ -57,6 +58,8 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, 64, c.OpenAIMaxTokens)
 	assert.Equal(t, 0.2, c.OpenAITemperature)
 	assert.Equal(t, 6, c.CaptionHistory)
+	assert.Equal(t, openai.DefaultConfig().Temperature, c.OpenAITemperature, "the adapter's default is the setting's")
+	assert.Equal(t, openai.DefaultConfig().CaptionHistory, c.CaptionHistory)
 	assert.Equal(t, domain.DefaultMaxFramesPerChunk, c.MaxFramesPerChunk, "unset: the gemma3 backend's default")
 }
 

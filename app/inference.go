@@ -168,14 +168,6 @@ func newOpenAIBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (infe
 		CaptionHistory: cfg.CaptionHistory,
 		Prompt:         cfg.Prompt,
 	}
-	// The adapter reads zero as "its default"; the setting's 0 means greedy
-	// and no history, which the adapter spells negative.
-	if oc.Temperature == 0 {
-		oc.Temperature = -1
-	}
-	if oc.CaptionHistory == 0 {
-		oc.CaptionHistory = -1
-	}
 	backend, err := openai.New(oc, logger)
 	if err != nil {
 		return inference{}, fmt.Errorf("openai backend: %w", err)
