@@ -60,6 +60,17 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, 6, c.CaptionHistory)
 	assert.Equal(t, openai.DefaultConfig().Temperature, c.OpenAITemperature, "the adapter's default is the setting's")
 	assert.Equal(t, openai.DefaultConfig().CaptionHistory, c.CaptionHistory)
+	// The library's defaults constructor is the server's defaults.
+	d := domain.DefaultStreamConfig()
+	assert.Equal(t, d.ChunkInterval, c.ChunkInterval)
+	assert.Equal(t, d.MaxFramesPerChunk, c.MaxFramesPerChunk)
+	assert.Equal(t, d.MaxBufferFrames, c.MaxBufferFrames)
+	assert.Equal(t, d.MaxBufferBytes, c.MaxBufferBytes)
+	assert.Equal(t, d.InferenceTimeout, c.InferenceTimeout)
+	assert.Equal(t, d.Scene.ChangeThreshold, c.ChangeThreshold)
+	assert.Equal(t, d.Scene.MaxSkip, c.MaxSkip)
+	assert.InDelta(t, d.Scene.DarkLuma, c.DarkLuma, 0)
+	assert.InDelta(t, d.Scene.BlurSharpness, c.BlurSharpness, 0)
 	assert.Equal(t, domain.DefaultMaxFramesPerChunk, c.MaxFramesPerChunk, "unset: the gemma3 backend's default")
 }
 
