@@ -16,6 +16,7 @@ import (
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/frontend/trust"
 	"github.com/foresight-vision/foresight/adapters/inference/modal"
+	"github.com/foresight-vision/foresight/adapters/inference/openai"
 	"github.com/foresight-vision/foresight/adapters/protocol/wsframe"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/internal/settings"
@@ -93,8 +94,8 @@ type Config struct {
 	OpenAIMaxTokens   int
 	OpenAITemperature float64
 	CaptionHistory    int
-	// MaxFramesPerChunk is the setting as given: -1 unset (the backend's
-	// default), 0 all, else a bound. framesPerChunk maps it to the domain's.
+	// MaxFramesPerChunk bounds the frames sent per chunk; 0 is all. Unset,
+	// it is the backend's default (defaultFramesPerChunk).
 	MaxFramesPerChunk int
 
 	// The nudge loop (app/nudges.go, docs/nudges.md). The LLM fields are
@@ -153,9 +154,6 @@ var Settings = []Setting{
 				return fmt.Errorf("not a number of seconds: %q", v)
 			}
 			c.ChunkInterval = time.Duration(max(f, 0) * float64(time.Second))
-			if c.ChunkInterval == 0 {
-				c.ChunkInterval = -1 // the domain's "no minimum"
-			}
 			return nil
 		}},
 	{Flag: "max-buffer-frames", Envs: []string{"VISION_MAX_BUFFER_FRAMES"}, Default: "120", Help: "frames kept for the next chunk, oldest dropped first (min 1)",
@@ -222,9 +220,9 @@ var Settings = []Setting{
 		Apply: settings.Duration(func(c *Config) *time.Duration { return &c.MaxSkip })},
 	{Flag: "reject-unusable", Envs: []string{"FORESIGHT_REJECT_UNUSABLE"}, Default: "false", Help: "leave dark, blurred and unreadable frames out of chunks; a chunk with none usable is not sent and the ack reports \"camera\"",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.RejectUnusable })},
-	{Flag: "dark-luma", Envs: []string{"FORESIGHT_DARK_LUMA"}, Default: "20", Help: "mean luma (0-255) below which a frame is dark; 0 turns the test off",
+	{Flag: "dark-luma", Envs: []string{"FORESIGHT_DARK_LUMA"}, Default: formatFloat(domain.DefaultDarkLuma), Help: "mean luma (0-255) below which a frame is dark; 0 turns the test off",
 		Apply: settings.Float(0, func(c *Config) *float64 { return &c.DarkLuma })},
-	{Flag: "blur-sharpness", Envs: []string{"FORESIGHT_BLUR_SHARPNESS"}, Default: "60", Help: "variance of the Laplacian on the reduced luma grid below which a frame is blurred; 0 turns the test off",
+	{Flag: "blur-sharpness", Envs: []string{"FORESIGHT_BLUR_SHARPNESS"}, Default: formatFloat(domain.DefaultBlurSharpness), Help: "variance of the Laplacian on the reduced luma grid below which a frame is blurred; 0 turns the test off",
 		Apply: settings.Float(0, func(c *Config) *float64 { return &c.BlurSharpness })},
 	{Flag: "scene-sample-frames", Envs: []string{"FORESIGHT_SCENE_SAMPLE_FRAMES"}, Default: "0", Help: "frames decoded per chunk to find unusable ones, evenly spaced (0 = every frame sent)",
 		Apply: settings.IntAtLeast(0, func(c *Config) *int { return &c.SceneSampleFrames })},
@@ -277,16 +275,18 @@ var Settings = []Setting{
 		Apply: func(c *Config, v string) error { c.OpenAIAPIKey = v; return nil }},
 	{Flag: "openai-model", Envs: []string{"FORESIGHT_OPENAI_MODEL"}, Help: "model name on the server, e.g. gemma3:4b; required with --inference-backend openai",
 		Apply: func(c *Config, v string) error { c.OpenAIModel = v; return nil }},
-	{Flag: "openai-max-tokens", Envs: []string{"FORESIGHT_OPENAI_MAX_TOKENS"}, Default: "64", Help: "max_tokens of each caption (min 1)",
+	{Flag: "openai-max-tokens", Envs: []string{"FORESIGHT_OPENAI_MAX_TOKENS"}, Default: strconv.Itoa(openai.DefaultMaxTokens), Help: "max_tokens of each caption (min 1)",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.OpenAIMaxTokens })},
-	{Flag: "openai-temperature", Envs: []string{"FORESIGHT_OPENAI_TEMPERATURE"}, Default: "0.2", Help: "sampling temperature (min 0; 0 is greedy)",
+	{Flag: "openai-temperature", Envs: []string{"FORESIGHT_OPENAI_TEMPERATURE"}, Default: formatFloat(openai.DefaultTemperature), Help: "sampling temperature (min 0; 0 is greedy)",
 		Apply: settings.Float(0, func(c *Config) *float64 { return &c.OpenAITemperature })},
-	{Flag: "caption-history", Envs: []string{"FORESIGHT_CAPTION_HISTORY"}, Default: "6", Help: "prior captions of the same stream shown in each openai prompt (0 = none)",
+	{Flag: "caption-history", Envs: []string{"FORESIGHT_CAPTION_HISTORY"}, Default: strconv.Itoa(openai.DefaultCaptionHistory), Help: "prior captions of the same stream shown in each openai prompt (0 = none)",
 		Apply: settings.IntAtLeast(0, func(c *Config) *int { return &c.CaptionHistory })},
 	{Flag: "max-frames-per-chunk", Envs: []string{"FORESIGHT_MAX_FRAMES_PER_CHUNK"}, Help: "frames sent to the model per chunk, picked evenly, first and last included; 0 = all (default: 6 for openai and gemma3, all for streamingvlm)",
 		Apply: func(c *Config, v string) error {
 			if v == "" {
-				c.MaxFramesPerChunk = -1
+				// The table applies --inference-backend before this
+				// setting, so the backend is known here.
+				c.MaxFramesPerChunk = defaultFramesPerChunk(c.InferenceBackend)
 				return nil
 			}
 			n, err := strconv.Atoi(v)
@@ -458,22 +458,15 @@ func PrintUsage(w io.Writer) {
 	settings.PrintTable(w, Settings)
 }
 
-// sceneConfig is the domain's scene gate for c. The settings' 0 for the dark
-// and blur tests means off, which the domain spells as a negative value.
+// sceneConfig is the domain's scene gate for c.
 func (c Config) sceneConfig() domain.SceneConfig {
-	off := func(v float64) float64 {
-		if v == 0 {
-			return -1
-		}
-		return v
-	}
 	return domain.SceneConfig{
 		SkipUnchanged:   c.SkipUnchanged,
 		ChangeThreshold: c.ChangeThreshold,
 		MaxSkip:         c.MaxSkip,
 		RejectUnusable:  c.RejectUnusable,
-		DarkLuma:        off(c.DarkLuma),
-		BlurSharpness:   off(c.BlurSharpness),
+		DarkLuma:        c.DarkLuma,
+		BlurSharpness:   c.BlurSharpness,
 		SampleFrames:    c.SceneSampleFrames,
 	}
 }
@@ -483,6 +476,9 @@ func (c Config) trustPolicy() trust.Policy { return trust.New(c.TrustClientCrede
 
 // ModalHeld reports whether the server has its own Modal credentials.
 func (c Config) ModalHeld() bool { return c.ModalTokenID != "" && c.ModalTokenSecret != "" }
+
+// formatFloat spells a default the way a user would type it (20, 0.2).
+func formatFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
 
 func splitList(v string) []string {
 	var out []string

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/foresight-vision/foresight/adapters/inference/openai"
 	"github.com/foresight-vision/foresight/app"
 	"github.com/foresight-vision/foresight/domain"
 )
@@ -57,7 +58,20 @@ func TestConfigDefaults(t *testing.T) {
 	assert.Equal(t, 64, c.OpenAIMaxTokens)
 	assert.Equal(t, 0.2, c.OpenAITemperature)
 	assert.Equal(t, 6, c.CaptionHistory)
-	assert.Equal(t, -1, c.MaxFramesPerChunk, "unset: the backend's default")
+	assert.Equal(t, openai.DefaultConfig().Temperature, c.OpenAITemperature, "the adapter's default is the setting's")
+	assert.Equal(t, openai.DefaultConfig().CaptionHistory, c.CaptionHistory)
+	// The library's defaults constructor is the server's defaults.
+	d := domain.DefaultStreamConfig()
+	assert.Equal(t, d.ChunkInterval, c.ChunkInterval)
+	assert.Equal(t, d.MaxFramesPerChunk, c.MaxFramesPerChunk)
+	assert.Equal(t, d.MaxBufferFrames, c.MaxBufferFrames)
+	assert.Equal(t, d.MaxBufferBytes, c.MaxBufferBytes)
+	assert.Equal(t, d.InferenceTimeout, c.InferenceTimeout)
+	assert.Equal(t, d.Scene.ChangeThreshold, c.ChangeThreshold)
+	assert.Equal(t, d.Scene.MaxSkip, c.MaxSkip)
+	assert.InDelta(t, d.Scene.DarkLuma, c.DarkLuma, 0)
+	assert.InDelta(t, d.Scene.BlurSharpness, c.BlurSharpness, 0)
+	assert.Equal(t, domain.DefaultMaxFramesPerChunk, c.MaxFramesPerChunk, "unset: the gemma3 backend's default")
 }
 
 func TestConfigSources(t *testing.T) {
@@ -79,10 +93,19 @@ func TestConfigSources(t *testing.T) {
 			assert.Equal(t, time.Duration(0), c.NudgeCooldown)
 		}},
 		{"chunk seconds zero means no minimum", nil, envOf("VISION_CHUNK_SECONDS", "0"), func(t *testing.T, c app.Config) {
-			assert.Equal(t, time.Duration(-1), c.ChunkInterval)
+			assert.Equal(t, time.Duration(0), c.ChunkInterval)
 		}},
 		{"negative chunk seconds clamp to zero", nil, envOf("VISION_CHUNK_SECONDS", "-3"), func(t *testing.T, c app.Config) {
-			assert.Equal(t, time.Duration(-1), c.ChunkInterval)
+			assert.Equal(t, time.Duration(0), c.ChunkInterval)
+		}},
+		{"frames per chunk unset follows the backend given by flag", []string{"--inference-backend", "streamingvlm"}, envOf(), func(t *testing.T, c app.Config) {
+			assert.Equal(t, 0, c.MaxFramesPerChunk, "the legacy app sees every frame")
+		}},
+		{"frames per chunk unset follows the backend given by env", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "openai", "FORESIGHT_OPENAI_MODEL", "m"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, domain.DefaultMaxFramesPerChunk, c.MaxFramesPerChunk)
+		}},
+		{"frames per chunk given wins over the backend's default", nil, envOf("FORESIGHT_INFERENCE_BACKEND", "streamingvlm", "FORESIGHT_MAX_FRAMES_PER_CHUNK", "4"), func(t *testing.T, c app.Config) {
+			assert.Equal(t, 4, c.MaxFramesPerChunk)
 		}},
 		{"fractional chunk seconds", nil, envOf("VISION_CHUNK_SECONDS", "0.25"), func(t *testing.T, c app.Config) {
 			assert.Equal(t, 250*time.Millisecond, c.ChunkInterval)

@@ -91,7 +91,7 @@ func logInference(cfg Config, logger *slog.Logger) {
 	if info.BaseURLHost != "" {
 		attrs = append(attrs, "host", info.BaseURLHost)
 	}
-	attrs = append(attrs, "max_frames_per_chunk", statusFrames(cfg.framesPerChunk()))
+	attrs = append(attrs, "max_frames_per_chunk", cfg.MaxFramesPerChunk)
 	if info.Captions {
 		logger.Info("inference", append(attrs, "captions", "on")...)
 		return
@@ -111,21 +111,14 @@ func (c Config) checkInference() error {
 	return nil
 }
 
-// framesPerChunk maps FORESIGHT_MAX_FRAMES_PER_CHUNK to
-// domain.StreamConfig.MaxFramesPerChunk: unset is the backend's default (every
-// frame for the legacy StreamingVLM app, which was built to see them all;
-// else the Gemma app's 6), 0 is all (the domain's negative).
-func (c Config) framesPerChunk() int {
-	switch {
-	case c.MaxFramesPerChunk < 0 && c.InferenceBackend == modal.PresetStreamingVLM:
-		return -1
-	case c.MaxFramesPerChunk < 0:
-		return domain.DefaultMaxFramesPerChunk
-	case c.MaxFramesPerChunk == 0:
-		return -1
-	default:
-		return c.MaxFramesPerChunk
+// defaultFramesPerChunk is FORESIGHT_MAX_FRAMES_PER_CHUNK left unset, which
+// depends on the backend: every frame (0) for the legacy StreamingVLM app,
+// which was built to see them all; else the Gemma app's limit.
+func defaultFramesPerChunk(backend string) int {
+	if backend == modal.PresetStreamingVLM {
+		return 0
 	}
+	return domain.DefaultMaxFramesPerChunk
 }
 
 // newInferenceBackend picks the model backend. The Modal backend is used
@@ -175,14 +168,6 @@ func newOpenAIBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (infe
 		CaptionHistory: cfg.CaptionHistory,
 		Prompt:         cfg.Prompt,
 	}
-	// The adapter reads zero as "its default"; the setting's 0 means greedy
-	// and no history, which the adapter spells negative.
-	if oc.Temperature == 0 {
-		oc.Temperature = -1
-	}
-	if oc.CaptionHistory == 0 {
-		oc.CaptionHistory = -1
-	}
 	backend, err := openai.New(oc, logger)
 	if err != nil {
 		return inference{}, fmt.Errorf("openai backend: %w", err)
@@ -196,9 +181,6 @@ func newOpenAIBackend(cfg Config, m *metrics.Metrics, logger *slog.Logger) (infe
 	return inference{backend: backend, close: backend.Close}, nil
 }
 
-// statusFrames is the domain's frame bound as the setting spells it.
-func statusFrames(n int) int { return max(n, 0) }
-
 // statusOf is the body of GET /status for cfg: what the server runs, never
 // a secret.
 func statusOf(cfg Config) httpapi.Status {
@@ -208,8 +190,8 @@ func statusOf(cfg Config) httpapi.Status {
 		Model:             info.Model,
 		BaseURLHost:       info.BaseURLHost,
 		Captions:          info.Captions,
-		ChunkSeconds:      max(cfg.ChunkInterval.Seconds(), 0),
-		MaxFramesPerChunk: statusFrames(cfg.framesPerChunk()),
+		ChunkSeconds:      cfg.ChunkInterval.Seconds(),
+		MaxFramesPerChunk: cfg.MaxFramesPerChunk,
 		Version:           serverVersion(),
 	}
 }

@@ -162,7 +162,6 @@ func (n *nudges) open(ctx context.Context) error {
 		Settle:       n.cfg.InferenceTimeout + domain.DefaultRecorderFlushInterval,
 		Cooldown:     n.cfg.NudgeCooldown,
 		Prefix:       n.cfg.NudgePrefix,
-		NoPrefix:     n.cfg.NudgePrefix == "",
 		APIKey:       n.cfg.PokeAPIKey,
 		Engine:       n.cfg.Nudges,
 		RetryBackoff: n.cfg.nudgeRetryBackoff(),

@@ -17,7 +17,7 @@ func BenchmarkHandleFrame(b *testing.B) {
 	gate := domaintest.NewGate()
 	clock := domaintest.NewClock()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	s := domain.StartStream(backend, ports.SessionRequest{}, domain.StreamConfig{Clock: clock, ChunkInterval: -1})
+	s := domain.StartStream(backend, ports.SessionRequest{}, domain.StreamConfig{Clock: clock})
 	s.Await(context.Background())
 	frame := make([]byte, 20_000)
 	s.HandleFrame(frame) // cuts a chunk whose call hangs until Close
@@ -35,7 +35,9 @@ func BenchmarkHandleFrame(b *testing.B) {
 // 10 frames (1 s at 10 fps), as a live stream does.
 func BenchmarkHandleFrameWithChunks(b *testing.B) {
 	clock := domaintest.NewClock()
-	s := domain.StartStream(&domaintest.Backend{}, ports.SessionRequest{}, domain.StreamConfig{Clock: clock})
+	cfg := domain.DefaultStreamConfig() // a live stream's tuning: a chunk a second, 6 frames sent
+	cfg.Clock = clock
+	s := domain.StartStream(&domaintest.Backend{}, ports.SessionRequest{}, cfg)
 	s.Await(context.Background())
 	frame := make([]byte, 20_000)
 	b.ReportAllocs()

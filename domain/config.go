@@ -15,12 +15,16 @@ const (
 	DefaultPrompt           = ports.DefaultPrompt
 )
 
-// StreamConfig tunes one stream. A zero field takes its default, so StreamConfig{} is a
-// working configuration.
+// StreamConfig tunes one stream. Each field means what its setting means
+// (docs/configuration.md): zero is none, off or all, never "the default".
+// Only fields without a meaningful zero (buffer bounds, timeout, prompt,
+// Clock, Observer, Captions) are filled when left zero. StreamConfig{} is
+// therefore a working stream that cuts a chunk whenever no call is in
+// flight and sends every frame; DefaultStreamConfig is the server's tuning.
 type StreamConfig struct {
 	// ChunkInterval is the least time between two chunk cuts
-	// (VISION_CHUNK_SECONDS). Zero means DefaultChunkInterval; a negative
-	// value means no minimum: a chunk is cut whenever no call is in flight.
+	// (VISION_CHUNK_SECONDS). Zero means no minimum: a chunk is cut
+	// whenever no call is in flight. A negative value counts as zero.
 	ChunkInterval time.Duration
 	// MaxBufferFrames bounds the frames waiting for the next chunk
 	// (VISION_MAX_BUFFER_FRAMES); the oldest are dropped first.
@@ -32,8 +36,7 @@ type StreamConfig struct {
 	// MaxFramesPerChunk bounds the frames sent to the model per chunk
 	// (FORESIGHT_MAX_FRAMES_PER_CHUNK): SampleFrameIndices picks them evenly
 	// across the chunk, first and last included, and the others give their
-	// budget bytes back at once. Zero means DefaultMaxFramesPerChunk; a
-	// negative value means every buffered frame (the setting's 0).
+	// budget bytes back at once. Zero (or less) means every buffered frame.
 	MaxFramesPerChunk int
 	// Prompt is sent with every chunk (VISION_PROMPT).
 	Prompt string
@@ -48,7 +51,8 @@ type StreamConfig struct {
 	// Observer is told about drops, chunks and calls; nil means none.
 	Observer ports.StreamObserver
 	// Scene tunes each stream's SceneGate (unchanged-scene skipping,
-	// unusable-frame rejection). The zero value, or a nil Analyzer, leaves
+	// unusable-frame rejection). A SceneConfig with both features off (the
+	// zero value and DefaultSceneConfig), or a nil Analyzer, leaves
 	// the chunk path exactly as without it: no frame is analysed.
 	Scene SceneConfig
 	// Analyzer reads frames for the SceneGate; nil switches the gate off.
@@ -61,25 +65,33 @@ type StreamConfig struct {
 	ModelName   string
 }
 
-// withDefaults fills zero fields.
-func (c StreamConfig) withDefaults() StreamConfig {
-	switch {
-	case c.ChunkInterval == 0:
-		c.ChunkInterval = DefaultChunkInterval
-	case c.ChunkInterval < 0:
-		c.ChunkInterval = 0
+// DefaultStreamConfig is the server's tuning of a stream, the defaults of the
+// settings table in app/config.go: a chunk at most every
+// DefaultChunkInterval, DefaultMaxFramesPerChunk frames sent from each, the
+// scene gate off with its calibrated thresholds. Library users and tests
+// start from it and change what they need.
+func DefaultStreamConfig() StreamConfig {
+	return StreamConfig{
+		ChunkInterval:     DefaultChunkInterval,
+		MaxBufferFrames:   DefaultMaxBufferFrames,
+		MaxBufferBytes:    DefaultMaxBufferBytes,
+		MaxFramesPerChunk: DefaultMaxFramesPerChunk,
+		Prompt:            DefaultPrompt,
+		InferenceTimeout:  DefaultInferenceTimeout,
+		Scene:             DefaultSceneConfig(),
 	}
+}
+
+// withDefaults fills the fields that have no meaningful zero; the others
+// are taken as given.
+func (c StreamConfig) withDefaults() StreamConfig {
+	c.ChunkInterval = max(c.ChunkInterval, 0)
+	c.MaxFramesPerChunk = max(c.MaxFramesPerChunk, 0) // selectFrames keeps all
 	if c.MaxBufferFrames <= 0 {
 		c.MaxBufferFrames = DefaultMaxBufferFrames
 	}
 	if c.MaxBufferBytes <= 0 {
 		c.MaxBufferBytes = DefaultMaxBufferBytes
-	}
-	switch {
-	case c.MaxFramesPerChunk == 0:
-		c.MaxFramesPerChunk = DefaultMaxFramesPerChunk
-	case c.MaxFramesPerChunk < 0:
-		c.MaxFramesPerChunk = 0 // selectFrames keeps all
 	}
 	if c.Prompt == "" {
 		c.Prompt = DefaultPrompt

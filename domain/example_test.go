@@ -29,10 +29,9 @@ func (captioner) Close(context.Context) error { return nil }
 func ExampleStartStream() {
 	ctx := context.Background()
 	clock := domaintest.NewClock()
-	stream := domain.StartStream(captioner{}, ports.SessionRequest{StreamID: "demo"}, domain.StreamConfig{
-		ChunkInterval: time.Second,
-		Clock:         clock,
-	})
+	cfg := domain.DefaultStreamConfig() // the server's tuning: a chunk at most every second
+	cfg.Clock = clock
+	stream := domain.StartStream(captioner{}, ports.SessionRequest{StreamID: "demo"}, cfg)
 	defer stream.Close(ctx)
 
 	for range 25 {

@@ -53,8 +53,9 @@ func TestChunkCarriesSelectedFrames(t *testing.T) {
 		maxFrames int
 		wantIdx   []int
 	}{
-		{"default picks 6 of 10", 0, []int{0, 2, 4, 5, 7, 9}},
+		{"default picks 6 of 10", domain.DefaultMaxFramesPerChunk, []int{0, 2, 4, 5, 7, 9}},
 		{"3 of 10", 3, []int{0, 4, 9}}, // step 4.5 rounds half to even: 4
+		{"zero keeps all", 0, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
 		{"negative keeps all", -1, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
 		{"more than received keeps all", 20, []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}},
 	}
@@ -62,7 +63,7 @@ func TestChunkCarriesSelectedFrames(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			gate := domaintest.NewGate()
 			budget := domain.NewMemoryBudget(1 << 20)
-			h := newHarness(t, domain.StreamConfig{MaxFramesPerChunk: tt.maxFrames, Budget: budget}, gate.Infer)
+			h := newHarness(t, domain.StreamConfig{ChunkInterval: time.Second, MaxFramesPerChunk: tt.maxFrames, Budget: budget}, gate.Infer)
 			var received int64
 			for i := range 9 {
 				f := make([]byte, 10+i) // sizes tell the frames apart

@@ -72,10 +72,9 @@ type NudgeConfig struct {
 	// none, as in the setting; DefaultNudgeCooldown is the setting's default.
 	Cooldown time.Duration
 	// Prefix goes before the message sent to the notifier
-	// (FORESIGHT_NUDGE_PREFIX); empty means DefaultNudgePrefix unless
-	// NoPrefix is set.
-	Prefix   string
-	NoPrefix bool
+	// (FORESIGHT_NUDGE_PREFIX); empty sends the message alone, as the
+	// setting's "none" does. DefaultNudgePrefix is the setting's default.
+	Prefix string
 	// APIKey is the server's key for the notifier. Empty:
 	// decisions are recorded, delivery is "skipped: no key".
 	APIKey string
@@ -113,11 +112,6 @@ func (c NudgeConfig) withDefaults() NudgeConfig {
 		c.Window = c.Interval
 	}
 	c.Cooldown = max(c.Cooldown, 0)
-	if c.NoPrefix {
-		c.Prefix = ""
-	} else if c.Prefix == "" {
-		c.Prefix = DefaultNudgePrefix
-	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultNudgeConcurrency
 	}

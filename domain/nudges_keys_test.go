@@ -47,7 +47,7 @@ func TestNudgeLoopSendsEachDeviceWithItsOwnKeyElseTheServers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{})
 		keys := &deviceKeys{keys: map[string]string{"alice": "pk-alice", "bob": "pk-bob"}}
-		h.loop = h.loopWithKeys(t, domain.NudgeConfig{APIKey: key}, keys)
+		h.loop = h.loopWithKeys(t, domain.NudgeConfig{APIKey: key, Prefix: domain.DefaultNudgePrefix}, keys)
 		h.decider.Answer = func(_ context.Context, in ports.NudgeInput) (ports.NudgeDecision, error) {
 			return ports.NudgeDecision{Deliver: true, Message: "hello " + in.Device, Engine: "rules"}, nil
 		}
@@ -99,7 +99,7 @@ func TestNudgeLoopNeverFallsBackPastAnUnreadableDeviceKey(t *testing.T) {
 			"alice": fmt.Errorf("wrapped: %w", ports.ErrNotifierKeyUnreadable),
 			"bob":   errors.New("database is down"),
 		}}
-		h.loop = h.loopWithKeys(t, domain.NudgeConfig{APIKey: key}, keys)
+		h.loop = h.loopWithKeys(t, domain.NudgeConfig{APIKey: key, Prefix: domain.DefaultNudgePrefix}, keys)
 		h.decider.Answer = func(context.Context, ports.NudgeInput) (ports.NudgeDecision, error) {
 			return ports.NudgeDecision{Deliver: true, Message: "hi", Engine: "rules"}, nil
 		}

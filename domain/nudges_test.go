@@ -102,7 +102,7 @@ func TestNudgeLoopNoCaptionsNoDecision(t *testing.T) {
 
 func TestNudgeLoopDeliversOnceWithPrefixAndKey(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, Prefix: domain.DefaultNudgePrefix})
 		h.decider.Answer = domaintest.Yes("Put the donut down and grab an apple.")
 		h.start(t)
 		h.caption("dev1", "c1", "The wearer picks up a donut.")
@@ -149,8 +149,9 @@ func TestNudgeLoopZeroCooldownIsNone(t *testing.T) {
 		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
 		assert.Equal(t, time.Duration(0), h.loop.Config().Cooldown)
 		h.decider.Answer = domaintest.Yes("Stand up.")
-		for i := range 2 {
-			h.caption("dev1", fmt.Sprintf("c%d", i), "sitting") // new evidence for each decision
+		for _, id := range []string{"c1", "c2"} {
+			// A new caption each time: a judged one is not evidence twice.
+			h.caption("dev1", id, "sitting")
 			rec, err := h.loop.RunOnce(context.Background(), "dev1")
 			require.NoError(t, err)
 			assert.Equal(t, ports.DeliveryDelivered, rec.Status)
@@ -661,9 +662,11 @@ func TestNudgeLoopSettleSeesACaptionThatLandsLate(t *testing.T) {
 	}
 }
 
+// An empty Prefix means none, as the setting's "none" does: the default
+// lives in the settings table, not in the loop.
 func TestNudgeLoopNoPrefixSendsTheMessageAlone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key, NoPrefix: true})
+		h := newNudgeHarness(t, domain.NudgeConfig{APIKey: key})
 		h.decider.Answer = domaintest.Yes("stand up")
 		h.start(t)
 		h.caption("dev1", "c1", "sitting")

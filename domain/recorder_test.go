@@ -339,7 +339,7 @@ func TestStreamHandsDeliveredCaptionsToItsSink(t *testing.T) {
 	start := clock.Now()
 	sink := &captionLog{}
 	s := domain.StartStream(backend, ports.SessionRequest{StreamID: "s1", Device: "kit"}, domain.StreamConfig{
-		Clock: clock, ChunkInterval: -1, Captions: sink, BackendName: "backend-a", ModelName: "model-a"})
+		Clock: clock, Captions: sink, BackendName: "backend-a", ModelName: "model-a"})
 	defer s.Close(context.Background())
 	s.AwaitCall() // the open
 

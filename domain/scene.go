@@ -28,7 +28,9 @@ const (
 )
 
 // SceneConfig tunes a SceneGate. The zero value switches both features off:
-// chunks pass unchanged and no frame is analysed.
+// chunks pass unchanged and no frame is analysed. The dark and blur
+// thresholds mean what their settings mean: zero turns the test off, never
+// "the default"; DefaultSceneConfig carries the calibrated ones.
 type SceneConfig struct {
 	// SkipUnchanged skips the model call for a chunk whose last usable frame
 	// shows the same scene as the last chunk the model saw
@@ -44,11 +46,11 @@ type SceneConfig struct {
 	// chunk; a chunk with no usable frame is not sent
 	// (FORESIGHT_REJECT_UNUSABLE).
 	RejectUnusable bool
-	// DarkLuma: a frame whose mean luma is below it is dark. Zero means
-	// DefaultDarkLuma; negative disables the test.
+	// DarkLuma: a frame whose mean luma is below it is dark
+	// (FORESIGHT_DARK_LUMA). Zero (or less) turns the dark test off.
 	DarkLuma float64
-	// BlurSharpness: a frame whose sharpness is below it is blurred. Zero
-	// means DefaultBlurSharpness; negative disables the test.
+	// BlurSharpness: a frame whose sharpness is below it is blurred
+	// (FORESIGHT_BLUR_SHARPNESS). Zero (or less) turns the blur test off.
 	BlurSharpness float64
 	// SampleFrames bounds the frames analysed per chunk when RejectUnusable
 	// is on (each costs a JPEG decode): that many, evenly spaced, first and
@@ -58,18 +60,26 @@ type SceneConfig struct {
 	SampleFrames int
 }
 
+// DefaultSceneConfig is the server's scene gate (the settings' defaults):
+// both features off, the calibrated thresholds ready for when one is
+// switched on.
+func DefaultSceneConfig() SceneConfig {
+	return SceneConfig{
+		ChangeThreshold: DefaultChangeThreshold,
+		MaxSkip:         DefaultMaxSkip,
+		DarkLuma:        DefaultDarkLuma,
+		BlurSharpness:   DefaultBlurSharpness,
+	}
+}
+
+// withDefaults fills the skip tuning, which has no meaningful zero (the
+// settings refuse one); the dark and blur thresholds are taken as given.
 func (c SceneConfig) withDefaults() SceneConfig {
 	if c.ChangeThreshold <= 0 {
 		c.ChangeThreshold = DefaultChangeThreshold
 	}
 	if c.MaxSkip <= 0 {
 		c.MaxSkip = DefaultMaxSkip
-	}
-	if c.DarkLuma == 0 {
-		c.DarkLuma = DefaultDarkLuma
-	}
-	if c.BlurSharpness == 0 {
-		c.BlurSharpness = DefaultBlurSharpness
 	}
 	return c
 }

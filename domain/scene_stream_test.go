@@ -26,7 +26,7 @@ func newSceneHarness(t *testing.T, scene domain.SceneConfig, infer domaintest.In
 	t.Helper()
 	a := newFakeAnalyzer()
 	budget := domain.NewMemoryBudget(1 << 20)
-	h := newHarness(t, domain.StreamConfig{ChunkInterval: -1, Scene: scene, Analyzer: a, Budget: budget}, infer)
+	h := newHarness(t, domain.StreamConfig{Scene: scene, Analyzer: a, Budget: budget}, infer)
 	return &sceneHarness{harness: h, analyzer: a, budget: budget}
 }
 
@@ -75,7 +75,7 @@ func TestStreamSkipsUnchangedChunks(t *testing.T) {
 }
 
 func TestStreamRejectsUnusableFramesAndReportsCameraOnce(t *testing.T) {
-	h := newSceneHarness(t, domain.SceneConfig{RejectUnusable: true}, func(context.Context, ports.Chunk) (ports.Result, error) {
+	h := newSceneHarness(t, domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, func(context.Context, ports.Chunk) (ports.Result, error) {
 		return ports.Result{Caption: "seen", Set: ports.ResultCaption}, nil
 	})
 	var acks []domain.Ack
@@ -115,7 +115,7 @@ func TestRejectedFramesReleaseTheirBytesBeforeTheCallEnds(t *testing.T) {
 		gate := domaintest.NewGate()
 		a := newFakeAnalyzer()
 		budget := domain.NewMemoryBudget(1 << 20)
-		h := newHarness(t, domain.StreamConfig{ChunkInterval: time.Second, Scene: domain.SceneConfig{RejectUnusable: true},
+		h := newHarness(t, domain.StreamConfig{ChunkInterval: time.Second, Scene: domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness},
 			Analyzer: a, Budget: budget}, gate.Infer)
 		for _, name := range []string{"a", "dark", "blurred"} {
 			h.stream.HandleFrame([]byte(name))
@@ -139,7 +139,7 @@ func TestRejectedFramesReleaseTheirBytesBeforeTheCallEnds(t *testing.T) {
 // Close collects a skipped call that nobody polled: its bytes are not
 // released twice and it is still counted.
 func TestCloseCollectsASkippedCall(t *testing.T) {
-	h := newSceneHarness(t, domain.SceneConfig{RejectUnusable: true}, nil)
+	h := newSceneHarness(t, domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, nil)
 	h.stream.HandleFrame([]byte("dark")) // cut; its call skips at once
 	sum := h.stream.Close(context.Background())
 	assert.Equal(t, int64(1), sum.SkippedChunks)
@@ -150,10 +150,9 @@ func TestCloseCollectsASkippedCall(t *testing.T) {
 func TestSceneGateOffAnalysesNothing(t *testing.T) {
 	for name, cfg := range map[string]domain.StreamConfig{
 		"zero scene config": {Analyzer: newFakeAnalyzer()},
-		"no analyzer":       {Scene: domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}},
+		"no analyzer":       {Scene: domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}},
 	} {
 		t.Run(name, func(t *testing.T) {
-			cfg.ChunkInterval = -1
 			h := newHarness(t, cfg, nil)
 			for _, f := range []string{"dark", "dark", "a", "a"} {
 				assert.Empty(t, h.stream.HandleFrame([]byte(f)).Camera)

@@ -79,7 +79,7 @@ type step struct {
 }
 
 func TestSceneGate(t *testing.T) {
-	both := domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}
+	both := domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}
 	cases := []struct {
 		name  string
 		cfg   domain.SceneConfig
@@ -134,7 +134,7 @@ func TestSceneGate(t *testing.T) {
 			// Blurred: flat, but the hash alone says unchanged.
 			{at: 5 * time.Second, frames: []string{"blurred"}, skip: domain.SkipUnchanged, analyzed: 1},
 		}},
-		{"reject only: unusable frames left out, camera reported once per change", domain.SceneConfig{RejectUnusable: true}, []step{
+		{"reject only: unusable frames left out, camera reported once per change", domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, []step{
 			{at: 0, frames: []string{"a", "dark", "a", "junk"}, kept: []string{"a", "a"}, analyzed: 4},
 			{at: 1 * time.Second, frames: []string{"dark", "dark"}, skip: domain.SkipDark, camera: domain.CameraDark, analyzed: 2},
 			{at: 2 * time.Second, frames: []string{"dark", "blurred", "dark"}, skip: domain.SkipDark, analyzed: 3},
@@ -144,16 +144,16 @@ func TestSceneGate(t *testing.T) {
 			// Unchanged scenes are still sent: skipping is off.
 			{at: 6 * time.Second, frames: []string{"a"}, analyzed: 1},
 		}},
-		{"reject only: a chunk of unreadable frames is skipped, camera untouched", domain.SceneConfig{RejectUnusable: true}, []step{
+		{"reject only: a chunk of unreadable frames is skipped, camera untouched", domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, []step{
 			{at: 0, frames: []string{"junk", "junk2"}, skip: domain.SkipUndecodable, analyzed: 2},
 			{at: 1 * time.Second, frames: []string{"dark"}, skip: domain.SkipDark, camera: domain.CameraDark, analyzed: 1},
 			{at: 2 * time.Second, frames: []string{"junk"}, skip: domain.SkipUndecodable, analyzed: 1},
 			{at: 3 * time.Second, frames: []string{"a"}, camera: domain.CameraOK, analyzed: 1},
 		}},
-		{"reject only: thresholds can be moved or switched off", domain.SceneConfig{RejectUnusable: true, DarkLuma: 40, BlurSharpness: -1}, []step{
+		{"reject only: thresholds can be moved or switched off", domain.SceneConfig{RejectUnusable: true, DarkLuma: 40}, []step{
 			{at: 0, frames: []string{"dim", "blurred", "a"}, kept: []string{"blurred", "a"}, analyzed: 3},
 		}},
-		{"reject only: sampling decodes first, evenly spaced and last", domain.SceneConfig{RejectUnusable: true, SampleFrames: 3}, []step{
+		{"reject only: sampling decodes first, evenly spaced and last", domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness, SampleFrames: 3}, []step{
 			{at: 0, frames: []string{"dark", "junk", "a", "junk", "dark"}, kept: []string{"junk", "a", "junk"}, analyzed: 3},
 			// Only the sampled frames count: untested frames go with the chunk.
 			{at: 1 * time.Second, frames: []string{"dark", "a", "dark", "a", "dark"}, skip: domain.SkipDark, camera: domain.CameraDark, analyzed: 3},
@@ -170,7 +170,7 @@ func TestSceneGate(t *testing.T) {
 			{at: 0, frames: []string{"a"}, analyzed: 1},
 			{at: 1 * time.Second, frames: []string{"b", "a", "blurred"}, kept: []string{"b", "a"}, skip: domain.SkipUnchanged, analyzed: 3},
 		}},
-		{"both: a long dark spell lets the first usable chunk through", domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, MaxSkip: 2 * time.Second}, []step{
+		{"both: a long dark spell lets the first usable chunk through", domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness, MaxSkip: 2 * time.Second}, []step{
 			{at: 0, frames: []string{"a"}, analyzed: 1},
 			{at: 1 * time.Second, frames: []string{"dark"}, skip: domain.SkipDark, camera: domain.CameraDark, analyzed: 1},
 			{at: 2 * time.Second, frames: []string{"dark"}, skip: domain.SkipDark, analyzed: 1},
@@ -215,20 +215,20 @@ func TestSceneGateOffOrNilPassesThrough(t *testing.T) {
 	assert.Equal(t, domain.SceneDecision{Frames: in}, d)
 
 	// On, but without an analyzer: nothing to measure with, so off.
-	gate := domain.NewSceneGate(domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}, nil)
+	gate := domain.NewSceneGate(domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, nil)
 	assert.False(t, gate.Enabled())
 	assert.Equal(t, domain.SceneDecision{Frames: in}, gate.Review(time.Now(), in))
 
 	// An empty chunk is never analysed.
 	analyzer := newFakeAnalyzer()
-	gate = domain.NewSceneGate(domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}, analyzer)
+	gate = domain.NewSceneGate(domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, analyzer)
 	require.True(t, gate.Enabled())
 	assert.Equal(t, domain.SceneDecision{}, gate.Review(time.Now(), nil))
 	assert.Zero(t, analyzer.calls)
 }
 
 func TestSceneGateKeepsTheInputWhenNothingIsRejected(t *testing.T) {
-	gate := domain.NewSceneGate(domain.SceneConfig{RejectUnusable: true}, newFakeAnalyzer())
+	gate := domain.NewSceneGate(domain.SceneConfig{RejectUnusable: true, DarkLuma: domain.DefaultDarkLuma, BlurSharpness: domain.DefaultBlurSharpness}, newFakeAnalyzer())
 	in := frames("a", "b")
 	d := gate.Review(time.Now(), in)
 	require.Len(t, d.Frames, 2)

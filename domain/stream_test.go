@@ -105,7 +105,7 @@ func TestBufferBounds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			gate := domaintest.NewGate()
 			// Keep a call in flight so that nothing is cut while filling.
-			h := newHarness(t, domain.StreamConfig{MaxBufferFrames: tt.maxFrames, MaxBufferBytes: tt.maxBytes, ChunkInterval: -1}, gate.Infer)
+			h := newHarness(t, domain.StreamConfig{MaxBufferFrames: tt.maxFrames, MaxBufferBytes: tt.maxBytes}, gate.Infer)
 			h.frame(0) // cut a chunk holding one empty frame; its call hangs
 			for _, n := range tt.sizes {
 				h.frame(n)
@@ -181,7 +181,7 @@ func TestChunkWindow(t *testing.T) {
 }
 
 func TestChunkFramesOldestFirst(t *testing.T) {
-	h := newHarness(t, domain.StreamConfig{}, nil)
+	h := newHarness(t, domain.StreamConfig{ChunkInterval: time.Second}, nil)
 	for i := range 3 {
 		h.stream.HandleFrame([]byte{byte(i)})
 	}
@@ -198,7 +198,7 @@ func TestChunkFramesOldestFirst(t *testing.T) {
 
 func TestOneCallInFlight(t *testing.T) {
 	gate := domaintest.NewGate()
-	h := newHarness(t, domain.StreamConfig{ChunkInterval: -1, MaxFramesPerChunk: -1}, gate.Infer)
+	h := newHarness(t, domain.StreamConfig{}, gate.Infer)
 	h.frame(1) // cuts chunk 1
 	for range 10 {
 		h.clock.Advance(time.Second)
@@ -258,7 +258,7 @@ func TestResultAttachment(t *testing.T) {
 
 func TestFailureThenStreamGoesOn(t *testing.T) {
 	var calls atomic.Int32
-	h := newHarness(t, domain.StreamConfig{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
+	h := newHarness(t, domain.StreamConfig{}, func(context.Context, ports.Chunk) (ports.Result, error) {
 		if calls.Add(1) == 1 {
 			return ports.Result{}, errors.New("model crashed")
 		}
@@ -275,7 +275,7 @@ func TestFailureThenStreamGoesOn(t *testing.T) {
 func TestInferenceTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		gate := domaintest.NewGate()
-		h := newHarness(t, domain.StreamConfig{ChunkInterval: -1, InferenceTimeout: 5 * time.Second}, gate.Infer)
+		h := newHarness(t, domain.StreamConfig{InferenceTimeout: 5 * time.Second}, gate.Infer)
 		h.frame(1)
 		h.clock.Advance(4 * time.Second)
 		h.frame(1)
@@ -300,7 +300,7 @@ func TestOpenFailure(t *testing.T) {
 	backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error {
 		return errors.New("class Gemma3VLMSession not found")
 	}}
-	s := domain.StartStream(backend, ports.SessionRequest{}, domain.StreamConfig{Clock: clock, ChunkInterval: -1})
+	s := domain.StartStream(backend, ports.SessionRequest{}, domain.StreamConfig{Clock: clock})
 	s.AwaitCall()
 	assert.Equal(t, "open inference session: class Gemma3VLMSession not found", s.HandleFrame([]byte{1}).InferenceError)
 	for range 5 {
@@ -358,7 +358,7 @@ func TestFramesDuringOpenGoInFirstChunk(t *testing.T) {
 func TestClose(t *testing.T) {
 	t.Run("cancels the call in flight and closes the session once", func(t *testing.T) {
 		var cancelled atomic.Bool
-		h := newHarness(t, domain.StreamConfig{ChunkInterval: -1}, func(ctx context.Context, _ ports.Chunk) (ports.Result, error) {
+		h := newHarness(t, domain.StreamConfig{}, func(ctx context.Context, _ ports.Chunk) (ports.Result, error) {
 			<-ctx.Done()
 			cancelled.Store(true)
 			return ports.Result{}, ctx.Err()
@@ -377,7 +377,7 @@ func TestClose(t *testing.T) {
 		assert.Zero(t, h.clock.PendingTimers())
 	})
 	t.Run("a finished result is consumed", func(t *testing.T) {
-		h := newHarness(t, domain.StreamConfig{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
+		h := newHarness(t, domain.StreamConfig{}, func(context.Context, ports.Chunk) (ports.Result, error) {
 			return ports.Result{Caption: "late", Set: ports.ResultCaption}, nil
 		})
 		h.frame(1)
@@ -427,7 +427,7 @@ func (failingCloseSession) Close(context.Context) error { return errors.New("rem
 func TestNoInferenceKeepsNoFrames(t *testing.T) {
 	clock := domaintest.NewClock()
 	backend := &domaintest.Backend{Open: func(context.Context, ports.SessionRequest) error { return ports.ErrNoInference }}
-	s := domain.StartStream(backend, ports.SessionRequest{}, domain.StreamConfig{Clock: clock, ChunkInterval: -1})
+	s := domain.StartStream(backend, ports.SessionRequest{}, domain.StreamConfig{Clock: clock})
 	s.AwaitCall()
 	for range 5 {
 		clock.Advance(time.Second)
@@ -445,7 +445,7 @@ func TestNoInferenceKeepsNoFrames(t *testing.T) {
 // TestNilBackendMeansNoModel: a stream given no backend is acked as usual
 // and keeps no frame, from its first one.
 func TestNilBackendMeansNoModel(t *testing.T) {
-	s := domain.StartStream(nil, ports.SessionRequest{}, domain.StreamConfig{Clock: domaintest.NewClock(), ChunkInterval: -1})
+	s := domain.StartStream(nil, ports.SessionRequest{}, domain.StreamConfig{Clock: domaintest.NewClock()})
 	assert.False(t, s.RetainsFrames())
 	assert.False(t, s.Busy())
 	for i := range 3 {
@@ -466,7 +466,7 @@ func TestSharedMemoryBudget(t *testing.T) {
 	newStream := func() (*domain.Stream, *domaintest.Clock) {
 		clock := domaintest.NewClock()
 		s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
-			domain.StreamConfig{Clock: clock, ChunkInterval: time.Hour, Budget: budget})
+			domain.StreamConfig{Clock: clock, ChunkInterval: time.Hour, Budget: budget, MaxFramesPerChunk: domain.DefaultMaxFramesPerChunk})
 		s.AwaitCall()
 		return s, clock
 	}
@@ -508,7 +508,7 @@ func TestBudgetReleasedOnClose(t *testing.T) {
 	gate := domaintest.NewGate()
 	h := harness{clock: domaintest.NewClock()}
 	s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
-		domain.StreamConfig{Clock: h.clock, ChunkInterval: -1, Budget: budget})
+		domain.StreamConfig{Clock: h.clock, Budget: budget})
 	s.AwaitCall()
 	s.HandleFrame(make([]byte, 100)) // chunk in flight
 	s.HandleFrame(make([]byte, 50))  // buffered
@@ -520,7 +520,7 @@ func TestBudgetReleasedOnClose(t *testing.T) {
 func TestTimeoutReportedWhenSessionIgnoresCancellation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
-		h := newHarness(t, domain.StreamConfig{ChunkInterval: -1, InferenceTimeout: time.Second}, func(context.Context, ports.Chunk) (ports.Result, error) {
+		h := newHarness(t, domain.StreamConfig{InferenceTimeout: time.Second}, func(context.Context, ports.Chunk) (ports.Result, error) {
 			<-release // ignores ctx
 			return ports.Result{Caption: "too late", Set: ports.ResultCaption}, nil
 		})
@@ -567,7 +567,7 @@ func TestOpenTimeoutReportedWhenBackendIgnoresCancellation(t *testing.T) {
 func TestCloseNeverClosesTheSessionUnderARunningCall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		release := make(chan struct{})
-		h := newHarness(t, domain.StreamConfig{ChunkInterval: -1}, func(context.Context, ports.Chunk) (ports.Result, error) {
+		h := newHarness(t, domain.StreamConfig{}, func(context.Context, ports.Chunk) (ports.Result, error) {
 			<-release // ignores cancellation
 			return ports.Result{}, nil
 		})
@@ -635,7 +635,7 @@ func TestHandleDroppedFrameAfterCloseOnlyNumbers(t *testing.T) {
 func TestHandleFrameAllocatesNothing(t *testing.T) {
 	gate := domaintest.NewGate()
 	s := domain.StartStream(&domaintest.Backend{Infer: gate.Infer}, ports.SessionRequest{},
-		domain.StreamConfig{Clock: domaintest.NewClock(), ChunkInterval: -1, MaxBufferFrames: 4})
+		domain.StreamConfig{Clock: domaintest.NewClock(), MaxBufferFrames: 4})
 	s.AwaitCall()
 	frame := make([]byte, 1000)
 	s.HandleFrame(frame) // cuts a chunk whose call hangs until Close

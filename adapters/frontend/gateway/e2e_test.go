@@ -73,7 +73,7 @@ func TestEndToEnd(t *testing.T) {
 	notifier := &recNotifier{}
 	stream := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: backend,
-		Stream:  domain.StreamConfig{ChunkInterval: -1},
+		Stream:  domain.StreamConfig{},
 		// The server holds no Modal token, so it honours the headers.
 		SessionOptions: func(r *http.Request) map[string]string { return modalheader.SessionOptions(r.Header) },
 	})

@@ -25,8 +25,10 @@ func ExampleNewStreamHandler() {
 	if err != nil {
 		panic(err)
 	}
+	stream := domain.DefaultStreamConfig() // the server's tuning; a zero field means none, off or all
+	stream.ChunkInterval = 2 * time.Second
 	streams := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
-		Stream: domain.StreamConfig{ChunkInterval: 2 * time.Second},
+		Stream: stream,
 		Logger: logger,
 	})
 	mux := http.NewServeMux()

@@ -58,7 +58,7 @@ func streamClip(t *testing.T, frames [][]byte, scene domain.SceneConfig) clipRun
 	clock := domaintest.NewClock()
 	obs := &cutCounter{}
 	srv := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Observer: obs, Stream: domain.StreamConfig{
-		Clock: clock, ChunkInterval: time.Second, Scene: scene, Analyzer: jpegscene.Analyzer{},
+		Clock: clock, ChunkInterval: time.Second, MaxFramesPerChunk: domain.DefaultMaxFramesPerChunk, Scene: scene, Analyzer: jpegscene.Analyzer{},
 	}})
 	c := srv.dial(nil)
 
@@ -145,7 +145,9 @@ func TestSceneGateOnTheCalibrationClip(t *testing.T) {
 	})
 
 	t.Run("both on", func(t *testing.T) {
-		run := streamClip(t, frames, domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true})
+		scene := domain.DefaultSceneConfig() // the calibrated thresholds
+		scene.SkipUnchanged, scene.RejectUnusable = true, true
+		run := streamClip(t, frames, scene)
 		t.Logf("model calls %d of %d chunks", len(run.calls), scenetest.Seconds)
 
 		callsIn := func(kind scenetest.Kind) (calls, chunks int) {

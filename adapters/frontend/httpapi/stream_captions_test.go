@@ -95,7 +95,7 @@ func captionsOn(t *testing.T, c *client, n int, sent *int64) (captions []string,
 
 func TestStreamHandsEachCaptionOnWithItsDevice(t *testing.T) {
 	rec := &sink{}
-	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: captionBackend(), Stream: domain.StreamConfig{ChunkInterval: -1,
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: captionBackend(), Stream: domain.StreamConfig{
 		Captions: rec, BackendName: "modal", ModelName: "gemma3"}})
 
 	base := s.url
@@ -246,7 +246,7 @@ func TestStoreOutageChangesNoAckAndTheQueueBoundHolds(t *testing.T) {
 	watch := &depthWatch{}
 	recorder := domain.NewRecorder(db, domain.RecorderConfig{QueueSize: bound, BatchSize: 4,
 		FlushInterval: 5 * time.Millisecond, RetryMin: time.Millisecond, RetryMax: 5 * time.Millisecond, Observer: watch})
-	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: captionBackend(), Stream: domain.StreamConfig{ChunkInterval: -1, Captions: recorder}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: captionBackend(), Stream: domain.StreamConfig{Captions: recorder}})
 	c := s.dial(nil)
 	var sent int64
 

@@ -188,7 +188,7 @@ func TestConcurrentStreamsHaveTheirOwnCounters(t *testing.T) {
 func TestAckNotDelayedByInference(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{}})
 	c := s.dial(nil)
 	// The first frames go while the session opens or the first call
 	// hangs; every one of them is acked even though no call returns.
@@ -234,7 +234,7 @@ func TestInferenceErrorThenStreamGoesOn(t *testing.T) {
 		}
 		return ports.Result{Caption: "ok again", Set: ports.ResultCaption}, nil
 	}}
-	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{}})
 	c := s.dial(nil)
 	var events []string
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
@@ -266,7 +266,7 @@ func TestFailingChunksAreLoggedOnceThenTheRecovery(t *testing.T) {
 		return ports.Result{Caption: "back", Set: ports.ResultCaption}, nil
 	}}
 	logs := &testlog.Buffer{}
-	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1},
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{},
 		Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	c := s.dial(nil)
 	failed := 0
@@ -387,7 +387,7 @@ func TestIdleTimeout(t *testing.T) {
 func TestAbruptDropClosesSessionOnce(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
+	s := newStreamServer(t, httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{}})
 	c := s.dial(nil)
 	for range 5 {
 		c.send([]byte{1})
@@ -413,7 +413,7 @@ func TestStreamLimit(t *testing.T) {
 func TestShutdownClosesOpenStreams(t *testing.T) {
 	gate := domaintest.NewGate()
 	backend := &domaintest.Backend{Infer: gate.Infer}
-	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{ChunkInterval: -1}})
+	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{Backend: backend, Stream: domain.StreamConfig{}})
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	s := &streamServer{t: t, handler: h, srv: srv, url: "ws" + strings.TrimPrefix(srv.URL, "http")}

@@ -10,6 +10,7 @@ package openai
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"net/url"
 	"time"
@@ -37,9 +38,12 @@ const (
 	DefaultDialTimeout = 10 * time.Second
 )
 
-// Config configures a Backend. Only Model is required; a zero field takes
-// its default. There is no call timeout here: the domain bounds each call
-// through its context (FORESIGHT_INFERENCE_TIMEOUT).
+// Config configures a Backend. Only Model is required. Temperature and
+// CaptionHistory mean what their settings mean, zero included (greedy, no
+// history); the other fields have no meaningful zero and take their default
+// when left zero. DefaultConfig carries every default. There is no call
+// timeout here: the domain bounds each call through its context
+// (FORESIGHT_INFERENCE_TIMEOUT).
 type Config struct {
 	// BaseURL is the API root that "/chat/completions" is appended to
 	// (FORESIGHT_OPENAI_BASE_URL, falling back to OPENAI_BASE_URL).
@@ -54,12 +58,11 @@ type Config struct {
 	// MaxTokens is the reply's max_tokens (FORESIGHT_OPENAI_MAX_TOKENS).
 	// Zero or less means DefaultMaxTokens.
 	MaxTokens int
-	// Temperature is the sampling temperature (FORESIGHT_OPENAI_TEMPERATURE).
-	// Zero means DefaultTemperature; a negative value sends 0 (greedy).
+	// Temperature is the sampling temperature (FORESIGHT_OPENAI_TEMPERATURE);
+	// zero is greedy and is sent as 0. Negative is refused.
 	Temperature float64
 	// CaptionHistory is how many of the stream's prior captions each prompt
-	// shows (FORESIGHT_CAPTION_HISTORY). Zero means DefaultCaptionHistory;
-	// a negative value means none.
+	// shows (FORESIGHT_CAPTION_HISTORY); zero shows none. Negative is refused.
 	CaptionHistory int
 	// Prompt is the task when a chunk brings none (VISION_PROMPT). Default
 	// ports.DefaultPrompt.
@@ -81,10 +84,27 @@ type Config struct {
 	Now func() time.Time
 }
 
+// DefaultConfig is a Config holding every default (the settings' defaults:
+// the Gemma app's sampling and history); set Model, and BaseURL for a server
+// other than OpenAI's.
+func DefaultConfig() Config {
+	return Config{
+		BaseURL:          DefaultBaseURL,
+		MaxTokens:        DefaultMaxTokens,
+		Temperature:      DefaultTemperature,
+		CaptionHistory:   DefaultCaptionHistory,
+		Prompt:           ports.DefaultPrompt,
+		MaxResponseBytes: DefaultMaxResponseBytes,
+		MaxRetryAfter:    DefaultMaxRetryAfter,
+		DialTimeout:      DefaultDialTimeout,
+	}
+}
+
 // ErrNoModel is returned by New when Config.Model is empty.
 var ErrNoModel = errors.New("openai backend: no model configured (set FORESIGHT_OPENAI_MODEL)")
 
-// withDefaults fills zero fields and checks the rest.
+// withDefaults fills the zero fields that have no meaningful zero and
+// checks the rest.
 func (c Config) withDefaults() (Config, *url.URL, error) {
 	if c.Model == "" {
 		return c, nil, ErrNoModel
@@ -103,17 +123,11 @@ func (c Config) withDefaults() (Config, *url.URL, error) {
 	if c.MaxTokens <= 0 {
 		c.MaxTokens = DefaultMaxTokens
 	}
-	switch {
-	case c.Temperature == 0:
-		c.Temperature = DefaultTemperature
-	case c.Temperature < 0:
-		c.Temperature = 0
+	if c.Temperature < 0 || math.IsNaN(c.Temperature) || math.IsInf(c.Temperature, 0) {
+		return c, nil, fmt.Errorf("openai backend: temperature %v must be a number of at least 0 (0 is greedy)", c.Temperature)
 	}
-	switch {
-	case c.CaptionHistory == 0:
-		c.CaptionHistory = DefaultCaptionHistory
-	case c.CaptionHistory < 0:
-		c.CaptionHistory = 0
+	if c.CaptionHistory < 0 {
+		return c, nil, fmt.Errorf("openai backend: caption history %d must be at least 0 (0 shows none)", c.CaptionHistory)
 	}
 	if c.Prompt == "" {
 		c.Prompt = ports.DefaultPrompt

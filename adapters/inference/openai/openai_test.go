@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -61,7 +62,8 @@ func newFixture(t *testing.T, mutate func(*openai.Config)) *fixture {
 	t.Helper()
 	f := &fixture{srv: openaitest.NewServer(), logs: &testlog.Buffer{}, clock: &fakeNow{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}}
 	t.Cleanup(f.srv.Close)
-	cfg := openai.Config{BaseURL: f.srv.URL, Model: "gemma3:4b", Now: f.clock.Now}
+	cfg := openai.DefaultConfig()
+	cfg.BaseURL, cfg.Model, cfg.Now = f.srv.URL, "gemma3:4b", f.clock.Now
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -141,7 +143,7 @@ func TestEmptyChunkAndNoJPEGSendNothing(t *testing.T) {
 func TestRootBaseURLAndOptions(t *testing.T) {
 	f := newFixture(t, func(c *openai.Config) {
 		c.MaxTokens = 16
-		c.Temperature = -1 // greedy
+		c.Temperature = 0 // greedy
 		c.Prompt = "narrate"
 	})
 	// A second backend on the server's root (no /v1), as some servers are mounted.
@@ -167,6 +169,29 @@ func TestRootBaseURLAndOptions(t *testing.T) {
 	assert.Equal(t, strings.TrimPrefix(f.srv.RootURL(), "http://"), b.Host())
 }
 
+// A zero Temperature and CaptionHistory mean greedy and no history, as the
+// settings' 0 does; the defaults come only from DefaultConfig.
+func TestZeroTemperatureAndHistoryAreTakenAsGiven(t *testing.T) {
+	srv := openaitest.NewServer()
+	defer srv.Close()
+	b, err := openai.New(openai.Config{BaseURL: srv.URL, Model: "m"}, nil)
+	require.NoError(t, err)
+	defer b.Close()
+	s, err := b.OpenSession(context.Background(), ports.SessionRequest{StreamID: "s1"})
+	require.NoError(t, err)
+	for i := range 2 {
+		_, err := s.InferChunk(context.Background(), chunk(float64(i), float64(i+1), jpeg("a")))
+		require.NoError(t, err)
+	}
+	reqs := srv.Requests()
+	require.Len(t, reqs, 2)
+	for _, r := range reqs {
+		require.NotNil(t, r.Temperature, "a zero temperature is sent, not left to the server")
+		assert.Equal(t, 0.0, *r.Temperature)
+		assert.NotContains(t, r.Text, "Recent prior observations", "no history")
+	}
+}
+
 func TestNewChecksConfig(t *testing.T) {
 	_, err := openai.New(openai.Config{}, nil)
 	require.ErrorIs(t, err, openai.ErrNoModel)
@@ -175,6 +200,10 @@ func TestNewChecksConfig(t *testing.T) {
 		_, err := openai.New(openai.Config{Model: "m", BaseURL: base}, nil)
 		require.Error(t, err, base)
 		assert.NotContains(t, err.Error(), secret)
+	}
+	for _, bad := range []openai.Config{{Model: "m", Temperature: -0.1}, {Model: "m", Temperature: math.NaN()}, {Model: "m", CaptionHistory: -1}} {
+		_, err := openai.New(bad, nil)
+		assert.Error(t, err, "temperature %v, history %d", bad.Temperature, bad.CaptionHistory)
 	}
 	b, err := openai.New(openai.Config{Model: "m"}, nil)
 	require.NoError(t, err)
@@ -355,7 +384,7 @@ func TestStreamTimesOutAndRecovers(t *testing.T) {
 	f.srv.Enqueue(openaitest.Response{Stall: true})
 	clock := domaintest.NewClock()
 	st := domain.StartStream(f.backend, ports.SessionRequest{StreamID: "s1"},
-		domain.StreamConfig{Clock: clock, ChunkInterval: -1, InferenceTimeout: 5 * time.Second})
+		domain.StreamConfig{Clock: clock, InferenceTimeout: 5 * time.Second})
 	defer st.Close(context.Background())
 	st.Await(context.Background()) // the open
 

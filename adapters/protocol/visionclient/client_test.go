@@ -126,7 +126,7 @@ func TestCaptionsAndInferenceErrorsArrive(t *testing.T) {
 			backend := &domaintest.Backend{Infer: tc.infer}
 			url := startServer(t, httpapi.StreamHandlerConfig{
 				Backend: backend,
-				Stream:  domain.StreamConfig{ChunkInterval: -1}, // cut whenever idle
+				Stream:  domain.StreamConfig{}, // cut whenever idle
 			}, nil)
 			c := dial(t, url, visionclient.Options{})
 			defer c.Close()

@@ -19,11 +19,11 @@ func BenchmarkSceneGateChunk(b *testing.B) {
 		name string
 		cfg  domain.SceneConfig
 	}{
-		{"off", domain.SceneConfig{}},
-		{"skip", domain.SceneConfig{SkipUnchanged: true}},
-		{"reject", domain.SceneConfig{RejectUnusable: true}},
-		{"both", domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}},
-		{"both-sample3", domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true, SampleFrames: 3}},
+		{"off", gateWith(false, false, 0)},
+		{"skip", gateWith(true, false, 0)},
+		{"reject", gateWith(false, true, 0)},
+		{"both", gateWith(true, true, 0)},
+		{"both-sample3", gateWith(true, true, 3)},
 	}
 	for _, s := range sizes {
 		chunk := make([][]byte, 10)

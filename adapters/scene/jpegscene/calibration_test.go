@@ -74,10 +74,10 @@ func calibrate(t *testing.T, frames [][]byte) {
 		name string
 		cfg  domain.SceneConfig
 	}{
-		{"off", domain.SceneConfig{}},
-		{"skip only", domain.SceneConfig{SkipUnchanged: true}},
-		{"reject only", domain.SceneConfig{RejectUnusable: true}},
-		{"both", domain.SceneConfig{SkipUnchanged: true, RejectUnusable: true}},
+		{"off", gateWith(false, false, 0)},
+		{"skip only", gateWith(true, false, 0)},
+		{"reject only", gateWith(false, true, 0)},
+		{"both", gateWith(true, true, 0)},
 	}
 	results := map[string][]chunkOutcome{}
 	for _, s := range settings {
@@ -181,4 +181,12 @@ func logSignatures(t *testing.T, frames [][]byte, a ports.FrameAnalyzer) {
 		t.Logf("%-18s luma %5.1f–%5.1f  sharpness %7.1f–%7.1f  distance from its first chunk %v  jump from previous %d",
 			seg.Name, minLuma, maxLuma, minSharp, maxSharp, dists, jump)
 	}
+}
+
+// gateWith is the server's scene gate (DefaultSceneConfig: the calibrated
+// thresholds) with the given features switched on.
+func gateWith(skipUnchanged, rejectUnusable bool, sampleFrames int) domain.SceneConfig {
+	c := domain.DefaultSceneConfig()
+	c.SkipUnchanged, c.RejectUnusable, c.SampleFrames = skipUnchanged, rejectUnusable, sampleFrames
+	return c
 }

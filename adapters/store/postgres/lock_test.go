@@ -178,7 +178,7 @@ func TestTwoInstancesOnOnePostgresDeliverOneNudge(t *testing.T) {
 			Captions: store, Store: store, Notifier: notifier,
 			Decider: &domaintest.Decider{Answer: domaintest.Yes("Stand up and stretch.")},
 			Lock:    &lockObserver{EvaluationLock: openLock(t, dsn), ended: ended},
-		}, domain.NudgeConfig{APIKey: "key", Clock: clock})
+		}, domain.NudgeConfig{APIKey: "key", Prefix: domain.DefaultNudgePrefix, Clock: clock})
 		require.NoError(t, err)
 		loops = append(loops, loop)
 	}

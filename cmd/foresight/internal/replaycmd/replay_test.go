@@ -54,7 +54,7 @@ func startServer(t *testing.T) *server {
 	}}}
 	h := httpapi.NewStreamHandler(httpapi.StreamHandlerConfig{
 		Backend: s.backend,
-		Stream:  domain.StreamConfig{ChunkInterval: -1},
+		Stream:  domain.StreamConfig{},
 	})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
