@@ -64,9 +64,12 @@ test-deps:
 
 # The last line counts test packages, in the plain form CI reads.
 test:
-	@set -o pipefail; rm -f coverage.out; \
+	@set -o pipefail; rm -f coverage.out; mkdir -p bin; rm -f $(CURDIR)/bin/realmodel-tests.log; \
+	FORESIGHT_E2E_REPORT=$(CURDIR)/bin/realmodel-tests.log \
 	$(GO) test -race -count=1 -timeout 8m -coverprofile=coverage.out $(PKGS) 2>&1 | tee test-output.log; rc=$$?; \
 	$(GO) tool cover -func=coverage.out 2>/dev/null | tail -n 1; \
+	echo "real model server tests (internal/ollamae2e):"; \
+	if [ -s bin/realmodel-tests.log ]; then sed 's/^/  /' bin/realmodel-tests.log; else echo "  none ran ($${FORESIGHT_OLLAMA_UNAVAILABLE:-not in PKGS})"; fi; \
 	passed=$$(grep -c '^ok ' test-output.log); failed=$$(grep -Ec '^FAIL[[:space:]]+[^[:space:]]' test-output.log); \
 	echo "go test packages: $$passed passed, $$failed failed"; \
 	litter=$$(find . -path ./.git -prune -o -path ./data -prune -o -name 'foresight.db*' -print); \

@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -47,14 +48,47 @@ const (
 // The real server starts once: every scenario below is a subtest of this
 // test, in the order that keeps the model calls few.
 func TestRealModelServer(t *testing.T) {
+	t.Cleanup(func() { reportRan(t) })
 	srv := ollamatest.Start(t)
 	t.Logf("real model server: %s (model %s)", srv.BaseURL, srv.Model)
 	proxy := newRecordingProxy(t, srv.URL)
 
-	t.Run("UnknownModelIsA404OnTheAck", func(t *testing.T) { unknownModel(t, proxy) })
-	t.Run("EarlyStopIsAnErrorAndNotHistory", func(t *testing.T) { earlyStop(t, proxy, srv.Model) })
-	t.Run("TimeoutIsReportedAndTheServerStillAnswers", func(t *testing.T) { timeout(t, proxy, srv.Model) })
-	t.Run("CaptionsHistoryFramesAndTheLLMNudge", func(t *testing.T) { captionsAndNudge(t, proxy, srv.Model) })
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			t.Cleanup(func() { reportRan(t) })
+			f(t)
+		})
+	}
+	run("UnknownModelIsA404OnTheAck", func(t *testing.T) { unknownModel(t, proxy) })
+	run("EarlyStopIsAnErrorAndNotHistory", func(t *testing.T) { earlyStop(t, proxy, srv.Model) })
+	run("TimeoutIsReportedAndTheServerStillAnswers", func(t *testing.T) { timeout(t, proxy, srv.Model) })
+	run("CaptionsHistoryFramesAndTheLLMNudge", func(t *testing.T) { captionsAndNudge(t, proxy, srv.Model) })
+}
+
+// reportRan appends the test's name and outcome to FORESIGHT_E2E_REPORT,
+// when set: `make test` prints it, so a CI log shows which real-server
+// tests ran (go test shows nothing of a passing package without -v).
+func reportRan(t *testing.T) {
+	path := os.Getenv("FORESIGHT_E2E_REPORT")
+	if path == "" {
+		return
+	}
+	outcome := "ok"
+	switch {
+	case t.Failed():
+		outcome = "FAILED"
+	case t.Skipped():
+		outcome = "skipped"
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Errorf("e2e report: %v", err)
+		return
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintf(f, "%s %s\n", outcome, t.Name()); err != nil {
+		t.Errorf("e2e report: %v", err)
+	}
 }
 
 // recorded is one request as the proxy saw it.
