@@ -199,7 +199,10 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		Interventions:   nud.interventionLister,
 		RunIntervention: nud.interventionRunner,
 		DeviceData:      deviceData(cfg, mem, logger),
-		Logger:          logger,
+		// Authorize is nil: the gate in front (the magic word) guards the
+		// uploads like every route, until per-device scoping plugs in.
+		Biometrics: &httpapi.BiometricRoutes{Intake: mem.biometricIntake, Store: mem.biometricStore},
+		Logger:     logger,
 	}
 	if m != nil {
 		handlers.Metrics = m.Handler()

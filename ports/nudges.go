@@ -131,11 +131,13 @@ type Intervention struct {
 	ID     string
 	Device string
 	// Time is when the decision was made.
-	Time             time.Time
-	Engine           string
-	Verdict          Verdict
-	Reasoning        string
-	CaptionIDs       []string
+	Time       time.Time
+	Engine     string
+	Verdict    Verdict
+	Reasoning  string
+	CaptionIDs []string
+	// BiometricIDs are the ids of the biometric windows the decision saw.
+	BiometricIDs     []string
 	Model            string
 	PromptTokens     int
 	CompletionTokens int

@@ -73,6 +73,9 @@ type Handlers struct {
 	// RunIntervention runs POST /interventions/run; nil, or a nil answer,
 	// is 503 "nudges are off".
 	RunIntervention func() InterventionRunner
+	// Biometrics serves POST /biometrics/upload and GET /biometrics; nil
+	// leaves them out, a nil store is 503.
+	Biometrics *BiometricRoutes
 	// DeviceData serves a wearer's own data (/devices/{id}/…: export,
 	// deletion, the device's Poke key); nil leaves those routes out.
 	DeviceData func() *DeviceDataHandlers
@@ -97,6 +100,8 @@ func Routes(h Handlers) []Route {
 		{http.MethodPost, wire.PathPoke, MagicWord, h.Poke},
 		{http.MethodGet, StatusPath, MagicWord, statusHandlerOrNil(h.Status)},
 		{http.MethodGet, CaptionsPath, MagicWord, captionsOrOff(h.Captions, h.Logger)},
+		{http.MethodPost, BiometricsUploadPath, MagicWord, biometricUploadOrOff(h.Biometrics, h.Logger)},
+		{http.MethodGet, BiometricsPath, MagicWord, biometricsListOrOff(h.Biometrics, h.Logger)},
 		{http.MethodGet, InterventionsPath, MagicWord, interventionsOrOff(h.Interventions, h.Logger)},
 		{http.MethodPost, InterventionsRunPath, MagicWord, runOrOff(h.RunIntervention, h.Logger)},
 		{http.MethodGet, DeviceExportPath, MagicWord, deviceRoute(h.DeviceData, (*DeviceDataHandlers).Export)},
