@@ -144,3 +144,16 @@ type BiometricSource interface {
 	// that ended at or after since.
 	ActiveBiometricDevices(ctx context.Context, since time.Time) ([]string, error)
 }
+
+// AlertLevels are the risk prediction's alert levels, lowest first.
+var AlertLevels = []string{"NO ALERT", "LOW ALERT", "MODERATE ALERT", "HIGH ALERT", "CRITICAL ALERT"}
+
+// AlertRank is level's place in AlertLevels, -1 when it is none of them.
+func AlertRank(level string) int {
+	for i, l := range AlertLevels {
+		if l == level {
+			return i
+		}
+	}
+	return -1
+}

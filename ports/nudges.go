@@ -66,10 +66,14 @@ type NudgeInput struct {
 	Device string
 	// Now is the evaluation time; the window ends here.
 	Now time.Time
-	// Captions are the window's captions, oldest first; never empty, and at
-	// least one is New (the decision may only act on new evidence; the
-	// rest is context).
+	// Captions are the window's captions, oldest first. At least one
+	// caption or biometric window is New (the decision may only act on new
+	// evidence; the rest is context); Captions may be empty when the
+	// wearer's body data still arrives but their captions stopped.
 	Captions []CaptionRef
+	// Biometrics are the window's biometric windows, oldest first; empty
+	// when the loop has no biometric source or the device sent none.
+	Biometrics []BiometricRef
 	// LastDelivered is when the device last received a nudge; zero if never.
 	LastDelivered time.Time
 }

@@ -45,9 +45,6 @@ var BiometricFeatureFields = []string{
 	"accelMagnitudeMean", "accelMagnitudeStd", "accelMagnitudeMax", "movementIntensity", "accelEnergy",
 }
 
-// AlertLevels are the risk prediction's alert levels, lowest first.
-var AlertLevels = []string{"NO ALERT", "LOW ALERT", "MODERATE ALERT", "HIGH ALERT", "CRITICAL ALERT"}
-
 // BiometricIntake is what the upload hands a window to (domain.BiometricIntake).
 type BiometricIntake interface {
 	Take(ctx context.Context, w ports.BiometricWindow) (storedAt time.Time, err error)
@@ -224,7 +221,7 @@ func ParseBiometricUpload(body []byte) (ports.BiometricWindow, []*validationErro
 			win.Risk = raw
 			riskLoc := func(name string) []any { return []any{"body", "riskPrediction", name} }
 			if a, ok := risk["alertLevel"]; ok && !isNull(a) {
-				if err := json.Unmarshal(a, &win.AlertLevel); err != nil || !slices.Contains(AlertLevels, win.AlertLevel) {
+				if err := json.Unmarshal(a, &win.AlertLevel); err != nil || ports.AlertRank(win.AlertLevel) < 0 {
 					win.AlertLevel = ""
 					problems = append(problems, &validationError{Type: "enum", Loc: riskLoc("alertLevel"),
 						Msg:   "Input should be 'NO ALERT', 'LOW ALERT', 'MODERATE ALERT', 'HIGH ALERT' or 'CRITICAL ALERT'",
