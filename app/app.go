@@ -213,6 +213,7 @@ func newHandler(cfg Config, stream *httpapi.StreamHandler, pokeHandler *httpapi.
 		Me:              access.MeHandler(),
 		ManualRunLimit:  access.NewLimiter(cfg.ManualRunsPerMinute, nil),
 		AskLimit:        access.NewLimiter(cfg.AsksPerMinute, nil),
+		Biometrics:      &httpapi.BiometricRoutes{Intake: mem.biometricIntake, Store: mem.biometricStore},
 		Logger:          logger,
 	}
 	if m != nil {

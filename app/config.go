@@ -49,6 +49,9 @@ type Config struct {
 	DatabaseURL      string
 	CaptionRetention time.Duration // 0 keeps captions forever
 	CaptionQueue     int
+	// BiometricQueue bounds the biometric windows waiting for the store
+	// (FORESIGHT_BIOMETRIC_QUEUE); past it uploads are refused with 503.
+	BiometricQueue int
 
 	// The scene gate (domain.SceneConfig); see docs/protocol.md.
 	SkipUnchanged     bool
@@ -204,6 +207,8 @@ var Settings = []Setting{
 		Apply: settings.NonNegativeDuration(func(c *Config) *time.Duration { return &c.CaptionRetention })},
 	{Flag: "caption-queue", Envs: []string{"FORESIGHT_CAPTION_QUEUE"}, Default: "10000", Help: "captions held in memory while the store is slow or down; past it the oldest are dropped",
 		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.CaptionQueue })},
+	{Flag: "biometric-queue", Envs: []string{"FORESIGHT_BIOMETRIC_QUEUE"}, Default: "10000", Help: "biometric windows held in memory while the store is slow or down; past it uploads are answered 503",
+		Apply: settings.IntAtLeast(1, func(c *Config) *int { return &c.BiometricQueue })},
 	{Flag: "skip-unchanged", Envs: []string{"FORESIGHT_SKIP_UNCHANGED"}, Default: "false", Help: "skip the model call for a chunk showing the same scene as the last chunk the model saw",
 		Apply: settings.Bool(func(c *Config) *bool { return &c.SkipUnchanged })},
 	{Flag: "change-threshold", Envs: []string{"FORESIGHT_CHANGE_THRESHOLD"}, Default: "10", Help: "largest distance, in bits of the 64-bit luma difference hash, that still counts as the same scene (1-64)",

@@ -65,6 +65,10 @@ func deviceData(cfg Config, mem *captionMemory, logger *slog.Logger) func() *htt
 		if store, ok := mem.store.(deviceStore); ok {
 			hc.Captions, hc.Interventions, hc.Eraser, hc.Secrets = store, store, store, store
 		}
+		if bio := mem.biometricStore(); bio != nil {
+			hc.Biometrics = bio
+			hc.Extra = append(hc.Extra, httpapi.BiometricExportSection(bio))
+		}
 		if sealer != nil {
 			hc.Seal = sealer.Seal
 		}

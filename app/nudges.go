@@ -200,13 +200,17 @@ func (n *nudges) open(ctx context.Context) error {
 		n.closeLock()
 		return fmt.Errorf("nudges: %w", err)
 	}
+	// Both stores keep biometric windows beside the captions: the loop
+	// sees the wearer's body too.
+	body, _ := store.(ports.BiometricSource)
 	loop, err := domain.NewNudgeLoop(domain.NudgePorts{
-		Captions: store,
-		Decider:  n.decider,
-		Store:    store,
-		Lock:     lock,
-		Notifier: n.notifier,
-		Keys:     keys,
+		Captions:   store,
+		Decider:    n.decider,
+		Store:      store,
+		Lock:       lock,
+		Notifier:   n.notifier,
+		Keys:       keys,
+		Biometrics: body,
 	}, loopCfg)
 	if err != nil {
 		n.closeLock()

@@ -122,19 +122,21 @@ func streamInBackground(t *testing.T, inst *app.Instance, device string) (stop f
 }
 
 type interventionRecord struct {
-	ID          string   `json:"id"`
-	Device      string   `json:"device"`
-	Time        string   `json:"time"`
-	Engine      string   `json:"engine"`
-	Decision    string   `json:"decision"`
-	Reasoning   string   `json:"reasoning"`
-	CaptionIDs  []string `json:"caption_ids"`
-	Model       *string  `json:"model"`
-	Nudge       *string  `json:"nudge"`
-	Status      string   `json:"status"`
-	DeliveredAt *string  `json:"delivered_at"`
-	Attempts    int      `json:"attempts"`
-	Error       *string  `json:"error"`
+	ID         string   `json:"id"`
+	Device     string   `json:"device"`
+	Time       string   `json:"time"`
+	Engine     string   `json:"engine"`
+	Decision   string   `json:"decision"`
+	Reasoning  string   `json:"reasoning"`
+	CaptionIDs []string `json:"caption_ids"`
+	// BiometricIDs are the biometric windows the decision saw.
+	BiometricIDs []string `json:"biometric_ids"`
+	Model        *string  `json:"model"`
+	Nudge        *string  `json:"nudge"`
+	Status       string   `json:"status"`
+	DeliveredAt  *string  `json:"delivered_at"`
+	Attempts     int      `json:"attempts"`
+	Error        *string  `json:"error"`
 }
 
 func (r interventionRecord) time(t *testing.T) time.Time {

@@ -20,9 +20,9 @@ func TestStopSequenceOrder(t *testing.T) {
 	for _, s := range steps {
 		names = append(names, s.name)
 	}
-	assert.Equal(t, []string{"http server and streams", "nudge loop", "nudge lock and decider", "caption recorder", "caption retention", "caption store", "inference backend", "notifier"}, names,
+	assert.Equal(t, []string{"http server and streams", "nudge loop", "nudge lock and decider", "biometric writer", "caption recorder", "caption retention", "caption store", "inference backend", "notifier"}, names,
 		"streams end (no more captions) before the nudge loop stops, which stops before the store it reads and the notifier it delivers through; "+
-			"streams end before the recorder writes the queue and the store closes; "+
+			"streams end before the recorder writes the queue and the store closes; the http server (uploads) ends before the biometric writer writes its queue; "+
 			"streams close their sessions before the backend closes; nothing sends once the notifier is closed")
 }
 

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/observe/metrics"
@@ -87,6 +88,10 @@ type captionMemory struct {
 	// Set by open, before the server listens, and not changed after.
 	store         ports.CaptionStore // nil when off
 	stopRetention func()
+	// biometrics takes the wearer app's uploads into the same store; nil
+	// when off. bioStopRetention sweeps them with the captions' MaxAge.
+	biometrics       *domain.BiometricIntake
+	bioStopRetention func()
 
 	closeOnce sync.Once
 	// stored, when set, is called after each batch the recorder writes
@@ -159,6 +164,14 @@ func (c *captionMemory) open(ctx context.Context) error {
 	if c.cfg.CaptionRetention > 0 {
 		c.stopRetention = domain.StartRetention(store, domain.RetentionConfig{MaxAge: c.cfg.CaptionRetention, Logger: c.logger})
 	}
+	if bio, ok := store.(ports.BiometricStore); ok {
+		c.biometrics = domain.NewBiometricIntake(bio, domain.BiometricIntakeConfig{QueueSize: c.cfg.BiometricQueue,
+			Writer: domain.BatchWriterConfig{Logger: c.logger}})
+		if c.cfg.CaptionRetention > 0 {
+			c.bioStopRetention = domain.StartRetention(biometricPruner{bio},
+				domain.RetentionConfig{MaxAge: c.cfg.CaptionRetention, Logger: c.logger})
+		}
+	}
 	c.logger.Info("caption store open", "database_url", RedactDatabaseURL(c.cfg.DatabaseURL),
 		"retention", c.cfg.CaptionRetention, "queue", c.cfg.CaptionQueue)
 	return nil
@@ -184,6 +197,15 @@ func (c *captionMemory) cursorSigner() *httpapi.CursorSigner {
 // stop the sweeper, close the database.
 func (c *captionMemory) stopSteps() []stopStep {
 	return []stopStep{
+		{"biometric writer", func(ctx context.Context) error {
+			if c.bioStopRetention != nil {
+				c.bioStopRetention()
+			}
+			if c.biometrics == nil {
+				return nil
+			}
+			return c.biometrics.Close(ctx)
+		}},
 		{"caption recorder", func(ctx context.Context) error {
 			if c.recorder == nil {
 				return nil
@@ -198,6 +220,31 @@ func (c *captionMemory) stopSteps() []stopStep {
 		}},
 		{"caption store", func(context.Context) error { return c.closeStore() }},
 	}
+}
+
+// biometricIntake is what POST /biometrics/upload hands windows to; nil
+// (503) when the store is off.
+func (c *captionMemory) biometricIntake() httpapi.BiometricIntake {
+	if c.biometrics == nil {
+		return nil
+	}
+	return c.biometrics
+}
+
+// biometricStore is what GET /biometrics reads; nil when off.
+func (c *captionMemory) biometricStore() ports.BiometricStore {
+	if c.biometrics == nil {
+		return nil
+	}
+	bio, _ := c.store.(ports.BiometricStore)
+	return bio
+}
+
+// biometricPruner sweeps biometric windows with the caption sweeper.
+type biometricPruner struct{ ports.BiometricStore }
+
+func (p biometricPruner) DeleteCaptionsBefore(ctx context.Context, t time.Time, limit int) (int, error) {
+	return p.DeleteBiometricsBefore(ctx, t, limit)
 }
 
 func (c *captionMemory) closeStore() error {

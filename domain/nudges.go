@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -157,6 +158,11 @@ type NudgePorts struct {
 	// Keys, when set, names each device's own notifier key; a device
 	// without one gets NudgeConfig.APIKey. nil: every device gets APIKey.
 	Keys ports.NotifierKeys
+	// Biometrics, when set, adds each device's biometric windows to its
+	// evaluations, under the same evidence rule as captions; a device with
+	// new windows is evaluated even when its captions stopped. nil: the
+	// loop sees captions only.
+	Biometrics ports.BiometricSource
 }
 
 // NudgeLoop evaluates every device with recent captions once per interval,
@@ -260,7 +266,7 @@ func (l *NudgeLoop) run(ctx context.Context) {
 
 // tick evaluates every active device for the interval starting at slot.
 func (l *NudgeLoop) tick(ctx context.Context, slot time.Time) {
-	devices, err := l.p.Captions.ActiveDevices(ctx, slot.Add(-l.cfg.Window-l.cfg.Settle))
+	devices, err := l.activeDevices(ctx, slot.Add(-l.cfg.Window-l.cfg.Settle))
 	if err != nil {
 		l.cfg.Logger.Warn("nudge loop: list active devices", "err", err)
 		return
@@ -346,7 +352,14 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 	if err != nil {
 		return ports.Intervention{}, fmt.Errorf("read captions: %w", err)
 	}
-	if !window.HasNew() {
+	var body ports.BiometricSet
+	if l.p.Biometrics != nil {
+		body, err = l.p.Biometrics.RecentBiometrics(ctx, device, now.Add(-l.cfg.Window), now.Add(-l.cfg.Window-l.cfg.Settle))
+		if err != nil {
+			return ports.Intervention{}, fmt.Errorf("read biometric windows: %w", err)
+		}
+	}
+	if !window.HasNew() && !body.HasNew() {
 		return ports.Intervention{}, ErrNoCaptions
 	}
 	captions := window.Captions
@@ -365,7 +378,8 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 	// The decider gets 7/10 of the interval, so a model that does not answer
 	// leaves time to record the failure and to deliver a "yes".
 	decideCtx, cancelDecide := withClockTimeout(ctx, l.cfg.Clock, l.cfg.Interval*7/10, errNudgeDeadline)
-	dec, decErr := l.p.Decider.Decide(decideCtx, ports.NudgeInput{Device: device, Now: now, Captions: captions, LastDelivered: last})
+	dec, decErr := l.p.Decider.Decide(decideCtx, ports.NudgeInput{Device: device, Now: now, Captions: captions,
+		Biometrics: body.Windows, LastDelivered: last})
 	cancelDecide()
 	engine := dec.Engine
 	if engine == "" {
@@ -383,6 +397,7 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 		Engine:           engine,
 		Reasoning:        dec.Reasoning,
 		CaptionIDs:       captionIDs(captions),
+		BiometricIDs:     biometricIDs(body.Windows),
 		Model:            dec.Model,
 		PromptTokens:     dec.PromptTokens,
 		CompletionTokens: dec.CompletionTokens,
@@ -433,7 +448,7 @@ func (l *NudgeLoop) evaluate(ctx context.Context, device string, slot time.Time)
 		// delivery: a nudge goes out only once its evidence can no longer
 		// make another.
 		wctx, cancelMark := withClockTimeout(context.WithoutCancel(ctx), l.cfg.Clock, nudgeStoreWriteBudget, errNudgeDeadline)
-		err := l.p.Captions.MarkJudged(wctx, device, window.Mark)
+		err := l.markJudged(wctx, device, window, body)
 		cancelMark()
 		if err != nil {
 			if rec.Status == ports.DeliveryPending {
@@ -530,6 +545,46 @@ func decisionOutcome(rec ports.Intervention) string {
 		return "error"
 	}
 	return "no"
+}
+
+// activeDevices lists the devices with captions, or biometric windows,
+// since t, sorted and each once.
+func (l *NudgeLoop) activeDevices(ctx context.Context, since time.Time) ([]string, error) {
+	devices, err := l.p.Captions.ActiveDevices(ctx, since)
+	if err != nil || l.p.Biometrics == nil {
+		return devices, err
+	}
+	more, err := l.p.Biometrics.ActiveBiometricDevices(ctx, since)
+	if err != nil {
+		return nil, fmt.Errorf("biometric devices: %w", err)
+	}
+	devices = append(devices, more...)
+	slices.Sort(devices)
+	return slices.Compact(devices), nil
+}
+
+// markJudged records the marks of what the decision saw: its captions and
+// its biometric windows (each kind's own mark; an empty kind has none).
+func (l *NudgeLoop) markJudged(ctx context.Context, device string, window ports.CaptionWindow, body ports.BiometricSet) error {
+	if window.Mark != "" {
+		if err := l.p.Captions.MarkJudged(ctx, device, window.Mark); err != nil {
+			return err
+		}
+	}
+	if body.Mark != "" && l.p.Biometrics != nil {
+		if err := l.p.Biometrics.MarkBiometricsJudged(ctx, device, body.Mark); err != nil {
+			return fmt.Errorf("biometric windows: %w", err)
+		}
+	}
+	return nil
+}
+
+func biometricIDs(ws []ports.BiometricRef) []string {
+	ids := make([]string, len(ws))
+	for i, w := range ws {
+		ids[i] = w.ID
+	}
+	return ids
 }
 
 func captionIDs(cs []ports.CaptionRef) []string {

@@ -66,10 +66,14 @@ type NudgeInput struct {
 	Device string
 	// Now is the evaluation time; the window ends here.
 	Now time.Time
-	// Captions are the window's captions, oldest first; never empty, and at
-	// least one is New (the decision may only act on new evidence; the
-	// rest is context).
+	// Captions are the window's captions, oldest first. At least one
+	// caption or biometric window is New (the decision may only act on new
+	// evidence; the rest is context); Captions may be empty when the
+	// wearer's body data still arrives but their captions stopped.
 	Captions []CaptionRef
+	// Biometrics are the window's biometric windows, oldest first; empty
+	// when the loop has no biometric source or the device sent none.
+	Biometrics []BiometricRef
 	// LastDelivered is when the device last received a nudge; zero if never.
 	LastDelivered time.Time
 }
@@ -131,11 +135,13 @@ type Intervention struct {
 	ID     string
 	Device string
 	// Time is when the decision was made.
-	Time             time.Time
-	Engine           string
-	Verdict          Verdict
-	Reasoning        string
-	CaptionIDs       []string
+	Time       time.Time
+	Engine     string
+	Verdict    Verdict
+	Reasoning  string
+	CaptionIDs []string
+	// BiometricIDs are the ids of the biometric windows the decision saw.
+	BiometricIDs     []string
 	Model            string
 	PromptTokens     int
 	CompletionTokens int

@@ -335,8 +335,45 @@ func UserMessage(in ports.NudgeInput) string {
 	for _, c := range caps {
 		fmt.Fprintf(&b, "[%s] %s\n", c.Time.UTC().Format(time.TimeOnly), strings.Join(strings.Fields(c.Text), " "))
 	}
+	if len(in.Biometrics) > 0 {
+		writeBiometrics(&b, in.Biometrics)
+	}
 	b.WriteString("\nShould the wearer be nudged now?")
 	return b.String()
+}
+
+// biometricLine lists, in this order, the features a window's line shows
+// when it has them: heart rate, its variability, movement, signal quality.
+var biometricLine = []struct{ field, label, format string }{
+	{"hrMean", "hr", "%.0f"}, {"hrMin", "min", "%.0f"}, {"hrMax", "max", "%.0f"},
+	{"rmssd", "rmssd", "%.0f ms"}, {"sdnn", "sdnn", "%.0f ms"},
+	{"movementIntensity", "movement", "%.2f"}, {"qualityScore", "quality", "%.2f"},
+}
+
+// writeBiometrics adds the wrist sensor's windows, one compact line each
+// (the newest maxCaptions), after the captions.
+func writeBiometrics(b *strings.Builder, windows []ports.BiometricRef) {
+	if len(windows) > maxCaptions {
+		windows = windows[len(windows)-maxCaptions:]
+	}
+	fmt.Fprintf(b, "\nTheir body, from the wrist sensor, oldest first (%d windows; hr in beats per minute):\n", len(windows))
+	for _, w := range windows {
+		fmt.Fprintf(b, "[%s]", w.Time.UTC().Format(time.TimeOnly))
+		shown := 0
+		for _, f := range biometricLine {
+			if v, ok := w.Features[f.field]; ok {
+				fmt.Fprintf(b, " %s "+f.format, f.label, v)
+				shown++
+			}
+		}
+		if shown == 0 {
+			b.WriteString(" no heart or movement signal")
+		}
+		if w.AlertLevel != "" {
+			fmt.Fprintf(b, ", alert %s", w.AlertLevel)
+		}
+		b.WriteByte('\n')
+	}
 }
 
 // describeCallError keeps what reaches the record short and free of the

@@ -60,9 +60,12 @@ type DeviceDataConfig struct {
 	Captions      ports.CaptionReader
 	Interventions InterventionLister
 	// Extra sections follow captions and interventions in an export.
-	Extra   []ExportSection
-	Eraser  ports.DeviceMemoryEraser
-	Secrets ports.DeviceSecrets
+	Extra  []ExportSection
+	Eraser ports.DeviceMemoryEraser
+	// Biometrics, when set, erases the device's biometric windows with
+	// its memory (see BiometricExportSection for the export).
+	Biometrics ports.BiometricStore
+	Secrets    ports.DeviceSecrets
 	// Seal encrypts a device's Poke key for storage; nil refuses to store
 	// one (no server key is configured).
 	Seal func(device string, plaintext []byte) (ports.SealedSecret, error)
@@ -248,6 +251,8 @@ type erasedJSON struct {
 	Device        string `json:"device"`
 	Captions      int    `json:"captions"`
 	Interventions int    `json:"interventions"`
+	// Biometrics is left out when no biometric store is configured.
+	Biometrics *int `json:"biometrics,omitempty"`
 }
 
 // Erase is DELETE DeviceMemoryPath?since=&until=: deletes the device's
@@ -274,6 +279,14 @@ func (h *DeviceDataHandlers) Erase() http.Handler {
 			n   *int
 			del func(context.Context, string, time.Time, time.Time, int) (int, error)
 		}{{&out.Captions, h.cfg.Eraser.DeleteDeviceCaptions}, {&out.Interventions, h.cfg.Eraser.DeleteDeviceInterventions}}
+		biometrics := 0
+		if h.cfg.Biometrics != nil {
+			out.Biometrics = &biometrics
+			steps = append(steps, struct {
+				n   *int
+				del func(context.Context, string, time.Time, time.Time, int) (int, error)
+			}{&biometrics, h.cfg.Biometrics.DeleteDeviceBiometrics})
+		}
 		for _, step := range steps {
 			for {
 				ctx, cancel := context.WithTimeout(r.Context(), deviceStoreTimeout)
@@ -283,11 +296,15 @@ func (h *DeviceDataHandlers) Erase() http.Handler {
 				if err != nil {
 					if r.Context().Err() == nil {
 						h.cfg.Logger.Error("device memory deletion failed", "device", device,
-							"captions", out.Captions, "interventions", out.Interventions, "err", err)
+							"captions", out.Captions, "interventions", out.Interventions, "biometrics", biometrics, "err", err)
 					}
-					writeDetail(w, http.StatusServiceUnavailable, fmt.Sprintf(
-						"store unavailable: %d captions and %d interventions were deleted before it failed; repeat the request to finish",
-						out.Captions, out.Interventions))
+					detail := fmt.Sprintf("store unavailable: %d captions and %d interventions were deleted before it failed; repeat the request to finish",
+						out.Captions, out.Interventions)
+					if out.Biometrics != nil {
+						detail = fmt.Sprintf("store unavailable: %d captions and %d interventions were deleted before it failed, and %d biometric windows; repeat the request to finish",
+							out.Captions, out.Interventions, biometrics)
+					}
+					writeDetail(w, http.StatusServiceUnavailable, detail)
 					return
 				}
 				if n < h.cfg.DeleteBatch {
@@ -296,7 +313,7 @@ func (h *DeviceDataHandlers) Erase() http.Handler {
 			}
 		}
 		h.cfg.Logger.Info("device memory deleted", "device", device, "since", since, "until", until,
-			"captions", out.Captions, "interventions", out.Interventions)
+			"captions", out.Captions, "interventions", out.Interventions, "biometrics", biometrics)
 		w.Header().Set("Cache-Control", "no-store")
 		writeJSON(w, http.StatusOK, out)
 	})

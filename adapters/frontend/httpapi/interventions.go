@@ -84,6 +84,7 @@ type interventionJSON struct {
 	Decision         string   `json:"decision"`
 	Reasoning        string   `json:"reasoning"`
 	CaptionIDs       []string `json:"caption_ids"`
+	BiometricIDs     []string `json:"biometric_ids"`
 	Model            *string  `json:"model"`
 	PromptTokens     int      `json:"prompt_tokens"`
 	CompletionTokens int      `json:"completion_tokens"`
@@ -114,6 +115,10 @@ func toInterventionJSON(r ports.Intervention) interventionJSON {
 	}
 	if out.CaptionIDs == nil {
 		out.CaptionIDs = []string{}
+	}
+	out.BiometricIDs = r.BiometricIDs
+	if out.BiometricIDs == nil {
+		out.BiometricIDs = []string{}
 	}
 	if !r.DeliveredAt.IsZero() {
 		out.DeliveredAt = orNull(r.DeliveredAt.UTC().Format(time.RFC3339Nano))

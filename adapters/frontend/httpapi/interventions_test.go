@@ -94,7 +94,7 @@ func TestInterventionsListNewestFirstWithEveryField(t *testing.T) {
 	require.Len(t, list, 2)
 	assert.Equal(t, map[string]any{
 		"id": "2", "device": "kit", "time": "2026-03-14T09:00:02Z", "engine": "llm", "decision": "yes",
-		"reasoning": "reason 2", "caption_ids": []any{"cap-0000002", "cap-0000003"}, "model": "gpt-test",
+		"reasoning": "reason 2", "biometric_ids": []any{}, "caption_ids": []any{"cap-0000002", "cap-0000003"}, "model": "gpt-test",
 		"prompt_tokens": 102.0, "completion_tokens": 7.0, "nudge": "Drink some water.", "status": "delivered",
 		"delivered_at": "2026-03-14T09:00:02.25Z", "attempts": 1.0, "error": nil,
 	}, list[0])

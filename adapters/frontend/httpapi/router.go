@@ -94,6 +94,9 @@ type Handlers struct {
 	// AskLimit bounds the questions each credential may ask (429 with
 	// Retry-After past it); nil means no bound.
 	AskLimit CredentialLimiter
+	// Biometrics serves POST /biometrics/upload and GET /biometrics; nil
+	// leaves them out, a nil store is 503.
+	Biometrics *BiometricRoutes
 	// DeviceData serves a wearer's own data (/devices/{id}/…: export,
 	// deletion, the device's Poke key); nil leaves those routes out.
 	DeviceData func() *DeviceDataHandlers
@@ -119,6 +122,8 @@ func Routes(h Handlers) []Route {
 		{http.MethodGet, wire.PathMe, Wearer, h.Me},
 		{http.MethodGet, StatusPath, Admin, statusHandlerOrNil(h.Status)},
 		{http.MethodGet, CaptionsPath, Wearer, captionsOrOff(h.Captions, h.Cursors, h.Logger)},
+		{http.MethodPost, BiometricsUploadPath, Wearer, biometricUploadOrOff(h.Biometrics, h.Logger)},
+		{http.MethodGet, BiometricsPath, Wearer, biometricsListOrOff(h.Biometrics, h.Cursors, h.Logger)},
 		{http.MethodGet, InterventionsPath, Wearer, interventionsOrOff(h.Interventions, h.Cursors, h.Logger)},
 		{http.MethodPost, InterventionsRunPath, Wearer, runOrOff(h.RunIntervention, h.ManualRunLimit, h.Logger)},
 		{http.MethodPost, AskPath, Wearer, limited(h.Ask, h.AskLimit, "questions")},

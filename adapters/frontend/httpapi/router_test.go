@@ -20,7 +20,8 @@ import (
 func everyRouteOn() httpapi.Handlers {
 	h := http.NotFoundHandler()
 	return httpapi.Handlers{Stream: h, Poke: h, Page: h, Metrics: h, Status: &httpapi.Status{}, Pprof: true,
-		Me: h, Ask: h, DeviceData: func() *httpapi.DeviceDataHandlers { return nil }}
+		Me: h, Ask: h, DeviceData: func() *httpapi.DeviceDataHandlers { return nil },
+		Biometrics: &httpapi.BiometricRoutes{}}
 }
 
 // TestRouteTableMatchesProtocolDoc keeps docs/protocol.md's route table
@@ -45,7 +46,8 @@ func TestRouteTableMatchesProtocolDoc(t *testing.T) {
 	}
 	var mounted []string
 	for _, r := range httpapi.Routes(everyRouteOn()) {
-		mounted = append(mounted, r.Method+" "+r.Path+" "+string(r.Credential))
+		// The doc writes httprouter's :device parameter as {id}.
+		mounted = append(mounted, r.Method+" "+strings.ReplaceAll(r.Path, ":device", "{id}")+" "+string(r.Credential))
 	}
 	assert.Equal(t, mounted, documented)
 }
@@ -84,11 +86,13 @@ func TestStatusAndPprofAnswerWhenOn(t *testing.T) {
 // given, or answers nil (the store or loop is off), is a clear 503.
 func TestStoreRoutesAnswer503WhenOff(t *testing.T) {
 	for name, h := range map[string]httpapi.Handlers{
-		"not given": {},
+		"not given": {Biometrics: &httpapi.BiometricRoutes{}},
 		"nil answer": {
 			Captions:        func() ports.CaptionReader { return nil },
 			Interventions:   func() httpapi.InterventionLister { return nil },
 			RunIntervention: func() httpapi.InterventionRunner { return nil },
+			Biometrics: &httpapi.BiometricRoutes{Intake: func() httpapi.BiometricIntake { return nil },
+				Store: func() ports.BiometricStore { return nil }},
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -98,6 +102,8 @@ func TestStoreRoutesAnswer503WhenOff(t *testing.T) {
 				{http.MethodGet, httpapi.CaptionsPath, "caption store is off (FORESIGHT_DATABASE_URL=none)"},
 				{http.MethodGet, httpapi.InterventionsPath, "caption store is off (FORESIGHT_DATABASE_URL=none): no decisions are kept"},
 				{http.MethodPost, httpapi.InterventionsRunPath, "nudges are off: set FORESIGHT_NUDGES to rules or llm"},
+				{http.MethodPost, httpapi.BiometricsUploadPath, "caption store is off (FORESIGHT_DATABASE_URL=none): biometric windows are kept in it"},
+				{http.MethodGet, httpapi.BiometricsPath, "caption store is off (FORESIGHT_DATABASE_URL=none): biometric windows are kept in it"},
 			} {
 				status, body := call(t, srv, tc.method, tc.path, url.Values{"device": {"kit"}})
 				assert.Equal(t, http.StatusServiceUnavailable, status, tc.path)

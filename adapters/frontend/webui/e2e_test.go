@@ -216,6 +216,7 @@ func startServerGated(t *testing.T, gate func(router http.Handler, store *sqlite
 		Captions:      func() ports.CaptionReader { return store },
 		Interventions: func() httpapi.InterventionLister { return store },
 		Me:            access.MeHandler(),
+		Biometrics:    &httpapi.BiometricRoutes{Store: func() ports.BiometricStore { return store }},
 		Logger:        logger,
 	})
 	root := gate(router, store, logger)
@@ -474,4 +475,36 @@ func TestLivePageMagicWord(t *testing.T) {
 	steps(t, ctx, "stop", press("stop"))
 	waitJS(t, ctx, "closed", `document.getElementById("status").dataset.state === "closed"`)
 	assert.Empty(t, exceptions(), "uncaught exceptions in the page")
+}
+
+// TestLivePageShowsTheBody: the Body panel draws the device's heart rate
+// as an inline SVG line and states the newest window's heart rate and
+// alert level, under the page's CSP.
+func TestLivePageShowsTheBody(t *testing.T) {
+	ctx, exceptions := browser(t)
+	srv := startServer(t, "")
+	num := func(v float64) *float64 { return &v }
+	start := time.Now().Add(-time.Minute).UTC()
+	var windows []ports.BiometricWindow
+	for i, hr := range []float64{72, 80, 95, 131} {
+		w := ports.BiometricWindow{Device: "e2e-wrist", WindowID: fmt.Sprintf("w%d", i),
+			Start: start.Add(time.Duration(i) * 10 * time.Second), Duration: 10 * time.Second,
+			Features: map[string]*float64{"hrMean": num(hr), "hrMin": num(hr - 4), "hrMax": num(hr + 6)}, StoredAt: time.Now()}
+		if i == 3 {
+			w.AlertLevel = "HIGH ALERT"
+		}
+		windows = append(windows, w)
+	}
+	windows = append(windows, ports.BiometricWindow{Device: "e2e-wrist", WindowID: "no-ppg", Start: start.Add(-time.Hour),
+		Features: map[string]*float64{"hrMean": nil}, StoredAt: time.Now()})
+	require.NoError(t, srv.store.SaveBiometrics(context.Background(), windows))
+
+	open(t, ctx, srv.url+"/")
+	steps(t, ctx, "set device", setValue("device", "e2e-wrist"))
+	waitJS(t, ctx, "the chart has its points", `document.getElementById("body-chart").dataset.points === "4"`)
+	assert.Equal(t, 1, run(t, ctx, "one line", chromedp.Evaluate[int](`document.querySelectorAll("#body-chart polyline").length`)))
+	assert.Contains(t, text(t, ctx, "body-latest"), "heart rate 131 bpm (127\u2013137), alert HIGH ALERT")
+	assert.Contains(t, text(t, ctx, "body-status"), "5 recent windows on device e2e-wrist")
+	assert.Empty(t, run(t, ctx, "csp violations", chromedp.Evaluate[[]string](`window.__csp`)))
+	assert.Empty(t, exceptions())
 }

@@ -89,14 +89,18 @@ func (s *Store) CreateIntervention(ctx context.Context, rec ports.Intervention) 
 	if ids == nil {
 		ids = []string{}
 	}
+	bioIDs := rec.BiometricIDs
+	if bioIDs == nil {
+		bioIDs = []string{}
+	}
 	var id int64
 	err := s.pool.QueryRow(ctx, `INSERT INTO interventions
 		(device, time, engine, verdict, reasoning, caption_ids, model, prompt_tokens, completion_tokens,
-		 nudge, status, delivered_at, attempts, error)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id`,
+		 nudge, status, delivered_at, attempts, error, biometric_ids)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id`,
 		rec.Device, rec.Time.UTC(), rec.Engine, string(rec.Verdict), rec.Reasoning, ids, rec.Model,
 		rec.PromptTokens, rec.CompletionTokens, rec.Nudge, string(rec.Status), nullableTime(rec.DeliveredAt),
-		rec.Attempts, rec.Error).Scan(&id)
+		rec.Attempts, rec.Error, bioIDs).Scan(&id)
 	if err != nil {
 		return ports.Intervention{}, fmt.Errorf("insert intervention: %w", err)
 	}
@@ -105,7 +109,7 @@ func (s *Store) CreateIntervention(ctx context.Context, rec ports.Intervention) 
 	if !rec.DeliveredAt.IsZero() {
 		rec.DeliveredAt = rec.DeliveredAt.UTC().Truncate(time.Microsecond)
 	}
-	rec.CaptionIDs = slices.Clone(ids)
+	rec.CaptionIDs, rec.BiometricIDs = slices.Clone(ids), slices.Clone(bioIDs)
 	return rec, nil
 }
 
@@ -154,7 +158,7 @@ func (s *Store) ListInterventions(ctx context.Context, q ports.InterventionQuery
 	}
 	limit := q.EffectiveLimit()
 	query := `SELECT id, device, time, engine, verdict, reasoning, caption_ids, model, prompt_tokens,
-		completion_tokens, nudge, status, delivered_at, attempts, error FROM interventions`
+		completion_tokens, nudge, status, delivered_at, attempts, error, biometric_ids FROM interventions`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -173,13 +177,16 @@ func (s *Store) ListInterventions(ctx context.Context, q ports.InterventionQuery
 		var verdict, status string
 		var delivered *time.Time
 		if err := rows.Scan(&id, &r.Device, &r.Time, &r.Engine, &verdict, &r.Reasoning, &r.CaptionIDs, &r.Model,
-			&r.PromptTokens, &r.CompletionTokens, &r.Nudge, &status, &delivered, &r.Attempts, &r.Error); err != nil {
+			&r.PromptTokens, &r.CompletionTokens, &r.Nudge, &status, &delivered, &r.Attempts, &r.Error, &r.BiometricIDs); err != nil {
 			return ports.InterventionPage{}, fmt.Errorf("read intervention row: %w", err)
 		}
 		r.ID, r.Time = strconv.FormatInt(id, 10), r.Time.UTC()
 		r.Verdict, r.Status = ports.Verdict(verdict), ports.DeliveryStatus(status)
 		if r.CaptionIDs == nil {
 			r.CaptionIDs = []string{}
+		}
+		if r.BiometricIDs == nil {
+			r.BiometricIDs = []string{}
 		}
 		if delivered != nil {
 			r.DeliveredAt = delivered.UTC()

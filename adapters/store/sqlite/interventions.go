@@ -136,21 +136,29 @@ func (s *Store) CreateIntervention(ctx context.Context, rec ports.Intervention) 
 	if err != nil {
 		return ports.Intervention{}, fmt.Errorf("encode caption ids: %w", err)
 	}
+	bioIDs := rec.BiometricIDs
+	if bioIDs == nil {
+		bioIDs = []string{}
+	}
+	bioJSON, err := json.Marshal(bioIDs)
+	if err != nil {
+		return ports.Intervention{}, fmt.Errorf("encode biometric ids: %w", err)
+	}
 	var id int64
 	err = s.write.QueryRowContext(ctx, `INSERT INTO interventions
 		(device, time_us, engine, verdict, reasoning, caption_ids, model, prompt_tokens, completion_tokens,
-		 nudge, status, delivered_at_us, attempts, error)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		 nudge, status, delivered_at_us, attempts, error, biometric_ids)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		rec.Device, rec.Time.UnixMicro(), rec.Engine, string(rec.Verdict), rec.Reasoning, string(idsJSON), rec.Model,
 		rec.PromptTokens, rec.CompletionTokens, rec.Nudge, string(rec.Status), nullableMicros(rec.DeliveredAt),
-		rec.Attempts, rec.Error).Scan(&id)
+		rec.Attempts, rec.Error, string(bioJSON)).Scan(&id)
 	if err != nil {
 		return ports.Intervention{}, fmt.Errorf("insert intervention: %w", err)
 	}
 	rec.ID = strconv.FormatInt(id, 10)
 	rec.Time = rec.Time.UTC().Truncate(time.Microsecond)
 	rec.DeliveredAt = truncateTime(rec.DeliveredAt)
-	rec.CaptionIDs = slices.Clone(ids)
+	rec.CaptionIDs, rec.BiometricIDs = slices.Clone(ids), slices.Clone(bioIDs)
 	return rec, nil
 }
 
@@ -197,7 +205,7 @@ func (s *Store) ListInterventions(ctx context.Context, q ports.InterventionQuery
 	}
 	limit := q.EffectiveLimit()
 	query := `SELECT id, device, time_us, engine, verdict, reasoning, caption_ids, model, prompt_tokens,
-		completion_tokens, nudge, status, delivered_at_us, attempts, error FROM interventions`
+		completion_tokens, nudge, status, delivered_at_us, attempts, error, biometric_ids FROM interventions`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -214,14 +222,17 @@ func (s *Store) ListInterventions(ctx context.Context, q ports.InterventionQuery
 	for rows.Next() {
 		var r ports.Intervention
 		var id, timeUS int64
-		var verdict, status, idsJSON string
+		var verdict, status, idsJSON, bioJSON string
 		var deliveredUS sql.NullInt64
 		if err := rows.Scan(&id, &r.Device, &timeUS, &r.Engine, &verdict, &r.Reasoning, &idsJSON, &r.Model,
-			&r.PromptTokens, &r.CompletionTokens, &r.Nudge, &status, &deliveredUS, &r.Attempts, &r.Error); err != nil {
+			&r.PromptTokens, &r.CompletionTokens, &r.Nudge, &status, &deliveredUS, &r.Attempts, &r.Error, &bioJSON); err != nil {
 			return ports.InterventionPage{}, fmt.Errorf("read intervention row: %w", err)
 		}
 		if err := json.Unmarshal([]byte(idsJSON), &r.CaptionIDs); err != nil {
 			return ports.InterventionPage{}, fmt.Errorf("read intervention %d caption ids: %w", id, err)
+		}
+		if err := json.Unmarshal([]byte(bioJSON), &r.BiometricIDs); err != nil {
+			return ports.InterventionPage{}, fmt.Errorf("read intervention %d biometric ids: %w", id, err)
 		}
 		r.ID, r.Time = strconv.FormatInt(id, 10), time.UnixMicro(timeUS).UTC()
 		r.Verdict, r.Status = ports.Verdict(verdict), ports.DeliveryStatus(status)
