@@ -330,12 +330,12 @@ func earlyStop(t *testing.T, proxy *recordingProxy, model string) {
 		}
 		return http.DefaultTransport.RoundTrip(r)
 	}
-	backend, err := openai.New(openai.Config{
-		BaseURL:     proxy.URL + "/v1",
-		Model:       model,
-		Temperature: -1, // greedy: "temperature":0 on the wire
-		HTTPClient:  &http.Client{Transport: roundTripFunc(jsonMode)},
-	}, nil)
+	cfg := openai.DefaultConfig() // caption history on: the early stop must not enter it
+	cfg.BaseURL, cfg.Model = proxy.URL+"/v1", model
+	cfg.Temperature = 0 // greedy: "temperature":0 on the wire
+	cfg.HTTPClient = &http.Client{Transport: roundTripFunc(jsonMode)}
+	require.Positive(t, cfg.CaptionHistory)
+	backend, err := openai.New(cfg, nil)
 	require.NoError(t, err)
 	defer backend.Close()
 	session, err := backend.OpenSession(context.Background(), ports.SessionRequest{StreamID: "early"})
