@@ -3,13 +3,10 @@ package app
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 
 	"github.com/foresight-vision/foresight/adapters/frontend/access"
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
-	"github.com/foresight-vision/foresight/adapters/store/postgres"
-	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/ports"
 )
 
@@ -60,23 +57,8 @@ type TokenStore interface {
 // OpenTokenStore opens the database url names (applying migrations under
 // the same lock a server takes, so it is safe beside a running server).
 func OpenTokenStore(ctx context.Context, url string) (TokenStore, error) {
-	kind, target, err := ParseDatabaseURL(url)
-	if err != nil {
-		return nil, err
+	if kind, _, err := ParseDatabaseURL(url); err == nil && kind == StoreNone {
+		return nil, errors.New("FORESIGHT_DATABASE_URL is none: tokens live in the database; set it to the server's sqlite:<path> or postgres://…")
 	}
-	switch kind {
-	case StoreSQLite:
-		s, err := sqlite.Open(ctx, target)
-		if err != nil {
-			return nil, fmt.Errorf("database %s: %w", RedactDatabaseURL(url), err)
-		}
-		return s, nil
-	case StorePostgres:
-		s, err := postgres.Open(ctx, target)
-		if err != nil {
-			return nil, fmt.Errorf("database %s: %w", RedactDatabaseURL(url), err)
-		}
-		return s, nil
-	}
-	return nil, errors.New("FORESIGHT_DATABASE_URL is none: tokens live in the database; set it to the server's sqlite:<path> or postgres://…")
+	return openDatabase(ctx, url)
 }

@@ -11,8 +11,6 @@ import (
 
 	"github.com/foresight-vision/foresight/adapters/frontend/httpapi"
 	"github.com/foresight-vision/foresight/adapters/secret/aesgcm"
-	"github.com/foresight-vision/foresight/adapters/store/postgres"
-	"github.com/foresight-vision/foresight/adapters/store/sqlite"
 	"github.com/foresight-vision/foresight/domain"
 	"github.com/foresight-vision/foresight/internal/settings"
 	"github.com/foresight-vision/foresight/ports"
@@ -232,23 +230,8 @@ type secretStore interface {
 }
 
 func openDeviceSecrets(ctx context.Context, databaseURL string) (secretStore, error) {
-	kind, target, err := ParseDatabaseURL(databaseURL)
-	if err != nil {
-		return nil, err
+	if kind, _, err := ParseDatabaseURL(databaseURL); err == nil && kind == StoreNone {
+		return nil, errors.New("FORESIGHT_DATABASE_URL is none: device keys are kept in the database")
 	}
-	switch kind {
-	case StoreSQLite:
-		s, err := sqlite.Open(ctx, target)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", RedactDatabaseURL(databaseURL), err)
-		}
-		return s, nil
-	case StorePostgres:
-		s, err := postgres.Open(ctx, target)
-		if err != nil {
-			return nil, fmt.Errorf("open %s: %w", RedactDatabaseURL(databaseURL), err)
-		}
-		return s, nil
-	}
-	return nil, errors.New("FORESIGHT_DATABASE_URL is none: device keys are kept in the database")
+	return openDatabase(ctx, databaseURL)
 }

@@ -136,29 +136,19 @@ func newCaptionMemory(cfg Config, m *metrics.Metrics, logger *slog.Logger) *capt
 // open opens the store (applying its migrations), starts the recorder and
 // the retention sweeper.
 func (c *captionMemory) open(ctx context.Context) error {
-	kind, target, err := ParseDatabaseURL(c.cfg.DatabaseURL)
+	kind, _, err := ParseDatabaseURL(c.cfg.DatabaseURL)
 	if err != nil {
 		return fmt.Errorf("caption store: %w", err)
 	}
-	var store ports.CaptionStore
-	switch kind {
-	case StoreNone:
+	if kind == StoreNone {
 		c.logger.Info("caption store off: captions are not kept", "database_url", StoreNone)
 		return nil
-	case StoreSQLite:
-		s, err := sqlite.Open(ctx, target)
-		if err != nil {
-			return fmt.Errorf("caption store %s: %w", RedactDatabaseURL(c.cfg.DatabaseURL), err)
-		}
-		store = s
-	case StorePostgres:
-		s, err := postgres.Open(ctx, target)
-		if err != nil {
-			// pgx's errors name host, user and database, never the password.
-			return fmt.Errorf("caption store %s: %w", RedactDatabaseURL(c.cfg.DatabaseURL), err)
-		}
-		store = s
 	}
+	db, err := openDatabase(ctx, c.cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("caption store: %w", err)
+	}
+	var store ports.CaptionStore = db
 	c.store = store
 	c.recorder.Start(store)
 	if c.cfg.CaptionRetention > 0 {
@@ -262,4 +252,42 @@ func (c *captionMemory) closeStore() error {
 func captionLabels(cfg Config) (backend, model string) {
 	info := inferenceInfoOf(cfg)
 	return info.Backend, info.Model
+}
+
+// database is what both stores are: every store port, and Close.
+type database interface {
+	ports.CaptionStore
+	ports.TokenStore
+	ports.DeviceSecrets
+	Close() error
+}
+
+var (
+	_ database = (*sqlite.Store)(nil)
+	_ database = (*postgres.Store)(nil)
+)
+
+// openDatabase opens the database url names, applying its migrations under
+// the lock every opener takes (so the server, `foresight token` and
+// `foresight device` may open it side by side). Its errors name the URL
+// with the password redacted (pgx's errors name host, user and database,
+// never the password).
+func openDatabase(ctx context.Context, url string) (database, error) {
+	kind, target, err := ParseDatabaseURL(url)
+	if err != nil {
+		return nil, err
+	}
+	var db database
+	switch kind {
+	case StoreSQLite:
+		db, err = sqlite.Open(ctx, target)
+	case StorePostgres:
+		db, err = postgres.Open(ctx, target)
+	default:
+		return nil, errors.New("FORESIGHT_DATABASE_URL is none: no database to open")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("database %s: %w", RedactDatabaseURL(url), err)
+	}
+	return db, nil
 }
